@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from hexbytes import HexBytes
 
 __all__ = [
@@ -96,6 +96,11 @@ _BUILTIN = {
 }
 
 
+def _normalize(abi_type: str, value: Any) -> Any:
+    # Addresses come back checksummed, as web3 returns them everywhere else.
+    return to_checksum_address(value) if abi_type == "address" else value
+
+
 def _abi_type(param: Mapping[str, Any]) -> str:
     kind = str(param["type"])
     if kind.startswith("tuple"):
@@ -127,7 +132,7 @@ class RevertDecoder:
             args = abi_decode(types, bytes(data[4:]))
         except Exception:  # malformed arguments: report them raw rather than guess
             return UnknownRevert(data)
-        return ContractRevert(name, list(args), data)
+        return ContractRevert(name, [_normalize(t, a) for t, a in zip(types, args, strict=True)], data)
 
     def from_exception(self, exc: BaseException) -> ContractRevert | None:
         """The revert carried by a web3 or eth-tester exception, or ``None`` if it carries none."""

@@ -1,0 +1,293 @@
+"""Shared fixtures: every contract behaviour runs against eth-tester (in-process py-evm) and a spawned anvil.
+
+Roles, by index into the node's unlocked accounts (see :class:`Actors`):
+admin, an active partner (issues and accepts), a suspended partner, a partner that may only accept
+(no right to issue), a partner that may only issue (no right to accept), a customer, a stranger.
+Customers that must sign redemptions get keys generated at runtime (:func:`new_customer`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
+from chain._devnode import anvil_binary, eth_tester_web3, start_anvil
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
+VALIDITY = 12  # default validity: 12 epochs
+SETTLEMENT_VALUE = 10  # settlement units per point
+ALLOWANCE = 10**9
+GAS = 12_000_000
+
+ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY = 1, 2, 3, 4
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class Node:
+    """A chain the tests drive: a ``Web3`` plus clock control, the same on both backends."""
+
+    kind: str
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3 = w3
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self.w3.eth.accounts)
+
+    def timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Moves the clock forward by ``seconds`` and mines a block at the new time."""
+        raise NotImplementedError
+
+    def mine(self) -> None:
+        raise NotImplementedError
+
+
+class EthTesterNode(Node):
+    kind = "eth-tester"
+
+    def advance_time(self, seconds: int) -> None:
+        tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+        tester.time_travel(self.timestamp() + seconds)
+        tester.mine_blocks(1)
+
+    def mine(self) -> None:
+        self.w3.provider.ethereum_tester.mine_blocks(1)  # type: ignore[attr-defined]
+
+
+class AnvilNode(Node):
+    kind = "anvil"
+
+    def advance_time(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.mine()
+
+    def mine(self) -> None:
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[AnvilNode]:
+    if not anvil_binary(ROOT).exists():
+        pytest.skip("anvil is not installed (run `make install`)")
+    with start_anvil(ROOT, extra_args=("--accounts", "12")) as running:
+        yield AnvilNode(running.w3)
+
+
+@pytest.fixture(scope="session")
+def eth_tester_node() -> EthTesterNode:
+    return EthTesterNode(eth_tester_web3())
+
+
+@pytest.fixture(params=["eth-tester", "anvil"])
+def node(request: pytest.FixtureRequest) -> Node:
+    """Each test that uses it runs once per backend."""
+    name = "eth_tester_node" if request.param == "eth-tester" else "anvil_node"
+    result: Node = request.getfixturevalue(name)
+    return result
+
+
+# --------------------------------------------------------------------------- the deployed ledger
+
+
+@dataclass
+class Actors:
+    admin: str
+    partner: str  # active, may issue and accept (partner id ACTIVE)
+    suspended: str  # registered with both rights, then suspended (SUSPENDED)
+    accept_only: str  # active, may accept but not issue (ACCEPT_ONLY)
+    issue_only: str  # active, may issue but not accept (ISSUE_ONLY)
+    customer: str  # an unlocked account that holds points
+    stranger: str  # no role at all
+
+
+@dataclass
+class Ledger:
+    """A freshly deployed LoyaltyLedger with the standard partners, and helpers to drive it."""
+
+    node: Node
+    contract: Contract
+    artifact: Artifact
+    actors: Actors
+    decoder: RevertDecoder
+    receipts: list[TxReceipt] = field(default_factory=list)
+
+    @property
+    def w3(self) -> Web3:
+        return self.node.w3
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
+
+    def call(self, fn: str, *args: Any) -> Any:
+        return getattr(self.contract.functions, fn)(*args).call()
+
+    def transact(self, fn: str, *args: Any, sender: str) -> TxReceipt:
+        """Sends ``fn(*args)`` from ``sender``; raises the decoded :class:`ContractRevert` if it reverts."""
+        return send(self.node, self.decoder, getattr(self.contract.functions, fn)(*args), sender)
+
+    def events(self, receipt: TxReceipt, name: str | None = None) -> list[dict[str, Any]]:
+        """The receipt's logs from this contract, decoded, in log order: ``{"event", "args", "log"}``."""
+        return decode_logs(self.contract, receipt, name)
+
+    def issue(self, to: str, amount: int, *, sender: str | None = None, ref: bytes | None = None,
+              reason: int = 1, rule: bytes = b"\x00" * 32) -> TxReceipt:
+        return self.transact("issue", to, amount, ref or random_ref(), reason, rule,
+                             sender=sender or self.actors.partner)
+
+    def sign_redemption(self, customer: LocalAccount, partner_id: int, amount: int, ref: bytes, nonce: int,
+                        deadline: int, *, chain_id: int | None = None, contract: str | None = None) -> bytes:
+        return sign_redemption(customer, chain_id=chain_id if chain_id is not None else self.w3.eth.chain_id,
+                               contract=contract or self.address, partner_id=partner_id, amount=amount,
+                               ref=ref, nonce=nonce, deadline=deadline)
+
+    def redeem(self, customer: LocalAccount, amount: int, *, sender: str | None = None, partner_id: int = ACTIVE,
+               ref: bytes | None = None, deadline: int | None = None) -> TxReceipt:
+        """Redeems with a valid signature by ``customer`` at ``partner_id`` (sent by ``sender``)."""
+        ref = ref or random_ref()
+        nonce = self.call("nonces", customer.address)
+        deadline = deadline if deadline is not None else self.node.timestamp() + 3600
+        signature = self.sign_redemption(customer, partner_id, amount, ref, nonce, deadline)
+        return self.transact("redeem", customer.address, amount, ref, nonce, deadline, signature,
+                             sender=sender or self.actors.partner)
+
+
+def send(node: Node, decoder: RevertDecoder, fn: Any, sender: str) -> TxReceipt:
+    """Sends a contract call with a fixed gas limit; on a failed receipt, replays it to decode the revert."""
+    tx_hash = fn.transact({"from": sender, "gas": GAS})
+    receipt = node.w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] == 1:
+        return receipt
+    try:
+        fn.call({"from": sender, "gas": GAS}, block_identifier="latest")
+    except Exception as exc:
+        revert = decoder.from_exception(exc)
+        if revert is None:
+            raise
+        raise revert from None
+    raise AssertionError(f"transaction {HexBytes(tx_hash).to_0x_hex()} failed but its replay succeeded")
+
+
+def decode_logs(contract: Contract, receipt: TxReceipt, name: str | None = None) -> list[dict[str, Any]]:
+    out = []
+    for log in receipt["logs"]:
+        if log["address"] != contract.address:
+            continue
+        for event in contract.events:
+            try:
+                decoded = event().process_log(log)
+            except Exception:
+                continue
+            if name is None or decoded["event"] == name:
+                out.append({"event": decoded["event"], "args": dict(decoded["args"]), "log": log})
+            break
+    return out
+
+
+def deploy(node: Node, name: str, *args: Any, sender: str) -> Contract:
+    artifact = load_artifact(name)
+    factory = node.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = node.w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": sender}))
+    assert receipt["status"] == 1, f"deploying {name} failed"
+    return node.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def deploy_ledger(node: Node, *, epoch_length: int = EPOCH, validity: int = VALIDITY,
+                  settlement_value: int = SETTLEMENT_VALUE) -> Ledger:
+    acc = node.accounts
+    actors = Actors(admin=acc[0], partner=acc[1], suspended=acc[2], accept_only=acc[3], issue_only=acc[4],
+                    customer=acc[5], stranger=acc[6])
+    artifact = load_artifact("LoyaltyLedger")
+    contract = deploy(node, "LoyaltyLedger", "Coalition Points", "PTS", actors.admin, epoch_length, validity,
+                      settlement_value, sender=actors.admin)
+    ledger = Ledger(node, contract, artifact, actors, revert_decoder())
+    for pid, operator, issue, accept in (
+        (ACTIVE, actors.partner, True, True),
+        (SUSPENDED, actors.suspended, True, True),
+        (ACCEPT_ONLY, actors.accept_only, False, True),
+        (ISSUE_ONLY, actors.issue_only, True, False),
+    ):
+        ledger.transact("registerPartner", pid, operator, operator, issue, accept, ALLOWANCE, sender=actors.admin)
+    ledger.transact("suspendPartner", SUSPENDED, sender=actors.admin)
+    return ledger
+
+
+def revert_decoder() -> RevertDecoder:
+    return RevertDecoder([load_artifact(name).abi for name in ("LoyaltyLedger", "ERC1271Wallet")])
+
+
+@pytest.fixture
+def ledger(node: Node) -> Ledger:
+    """A fresh ledger (default parameters) with partners ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY."""
+    return deploy_ledger(node)
+
+
+# --------------------------------------------------------------------------- keys and signatures
+
+
+def new_customer() -> LocalAccount:
+    """A customer key generated for this run only."""
+    return Account.create(secrets.token_hex(32))
+
+
+def random_ref() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def sign_redemption(customer: LocalAccount, *, chain_id: int, contract: str, partner_id: int, amount: int,
+                    ref: bytes, nonce: int, deadline: int) -> bytes:
+    """The customer's EIP-712 consent to redeem ``amount`` at ``partner_id``."""
+    signed = customer.sign_typed_data(
+        domain_data={"name": "LoyaltyLedger", "version": "1", "chainId": chain_id, "verifyingContract": contract},
+        message_types={
+            "Redemption": [
+                {"name": "customer", "type": "address"},
+                {"name": "partnerId", "type": "uint32"},
+                {"name": "amount", "type": "uint256"},
+                {"name": "reference", "type": "bytes32"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ]
+        },
+        message_data={"customer": customer.address, "partnerId": partner_id, "amount": amount,
+                      "reference": ref, "nonce": nonce, "deadline": deadline},
+    )
+    return bytes(signed.signature)
+
+
+def expect_revert(excinfo: pytest.ExceptionInfo[ContractRevert], name: str, *args: Any) -> None:
+    """Asserts the exact custom error and its arguments."""
+    assert excinfo.value.name == name, f"expected {name}{args}, got {excinfo.value}"
+    assert excinfo.value.arguments == tuple(args), f"expected {name}{args}, got {excinfo.value}"
+
+
+# --------------------------------------------------------------------------- CI: a skip is a failure
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+        if skipped:
+            reporter.write_line(f"CI: {skipped} test(s) skipped; a skip counts as a failure here", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
