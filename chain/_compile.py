@@ -1,7 +1,7 @@
 """Reproducible compilation of ``contracts/`` into artifacts shipped as package data of ``chain``.
 
-The compiler is solc in standard-JSON mode, driven through py-solc-x's wrapper: the npm package
-``solc`` (solcjs, from ``node_modules``) by default, or a native ``solc`` of the same version. The version,
+The compiler is solc in standard-JSON mode (py-solc-x checks its version): the npm package ``solc``
+(solcjs, from ``node_modules``) by default, or a native ``solc`` of the same version. The version,
 optimizer and EVM version are pinned here, so a compile is reproducible and a committed artifact can be
 checked against its sources (:func:`stale_artifacts`). Installed copies of the package read artifacts
 with :func:`load_artifact` and need neither a compiler nor Node.
@@ -114,7 +114,9 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
         "sources": {path: {"urls": [path]} for path in sorted(set(CONTRACTS.values()))},
         "settings": {
             **compiler_settings(),
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {
+                "*": {"*": ["abi", "metadata", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
         },
     }
     command = [
@@ -128,7 +130,12 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
     # solcjs exits before a piped stdout is drained (its output is cut at 64 KiB), so it writes to a file.
     with tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.run(
-            command, input=json.dumps(standard_input), stdout=out, stderr=subprocess.PIPE, text=True, check=False
+            command,
+            input=json.dumps(standard_input),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
         )
         out.seek(0)
         stdout = out.read()
@@ -139,7 +146,6 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
     if errors:
         raise CompilationError([e.get("formattedMessage", e.get("message", "")) for e in errors])
 
-    hashes = _source_hashes(root, output)
     compiler = {"version": SOLC_VERSION, "settings": compiler_settings()}
     artifacts: dict[str, Artifact] = {}
     for name, source in CONTRACTS.items():
@@ -153,7 +159,7 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
             bytecode="0x" + compiled["evm"]["bytecode"]["object"],
             deployed_bytecode="0x" + compiled["evm"]["deployedBytecode"]["object"],
             compiler=compiler,
-            source_hashes=hashes,
+            source_hashes=_source_hashes(root, json.loads(compiled["metadata"])["sources"]),
         )
     return artifacts
 
@@ -170,10 +176,10 @@ def _parse_output(stdout: str) -> dict[str, Any]:
     return parsed
 
 
-def _source_hashes(root: Path, output: dict[str, Any]) -> dict[str, str]:
-    """SHA-256 of every source solc read, our contracts and the OpenZeppelin files they import."""
+def _source_hashes(root: Path, sources: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every source a contract is built from: its file and the OpenZeppelin files it imports."""
     hashes: dict[str, str] = {}
-    for source in sorted(output.get("sources", {})):
+    for source in sorted(sources):
         path = root / source
         if not path.exists():
             path = root / "node_modules" / source

@@ -56,8 +56,17 @@ def start_anvil(
         raise ChainError(f"anvil not found at {binary}: run `make install` (npm ci)")
     port = _free_port()
     process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--silent",
-         *extra_args],
+        [
+            str(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chain-id",
+            str(chain_id),
+            "--silent",
+            *extra_args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -24,7 +24,9 @@ from web3.contract import Contract
 from web3.types import TxReceipt
 
 from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
+from chain._deploy import deploy_contract
 from chain._devnode import anvil_binary, eth_tester_web3, start_anvil
+from chain._eip712 import sign_redemption as chain_sign_redemption
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -150,26 +152,68 @@ class Ledger:
         """The receipt's logs from this contract, decoded, in log order: ``{"event", "args", "log"}``."""
         return decode_logs(self.contract, receipt, name)
 
-    def issue(self, to: str, amount: int, *, sender: str | None = None, ref: bytes | None = None,
-              reason: int = 1, rule: bytes = b"\x00" * 32) -> TxReceipt:
-        return self.transact("issue", to, amount, ref or random_ref(), reason, rule,
-                             sender=sender or self.actors.partner)
+    def issue(
+        self,
+        to: str,
+        amount: int,
+        *,
+        sender: str | None = None,
+        ref: bytes | None = None,
+        reason: int = 1,
+        rule: bytes = b"\x00" * 32,
+    ) -> TxReceipt:
+        return self.transact(
+            "issue", to, amount, ref or random_ref(), reason, rule, sender=sender or self.actors.partner
+        )
 
-    def sign_redemption(self, customer: LocalAccount, partner_id: int, amount: int, ref: bytes, nonce: int,
-                        deadline: int, *, chain_id: int | None = None, contract: str | None = None) -> bytes:
-        return sign_redemption(customer, chain_id=chain_id if chain_id is not None else self.w3.eth.chain_id,
-                               contract=contract or self.address, partner_id=partner_id, amount=amount,
-                               ref=ref, nonce=nonce, deadline=deadline)
+    def sign_redemption(
+        self,
+        customer: LocalAccount,
+        partner_id: int,
+        amount: int,
+        ref: bytes,
+        nonce: int,
+        deadline: int,
+        *,
+        chain_id: int | None = None,
+        contract: str | None = None,
+    ) -> bytes:
+        return sign_redemption(
+            customer,
+            chain_id=chain_id if chain_id is not None else self.w3.eth.chain_id,
+            contract=contract or self.address,
+            partner_id=partner_id,
+            amount=amount,
+            ref=ref,
+            nonce=nonce,
+            deadline=deadline,
+        )
 
-    def redeem(self, customer: LocalAccount, amount: int, *, sender: str | None = None, partner_id: int = ACTIVE,
-               ref: bytes | None = None, deadline: int | None = None) -> TxReceipt:
+    def redeem(
+        self,
+        customer: LocalAccount,
+        amount: int,
+        *,
+        sender: str | None = None,
+        partner_id: int = ACTIVE,
+        ref: bytes | None = None,
+        deadline: int | None = None,
+    ) -> TxReceipt:
         """Redeems with a valid signature by ``customer`` at ``partner_id`` (sent by ``sender``)."""
         ref = ref or random_ref()
         nonce = self.call("nonces", customer.address)
         deadline = deadline if deadline is not None else self.node.timestamp() + 3600
         signature = self.sign_redemption(customer, partner_id, amount, ref, nonce, deadline)
-        return self.transact("redeem", customer.address, amount, ref, nonce, deadline, signature,
-                             sender=sender or self.actors.partner)
+        return self.transact(
+            "redeem",
+            customer.address,
+            amount,
+            ref,
+            nonce,
+            deadline,
+            signature,
+            sender=sender or self.actors.partner,
+        )
 
 
 def send(node: Node, decoder: RevertDecoder, fn: Any, sender: str) -> TxReceipt:
@@ -205,21 +249,38 @@ def decode_logs(contract: Contract, receipt: TxReceipt, name: str | None = None)
 
 
 def deploy(node: Node, name: str, *args: Any, sender: str) -> Contract:
-    artifact = load_artifact(name)
-    factory = node.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    receipt = node.w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": sender}))
-    assert receipt["status"] == 1, f"deploying {name} failed"
-    return node.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+    return deploy_contract(node.w3, load_artifact(name), *args, sender=sender)
 
 
-def deploy_ledger(node: Node, *, epoch_length: int = EPOCH, validity: int = VALIDITY,
-                  settlement_value: int = SETTLEMENT_VALUE) -> Ledger:
+def deploy_ledger(
+    node: Node,
+    *,
+    epoch_length: int = EPOCH,
+    validity: int = VALIDITY,
+    settlement_value: int = SETTLEMENT_VALUE,
+) -> Ledger:
     acc = node.accounts
-    actors = Actors(admin=acc[0], partner=acc[1], suspended=acc[2], accept_only=acc[3], issue_only=acc[4],
-                    customer=acc[5], stranger=acc[6])
+    actors = Actors(
+        admin=acc[0],
+        partner=acc[1],
+        suspended=acc[2],
+        accept_only=acc[3],
+        issue_only=acc[4],
+        customer=acc[5],
+        stranger=acc[6],
+    )
     artifact = load_artifact("LoyaltyLedger")
-    contract = deploy(node, "LoyaltyLedger", "Coalition Points", "PTS", actors.admin, epoch_length, validity,
-                      settlement_value, sender=actors.admin)
+    contract = deploy(
+        node,
+        "LoyaltyLedger",
+        "Coalition Points",
+        "PTS",
+        actors.admin,
+        epoch_length,
+        validity,
+        settlement_value,
+        sender=actors.admin,
+    )
     ledger = Ledger(node, contract, artifact, actors, revert_decoder())
     for pid, operator, issue, accept in (
         (ACTIVE, actors.partner, True, True),
@@ -227,7 +288,9 @@ def deploy_ledger(node: Node, *, epoch_length: int = EPOCH, validity: int = VALI
         (ACCEPT_ONLY, actors.accept_only, False, True),
         (ISSUE_ONLY, actors.issue_only, True, False),
     ):
-        ledger.transact("registerPartner", pid, operator, operator, issue, accept, ALLOWANCE, sender=actors.admin)
+        ledger.transact(
+            "registerPartner", pid, operator, operator, issue, accept, ALLOWANCE, sender=actors.admin
+        )
     ledger.transact("suspendPartner", SUSPENDED, sender=actors.admin)
     return ledger
 
@@ -254,25 +317,28 @@ def random_ref() -> bytes:
     return secrets.token_bytes(32)
 
 
-def sign_redemption(customer: LocalAccount, *, chain_id: int, contract: str, partner_id: int, amount: int,
-                    ref: bytes, nonce: int, deadline: int) -> bytes:
+def sign_redemption(
+    customer: LocalAccount,
+    *,
+    chain_id: int,
+    contract: str,
+    partner_id: int,
+    amount: int,
+    ref: bytes,
+    nonce: int,
+    deadline: int,
+) -> bytes:
     """The customer's EIP-712 consent to redeem ``amount`` at ``partner_id``."""
-    signed = customer.sign_typed_data(
-        domain_data={"name": "LoyaltyLedger", "version": "1", "chainId": chain_id, "verifyingContract": contract},
-        message_types={
-            "Redemption": [
-                {"name": "customer", "type": "address"},
-                {"name": "partnerId", "type": "uint32"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "reference", "type": "bytes32"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ]
-        },
-        message_data={"customer": customer.address, "partnerId": partner_id, "amount": amount,
-                      "reference": ref, "nonce": nonce, "deadline": deadline},
+    return chain_sign_redemption(
+        customer,
+        chain_id=chain_id,
+        contract=contract,
+        partner_id=partner_id,
+        amount=amount,
+        ref=ref,
+        nonce=nonce,
+        deadline=deadline,
     )
-    return bytes(signed.signature)
 
 
 def expect_revert(excinfo: pytest.ExceptionInfo[ContractRevert], name: str, *args: Any) -> None:

@@ -1,0 +1,28 @@
+"""Gas report: the ledger's operations next to an OpenZeppelin ERC-20 mint/burn, on a spawned anvil.
+
+Run from the repo root inside the project's environment: `python scripts/gas_report.py`.
+The last line printed is one JSON object with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from chain import compile_contracts
+from chain._devnode import start_anvil
+from chain._gas_report import measure_gas
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    artifacts = compile_contracts(ROOT)  # the ledger and the OpenZeppelin baseline, compiled in this run
+    with start_anvil(ROOT) as node:
+        report = measure_gas(node.w3, artifacts["LoyaltyLedger"], artifacts["ReferenceERC20"])
+    print(report.table())
+    print(json.dumps(report.figures()))
+
+
+if __name__ == "__main__":
+    main()
