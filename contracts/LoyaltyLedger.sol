@@ -78,6 +78,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     mapping(uint32 partnerId => PartnerRecord) private _partners;
     uint32[] private _partnerIds;
     mapping(uint32 partnerId => mapping(bytes32 ref => bool)) private _referenceUsed;
+    mapping(uint32 partnerId => mapping(bytes32 ref => bool)) private _redemptionReferenceUsed;
 
     Totals private _totals;
     uint256 private _totalExpired;
@@ -258,7 +259,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     {
         uint32 partnerId = _issuer(msg.sender);
         _checkAmount(amount);
-        _useReference(partnerId, ref);
+        _useReference(_referenceUsed, partnerId, ref);
         _spendAllowance(partnerId, amount);
         _issue(partnerId, to, amount, ref, reason, ruleHash, currentEpoch());
     }
@@ -284,9 +285,14 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
             _checkAmount(amounts[i]);
             total += amounts[i];
         }
-        _useReference(partnerId, batchReference);
+        _useReference(_referenceUsed, partnerId, batchReference);
         _spendAllowance(partnerId, total);
         uint256 epoch = currentEpoch();
+        // Retire expired points in the recipients' target buckets first, so that no expiry entry falls
+        // between the batch's items and they are numbered seq + 1 … seq + count.
+        for (uint256 i; i < count; ++i) {
+            _retireStaleBucket(recipients[i], epoch);
+        }
         uint64 seq = _nextSeq();
         emit PointsBatchIssued(partnerId, seq, epoch, batchReference, reason, ruleHash, count, total);
         _record(
@@ -312,8 +318,8 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
      * the customer's EIP-712 `Redemption` signature (an ERC-1271 signature for contract wallets).
      * Requirements: not paused; the caller operates an active partner with the right to accept;
      * 0 < `amount` <= MAX_AMOUNT; `block.timestamp` <= `deadline`; `signature` by `customer` over this
-     * chain, this contract and these values; `nonce` is the customer's next nonce; `ref` unused by the
-     * partner; `customer` holds `amount` live points.
+     * chain, this contract and these values; `nonce` is the customer's next nonce; `ref` not yet used by the
+     * partner for a redemption; `customer` holds `amount` live points.
      * Emits {Transfer} and {PointsRedeemed} per epoch spent.
      */
     function redeem(
@@ -329,7 +335,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         if (block.timestamp > deadline) revert LedgerExpiredSignature(deadline);
         _checkConsent(customer, redemptionDigest(customer, partnerId, amount, ref, nonce, deadline), signature);
         _useCheckedNonce(customer, nonce);
-        _useReference(partnerId, ref);
+        _useReference(_redemptionReferenceUsed, partnerId, ref);
 
         _redeem(partnerId, customer, amount, ref, nonce);
     }
@@ -418,6 +424,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
      * Emits {Transfer} and {PointsTransferred} per epoch moved.
      */
     function transferFrom(address from, address to, uint256 value) external whenNotPaused returns (bool) {
+        _checkTransfer(to);
         _spendTokenAllowance(from, msg.sender, value);
         _transferOldestFirst(from, to, value);
         return true;
@@ -476,6 +483,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         whenNotPaused
         returns (bool)
     {
+        _checkTransfer(to);
         _spendTokenAllowance(from, msg.sender, value);
         _transferAtEpoch(epoch, from, to, value);
         return true;
@@ -614,9 +622,14 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         return _transfersEnabled;
     }
 
-    /// @notice Whether partner `partnerId` has used `ref`.
+    /// @notice Whether partner `partnerId` has used `ref` for an issue or a batch.
     function referenceUsed(uint32 partnerId, bytes32 ref) external view returns (bool) {
         return _referenceUsed[partnerId][ref];
+    }
+
+    /// @notice Whether partner `partnerId` has used `ref` for a redemption.
+    function redemptionReferenceUsed(uint32 partnerId, bytes32 ref) external view returns (bool) {
+        return _redemptionReferenceUsed[partnerId][ref];
     }
 
     /// @notice The EIP-712 digest a customer signs to consent to a redemption.
@@ -720,6 +733,12 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         }
     }
 
+    /// @dev Expires what `account`'s bucket for live `epoch` still holds of an older (expired) epoch.
+    function _retireStaleBucket(address account, uint256 epoch) private {
+        Bucket memory old = _buckets[account][epoch % _validity];
+        if (old.epoch != epoch && old.amount != 0) _expire(account, old.epoch, old.amount);
+    }
+
     function _expire(address account, uint256 epoch, uint256 amount) private returns (uint256) {
         _update(account, address(0), epoch, amount);
         _totalExpired += amount;
@@ -733,6 +752,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         _checkTransfer(to);
         uint256 balance = balanceOf(from);
         if (balance < value) revert ERC20InsufficientBalance(from, balance, value);
+        if (value == 0) emit Transfer(from, to, 0); // ERC-20: a zero-value transfer still emits Transfer
         uint256 left = value;
         for (uint256 epoch = _firstLiveEpoch(currentEpoch()); left > 0; ++epoch) {
             uint256 held = _heldAt(from, epoch);
@@ -753,7 +773,8 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         if (epoch > current) revert LedgerFutureEpoch(epoch, current);
         uint256 held = _heldAt(from, epoch);
         if (held < value) revert ERC20InsufficientBalance(from, held, value);
-        if (value != 0) _moveEpoch(from, to, epoch, value);
+        if (value == 0) emit Transfer(from, to, 0); // ERC-20: a zero-value transfer still emits Transfer
+        else _moveEpoch(from, to, epoch, value);
     }
 
     function _moveEpoch(address from, address to, uint256 epoch, uint256 value) private {
@@ -804,9 +825,13 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         if (amount > MAX_AMOUNT) revert LedgerAmountTooLarge(amount, MAX_AMOUNT);
     }
 
-    function _useReference(uint32 partnerId, bytes32 ref) private {
-        if (_referenceUsed[partnerId][ref]) revert LedgerReferenceUsed(partnerId, ref);
-        _referenceUsed[partnerId][ref] = true;
+    function _useReference(
+        mapping(uint32 => mapping(bytes32 => bool)) storage used,
+        uint32 partnerId,
+        bytes32 ref
+    ) private {
+        if (used[partnerId][ref]) revert LedgerReferenceUsed(partnerId, ref);
+        used[partnerId][ref] = true;
     }
 
     function _spendAllowance(uint32 partnerId, uint256 amount) private {
@@ -861,6 +886,6 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     }
 
     function _isExpired(uint256 epoch, uint256 current) private view returns (bool) {
-        return epoch + _validity <= current;
+        return epoch < current && current - epoch >= _validity; // epoch + validity <= current, without overflow
     }
 }

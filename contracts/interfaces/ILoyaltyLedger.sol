@@ -56,7 +56,8 @@ interface ILoyaltyLedger is IERC7818 {
     error LedgerPartnerCannotAccept(uint32 partnerId);
     /// @dev Issuing `needed` points would exceed partner `partnerId`'s remaining `allowance`.
     error LedgerAllowanceExceeded(uint32 partnerId, uint256 allowance, uint256 needed);
-    /// @dev Partner `partnerId` already used `ref`.
+    /// @dev Partner `partnerId` already used `ref` (issue and batch references, and redemption references,
+    /// are two separate namespaces per partner).
     error LedgerReferenceUsed(uint32 partnerId, bytes32 ref);
     /// @dev An amount of zero points.
     error LedgerZeroAmount();
@@ -229,6 +230,8 @@ interface ILoyaltyLedger is IERC7818 {
     function transfersEnabled() external view returns (bool);
 
     function referenceUsed(uint32 partnerId, bytes32 ref) external view returns (bool);
+
+    function redemptionReferenceUsed(uint32 partnerId, bytes32 ref) external view returns (bool);
 
     function redemptionDigest(
         address customer,
