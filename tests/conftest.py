@@ -63,6 +63,13 @@ class Node:
     def mine(self) -> None:
         raise NotImplementedError
 
+    def snapshot(self) -> Any:
+        """Marks the chain's state (clock included) to return to with :meth:`revert`."""
+        raise NotImplementedError
+
+    def revert(self, snapshot: Any) -> None:
+        raise NotImplementedError
+
 
 class EthTesterNode(Node):
     kind = "eth-tester"
@@ -75,6 +82,12 @@ class EthTesterNode(Node):
     def mine(self) -> None:
         self.w3.provider.ethereum_tester.mine_blocks(1)  # type: ignore[attr-defined]
 
+    def snapshot(self) -> Any:
+        return self.w3.provider.ethereum_tester.take_snapshot()  # type: ignore[attr-defined]
+
+    def revert(self, snapshot: Any) -> None:
+        self.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)  # type: ignore[attr-defined]
+
 
 class AnvilNode(Node):
     kind = "anvil"
@@ -85,6 +98,13 @@ class AnvilNode(Node):
 
     def mine(self) -> None:
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def snapshot(self) -> Any:
+        return self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+
+    def revert(self, snapshot: Any) -> None:
+        reverted = self.w3.provider.make_request("evm_revert", [snapshot])["result"]  # type: ignore[arg-type]
+        assert reverted is True, f"evm_revert({snapshot}) failed"
 
 
 @pytest.fixture(scope="session")
@@ -299,10 +319,22 @@ def revert_decoder() -> RevertDecoder:
     return RevertDecoder([load_artifact(name).abi for name in ("LoyaltyLedger", "ERC1271Wallet")])
 
 
+@pytest.fixture(scope="module", params=["eth-tester", "anvil"])
+def deployed(request: pytest.FixtureRequest) -> Iterator[Ledger]:
+    """The standard ledger, deployed once per backend and module; the chain is restored afterwards."""
+    node: Node = request.getfixturevalue("eth_tester_node" if request.param == "eth-tester" else "anvil_node")
+    before = node.snapshot()
+    yield deploy_ledger(node)
+    node.revert(before)
+
+
 @pytest.fixture
-def ledger(node: Node) -> Ledger:
-    """A fresh ledger (default parameters) with partners ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY."""
-    return deploy_ledger(node)
+def ledger(deployed: Ledger) -> Iterator[Ledger]:
+    """A ledger in its just-deployed state (default parameters, partners ACTIVE, SUSPENDED, ACCEPT_ONLY,
+    ISSUE_ONLY), on each backend: the chain, clock included, is reverted to a snapshot after the test."""
+    snapshot = deployed.node.snapshot()
+    yield deployed
+    deployed.node.revert(snapshot)
 
 
 # --------------------------------------------------------------------------- keys and signatures

@@ -1,0 +1,789 @@
+"""Issuing points: single and batch issuance, the partner allowance, references, amounts and recipients,
+partner registration, the settlement positions, and the ERC-20 metadata.
+
+Issuance by partner ACTIVE (operator ``actors.partner``) unless said otherwise. Every rejected call is
+checked to leave the ledger unchanged (:func:`assert_rejected`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_tester.exceptions import TransactionFailed
+from web3 import Web3
+from web3.exceptions import ContractCustomError
+from web3.types import TxReceipt
+
+from chain import ContractRevert
+from conftest import (
+    ACCEPT_ONLY,
+    ACTIVE,
+    ALLOWANCE,
+    EPOCH,
+    ISSUE_ONLY,
+    SETTLEMENT_VALUE,
+    SUSPENDED,
+    VALIDITY,
+    Ledger,
+    expect_revert,
+    new_customer,
+    random_ref,
+)
+
+MAX_AMOUNT = 2**64 - 1
+MAX_ALLOWANCE = 2**128 - 1
+ZERO = "0x0000000000000000000000000000000000000000"
+RULE = bytes(Web3.keccak(text="purchase: 1 point per euro"))
+PURCHASE, BIRTHDAY = 1, 65535
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fresh_address() -> str:
+    return str(Account.create().address)
+
+
+def issue(
+    ledger: Ledger, to: str, amount: int, ref: bytes, *, sender: str | None = None, reason: int = PURCHASE
+) -> TxReceipt:
+    return ledger.transact("issue", to, amount, ref, reason, RULE, sender=sender or ledger.actors.partner)
+
+
+def issue_batch(
+    ledger: Ledger,
+    recipients: list[str],
+    amounts: list[int],
+    ref: bytes,
+    *,
+    sender: str | None = None,
+    reason: int = PURCHASE,
+) -> TxReceipt:
+    return ledger.transact(
+        "issueBatch", recipients, amounts, ref, reason, RULE, sender=sender or ledger.actors.partner
+    )
+
+
+def partner(ledger: Ledger, partner_id: int) -> dict[str, Any]:
+    fields = (
+        "partnerId",
+        "operator",
+        "settlement",
+        "active",
+        "canIssue",
+        "canAccept",
+        "allowance",
+        "issued",
+        "redeemed",
+    )
+    return dict(zip(fields, ledger.call("partner", partner_id), strict=True))
+
+
+Refs = tuple[tuple[int, bytes], ...]  # (partner id, reference) pairs
+
+
+def snapshot_state(ledger: Ledger, *accounts: str, refs: Refs = ()) -> dict[str, Any]:
+    """What an issuance could change: counters, the ledger chain, partner records, balances, references."""
+    return {
+        "ledgerSequence": ledger.call("ledgerSequence"),
+        "ledgerHead": ledger.call("ledgerHead"),
+        "totalIssued": ledger.call("totalIssued"),
+        "outstandingSupply": ledger.call("outstandingSupply"),
+        "totalExpired": ledger.call("totalExpired"),
+        "epochSupply": ledger.call("epochSupply", ledger.call("currentEpoch")),
+        "partnerIds": ledger.call("partnerIds"),
+        "partners": [ledger.call("partner", pid) for pid in ledger.call("partnerIds")],
+        "balances": [ledger.call("balanceOf", account) for account in accounts],
+        "refs": [ledger.call("referenceUsed", pid, ref) for pid, ref in refs],
+    }
+
+
+def assert_rejected(
+    ledger: Ledger,
+    send: Callable[[], Any],
+    error: str,
+    *args: Any,
+    accounts: tuple[str, ...] = (),
+    refs: Refs = (),
+) -> None:
+    """``send()`` reverts with exactly ``error(*args)`` and changes nothing."""
+    before = snapshot_state(ledger, *accounts, refs=refs)
+    with pytest.raises(ContractRevert) as excinfo:
+        send()
+    expect_revert(excinfo, error, *args)
+    assert snapshot_state(ledger, *accounts, refs=refs) == before
+
+
+def view_revert(ledger: Ledger, fn: str, *args: Any) -> ContractRevert:
+    """The decoded custom error of a reverting view call."""
+    with pytest.raises((ContractCustomError, TransactionFailed)) as excinfo:  # anvil, eth-tester
+        ledger.call(fn, *args)
+    revert = ledger.decoder.from_exception(excinfo.value)
+    assert revert is not None, excinfo.value
+    return revert
+
+
+def logs(ledger: Ledger, receipt: TxReceipt) -> list[tuple[str, dict[str, Any]]]:
+    """The receipt's events from the ledger, in log order, as ``(name, args)``."""
+    return [(event["event"], event["args"]) for event in ledger.events(receipt)]
+
+
+def chained_head(ledger: Ledger, head: bytes, receipt: TxReceipt) -> bytes:
+    """``head`` extended by the receipt's ledger entries (events with a ``seq``), as ILoyaltyLedger specifies:
+    entryHash = keccak256(topic0 ‖ topic1 ‖ … ‖ data), head = keccak256(head ‖ entryHash)."""
+    for event in ledger.events(receipt):
+        if "seq" in event["args"]:
+            log = event["log"]
+            entry_hash = Web3.keccak(b"".join(bytes(topic) for topic in log["topics"]) + bytes(log["data"]))
+            head = bytes(Web3.keccak(bytes(head) + bytes(entry_hash)))
+    return head
+
+
+# --------------------------------------------------------------------------- single issue
+
+
+def test_issue_credits_the_current_epoch_and_records_one_ledger_entry(ledger: Ledger) -> None:
+    ledger.node.advance_time(2 * EPOCH + 1)
+    assert ledger.call("currentEpoch") == 2
+    to, ref = fresh_address(), random_ref()
+    seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+
+    receipt = issue(ledger, to, 250, ref, reason=BIRTHDAY)
+
+    assert logs(ledger, receipt) == [
+        ("Transfer", {"from": ZERO, "to": to, "value": 250}),
+        (
+            "PointsIssued",
+            {
+                "partnerId": ACTIVE,
+                "to": to,
+                "seq": seq + 1,
+                "epoch": 2,
+                "amount": 250,
+                "ref": ref,
+                "reason": BIRTHDAY,
+                "ruleHash": RULE,
+            },
+        ),
+    ]
+    assert ledger.call("ledgerSequence") == seq + 1
+    assert ledger.call("ledgerHead") == chained_head(ledger, head, receipt)
+    assert ledger.call("balanceOf", to) == 250
+    assert ledger.call("balanceOfAtEpoch", 2, to) == 250
+    assert ledger.call("liveBalances", to) == [[2], [250]]
+    assert ledger.call("epochSupply", 2) == 250
+    assert ledger.call("epochSupply", 0) == 0
+    assert ledger.call("totalIssued") == 250
+    assert ledger.call("outstandingSupply") == 250
+    assert ledger.call("totalSupply") == 250
+    assert partner(ledger, ACTIVE) == {
+        "partnerId": ACTIVE,
+        "operator": ledger.actors.partner,
+        "settlement": ledger.actors.partner,
+        "active": True,
+        "canIssue": True,
+        "canAccept": True,
+        "allowance": ALLOWANCE - 250,
+        "issued": 250,
+        "redeemed": 0,
+    }
+    assert ledger.call("referenceUsed", ACTIVE, ref) is True
+    assert ledger.call("referenceUsed", ISSUE_ONLY, ref) is False
+
+
+def test_issues_accumulate_per_epoch_and_per_partner(ledger: Ledger) -> None:
+    to = fresh_address()
+    seq = ledger.call("ledgerSequence")
+    issue(ledger, to, 10, random_ref())
+    issue(ledger, to, 5, random_ref(), sender=ledger.actors.issue_only)
+    ledger.node.advance_time(EPOCH)
+    issue(ledger, to, 7, random_ref())
+
+    assert ledger.call("liveBalances", to) == [[0, 1], [15, 7]]
+    assert ledger.call("balanceOf", to) == 22
+    assert (ledger.call("epochSupply", 0), ledger.call("epochSupply", 1)) == (15, 7)
+    assert ledger.call("totalIssued") == ledger.call("outstandingSupply") == 22
+    active, issue_only = partner(ledger, ACTIVE), partner(ledger, ISSUE_ONLY)
+    assert (active["issued"], active["allowance"]) == (17, ALLOWANCE - 17)
+    assert (issue_only["issued"], issue_only["allowance"]) == (5, ALLOWANCE - 5)
+    assert ledger.call("ledgerSequence") == seq + 3
+
+
+# --------------------------------------------------------------------------- batch issue
+
+
+def test_issue_batch_records_a_header_entry_then_one_entry_per_recipient(ledger: Ledger) -> None:
+    ledger.node.advance_time(EPOCH)
+    recipients = [fresh_address() for _ in range(3)]
+    amounts = [10, 20, 30]
+    ref = random_ref()
+    seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+
+    receipt = issue_batch(ledger, recipients, amounts, ref, reason=BIRTHDAY)
+
+    expected: list[tuple[str, dict[str, Any]]] = [
+        (
+            "PointsBatchIssued",
+            {
+                "partnerId": ACTIVE,
+                "seq": seq + 1,
+                "epoch": 1,
+                "ref": ref,
+                "reason": BIRTHDAY,
+                "ruleHash": RULE,
+                "count": 3,
+                "total": 60,
+            },
+        ),
+    ]
+    for i, (to, amount) in enumerate(zip(recipients, amounts, strict=True)):
+        expected += [
+            ("Transfer", {"from": ZERO, "to": to, "value": amount}),
+            ("PointsIssuedInBatch", {"to": to, "seq": seq + 2 + i, "amount": amount}),
+        ]
+    assert logs(ledger, receipt) == expected
+    assert ledger.call("ledgerSequence") == seq + 4
+    assert ledger.call("ledgerHead") == chained_head(ledger, head, receipt)
+    assert [ledger.call("balanceOfAtEpoch", 1, to) for to in recipients] == amounts
+    assert ledger.call("epochSupply", 1) == 60
+    assert ledger.call("totalIssued") == ledger.call("outstandingSupply") == ledger.call("totalSupply") == 60
+    assert (partner(ledger, ACTIVE)["issued"], partner(ledger, ACTIVE)["allowance"]) == (60, ALLOWANCE - 60)
+    assert ledger.call("referenceUsed", ACTIVE, ref) is True
+
+
+def test_a_batch_may_name_a_recipient_twice_and_credits_the_sum(ledger: Ledger) -> None:
+    twice, once = fresh_address(), fresh_address()
+    seq = ledger.call("ledgerSequence")
+    receipt = issue_batch(ledger, [twice, once, twice], [1, 2, 3], random_ref())
+
+    items = [event["args"] for event in ledger.events(receipt, "PointsIssuedInBatch")]
+    assert items == [
+        {"to": twice, "seq": seq + 2, "amount": 1},
+        {"to": once, "seq": seq + 3, "amount": 2},
+        {"to": twice, "seq": seq + 4, "amount": 3},
+    ]
+    assert ledger.events(receipt, "PointsBatchIssued")[0]["args"]["total"] == 6
+    assert ledger.call("balanceOf", twice) == 4
+    assert ledger.call("balanceOf", once) == 2
+    assert ledger.call("liveBalances", twice) == [[0], [4]]
+
+
+def test_a_batch_of_one_is_a_header_and_one_item(ledger: Ledger) -> None:
+    to = fresh_address()
+    receipt = issue_batch(ledger, [to], [1], random_ref())
+    names = [name for name, _ in logs(ledger, receipt)]
+    assert names == ["PointsBatchIssued", "Transfer", "PointsIssuedInBatch"]
+    assert ledger.call("balanceOf", to) == 1
+
+
+def test_expired_points_in_a_reused_bucket_are_expired_before_an_issue(ledger: Ledger) -> None:
+    """Epoch VALIDITY reuses epoch 0's bucket: its expired points get their own entry first."""
+    holder = fresh_address()
+    issue(ledger, holder, 5, random_ref())
+    ledger.node.advance_time(VALIDITY * EPOCH)
+    ref = random_ref()
+    seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+
+    receipt = issue(ledger, holder, 8, ref)
+
+    assert logs(ledger, receipt) == [
+        ("Transfer", {"from": holder, "to": ZERO, "value": 5}),
+        ("PointsExpired", {"account": holder, "seq": seq + 1, "epoch": 0, "amount": 5}),
+        ("Transfer", {"from": ZERO, "to": holder, "value": 8}),
+        (
+            "PointsIssued",
+            {
+                "partnerId": ACTIVE,
+                "to": holder,
+                "seq": seq + 2,
+                "epoch": VALIDITY,
+                "amount": 8,
+                "ref": ref,
+                "reason": PURCHASE,
+                "ruleHash": RULE,
+            },
+        ),
+    ]
+    assert ledger.call("ledgerHead") == chained_head(ledger, head, receipt)
+    assert ledger.call("liveBalances", holder) == [[VALIDITY], [8]]
+    assert (ledger.call("totalExpired"), ledger.call("pendingExpiry")) == (5, 0)
+
+
+def test_a_batch_expires_reused_buckets_before_its_header_so_its_items_are_consecutive(
+    ledger: Ledger,
+) -> None:
+    holder, other = fresh_address(), fresh_address()
+    issue(ledger, holder, 5, random_ref())
+    ledger.node.advance_time(VALIDITY * EPOCH)
+    ref = random_ref()
+    seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+
+    receipt = issue_batch(ledger, [other, holder, holder], [1, 2, 3], ref)
+
+    assert logs(ledger, receipt) == [
+        ("Transfer", {"from": holder, "to": ZERO, "value": 5}),
+        ("PointsExpired", {"account": holder, "seq": seq + 1, "epoch": 0, "amount": 5}),
+        (
+            "PointsBatchIssued",
+            {
+                "partnerId": ACTIVE,
+                "seq": seq + 2,
+                "epoch": VALIDITY,
+                "ref": ref,
+                "reason": PURCHASE,
+                "ruleHash": RULE,
+                "count": 3,
+                "total": 6,
+            },
+        ),
+        ("Transfer", {"from": ZERO, "to": other, "value": 1}),
+        ("PointsIssuedInBatch", {"to": other, "seq": seq + 3, "amount": 1}),
+        ("Transfer", {"from": ZERO, "to": holder, "value": 2}),
+        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 4, "amount": 2}),
+        ("Transfer", {"from": ZERO, "to": holder, "value": 3}),
+        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 5, "amount": 3}),
+    ]
+    assert ledger.call("ledgerHead") == chained_head(ledger, head, receipt)
+    assert ledger.call("liveBalances", holder) == [[VALIDITY], [5]]
+    assert (ledger.call("totalExpired"), ledger.call("pendingExpiry")) == (5, 0)
+
+
+def test_batch_length_mismatch_is_checked_before_emptiness(ledger: Ledger) -> None:
+    ref = random_ref()
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, [], [1], ref),
+        "LedgerBatchLengthMismatch",
+        0,
+        1,
+        refs=((ACTIVE, ref),),
+    )
+
+
+@pytest.mark.parametrize(("recipients", "amounts"), [(2, 3), (3, 2), (1, 0)])
+def test_issue_batch_needs_one_amount_per_recipient(ledger: Ledger, recipients: int, amounts: int) -> None:
+    ref = random_ref()
+    accounts = tuple(fresh_address() for _ in range(recipients))
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, list(accounts), [5] * amounts, ref),
+        "LedgerBatchLengthMismatch",
+        recipients,
+        amounts,
+        accounts=accounts,
+        refs=((ACTIVE, ref),),
+    )
+
+
+def test_an_empty_batch_is_rejected(ledger: Ledger) -> None:
+    ref = random_ref()
+    assert_rejected(
+        ledger, lambda: issue_batch(ledger, [], [], ref), "LedgerEmptyBatch", refs=((ACTIVE, ref),)
+    )
+
+
+# --------------------------------------------------------------------------- the allowance
+
+
+def test_a_single_issue_above_the_remaining_allowance_is_rejected(ledger: Ledger) -> None:
+    to, ref = fresh_address(), random_ref()
+    ledger.transact("setPartnerAllowance", ACTIVE, 100, sender=ledger.actors.admin)
+    issue(ledger, to, 60, random_ref())
+
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, 41, ref),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        40,
+        41,
+        accounts=(to,),
+        refs=((ACTIVE, ref),),
+    )
+
+    issue(ledger, to, 40, ref)  # exactly the rest; the rejected attempt left `ref` unused
+    assert partner(ledger, ACTIVE)["allowance"] == 0
+    assert partner(ledger, ACTIVE)["issued"] == 100
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, 1, random_ref()),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        0,
+        1,
+        accounts=(to,),
+    )
+
+
+def test_the_default_allowance_is_exhausted_exactly(ledger: Ledger) -> None:
+    to = fresh_address()
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, ALLOWANCE + 1, random_ref()),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        ALLOWANCE,
+        ALLOWANCE + 1,
+        accounts=(to,),
+    )
+    issue(ledger, to, ALLOWANCE, random_ref())
+    assert partner(ledger, ACTIVE)["allowance"] == 0
+
+
+def test_a_batch_is_checked_against_the_allowance_by_its_total(ledger: Ledger) -> None:
+    """Each item fits the allowance, their sum does not: the whole batch is rejected."""
+    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    ledger.transact("setPartnerAllowance", ACTIVE, 100, sender=ledger.actors.admin)
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, [60, 41], ref),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        100,
+        101,
+        accounts=tuple(recipients),
+        refs=((ACTIVE, ref),),
+    )
+    issue_batch(ledger, recipients, [60, 40], ref)
+    assert partner(ledger, ACTIVE)["allowance"] == 0
+
+
+def test_after_the_admin_sets_a_new_allowance_the_partner_can_issue_again(ledger: Ledger) -> None:
+    to = fresh_address()
+    ledger.transact("setPartnerAllowance", ACTIVE, 10, sender=ledger.actors.admin)
+    issue(ledger, to, 10, random_ref())
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, 1, random_ref()),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        0,
+        1,
+        accounts=(to,),
+    )
+
+    receipt = ledger.transact("setPartnerAllowance", ACTIVE, 50, sender=ledger.actors.admin)
+    assert ledger.events(receipt, "PartnerAllowanceChanged")[0]["args"] == {
+        "partnerId": ACTIVE,
+        "seq": ledger.call("ledgerSequence"),
+        "previousAllowance": 0,
+        "allowance": 50,
+    }
+    issue(ledger, to, 30, random_ref())
+    issue_batch(ledger, [to], [20], random_ref())
+    assert ledger.call("balanceOf", to) == 60
+    assert (partner(ledger, ACTIVE)["allowance"], partner(ledger, ACTIVE)["issued"]) == (0, 60)
+
+
+def test_the_allowance_is_per_partner(ledger: Ledger) -> None:
+    ledger.transact("setPartnerAllowance", ACTIVE, 0, sender=ledger.actors.admin)
+    to = fresh_address()
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, 1, random_ref()),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        0,
+        1,
+        accounts=(to,),
+    )
+    issue(ledger, to, 1, random_ref(), sender=ledger.actors.issue_only)
+    assert partner(ledger, ISSUE_ONLY)["allowance"] == ALLOWANCE - 1
+
+
+# --------------------------------------------------------------------------- references
+
+
+ISSUERS: dict[str, Callable[[Ledger, bytes], TxReceipt]] = {
+    "issue": lambda ledger, ref: issue(ledger, fresh_address(), 5, ref),
+    "issueBatch": lambda ledger, ref: issue_batch(ledger, [fresh_address(), fresh_address()], [5, 6], ref),
+}
+
+
+@pytest.mark.parametrize("second", ISSUERS)
+@pytest.mark.parametrize("first", ISSUERS)
+def test_a_partner_uses_each_reference_once_across_single_and_batch_issues(
+    ledger: Ledger, first: str, second: str
+) -> None:
+    ref = random_ref()
+    ISSUERS[first](ledger, ref)
+    assert ledger.call("referenceUsed", ACTIVE, ref) is True
+    assert_rejected(ledger, lambda: ISSUERS[second](ledger, ref), "LedgerReferenceUsed", ACTIVE, ref)
+
+
+def test_redemption_references_are_a_separate_namespace(ledger: Ledger) -> None:
+    customer, ref = new_customer(), random_ref()
+    issue(ledger, customer.address, 10, random_ref())
+    ledger.redeem(customer, 4, ref=ref)
+    assert ledger.call("redemptionReferenceUsed", ACTIVE, ref) is True
+    assert ledger.call("referenceUsed", ACTIVE, ref) is False
+    issue(ledger, customer.address, 1, ref)
+    assert ledger.call("referenceUsed", ACTIVE, ref) is True
+
+
+@pytest.mark.parametrize("second", ISSUERS)
+def test_another_partner_may_use_the_same_reference(ledger: Ledger, second: str) -> None:
+    ref = random_ref()
+    issue(ledger, fresh_address(), 5, ref)
+    to = fresh_address()
+    if second == "issue":
+        issue(ledger, to, 7, ref, sender=ledger.actors.issue_only)
+    else:
+        issue_batch(ledger, [to], [7], ref, sender=ledger.actors.issue_only)
+    assert ledger.call("balanceOf", to) == 7
+    assert ledger.call("referenceUsed", ISSUE_ONLY, ref) is True
+
+
+# --------------------------------------------------------------------------- amounts and recipients
+
+
+def test_zero_points_cannot_be_issued(ledger: Ledger) -> None:
+    to, ref = fresh_address(), random_ref()
+    assert_rejected(
+        ledger, lambda: issue(ledger, to, 0, ref), "LedgerZeroAmount", accounts=(to,), refs=((ACTIVE, ref),)
+    )
+
+
+def test_a_batch_with_a_zero_item_is_rejected_whole(ledger: Ledger) -> None:
+    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, [5, 0], ref),
+        "LedgerZeroAmount",
+        accounts=tuple(recipients),
+        refs=((ACTIVE, ref),),
+    )
+
+
+def test_max_amount_is_two_to_the_64_minus_one(ledger: Ledger) -> None:
+    assert ledger.call("MAX_AMOUNT") == MAX_AMOUNT
+
+
+def test_an_amount_above_max_amount_cannot_be_issued(ledger: Ledger) -> None:
+    to, ref = fresh_address(), random_ref()
+    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=ledger.actors.admin)
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, MAX_AMOUNT + 1, ref),
+        "LedgerAmountTooLarge",
+        MAX_AMOUNT + 1,
+        MAX_AMOUNT,
+        accounts=(to,),
+        refs=((ACTIVE, ref),),
+    )
+    issue(ledger, to, MAX_AMOUNT, ref)
+    assert ledger.call("balanceOf", to) == MAX_AMOUNT
+
+
+def test_a_batch_item_above_max_amount_is_rejected_whole(ledger: Ledger) -> None:
+    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=ledger.actors.admin)
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, [1, 2**64], ref),
+        "LedgerAmountTooLarge",
+        2**64,
+        MAX_AMOUNT,
+        accounts=tuple(recipients),
+        refs=((ACTIVE, ref),),
+    )
+    issue_batch(ledger, recipients, [MAX_AMOUNT, MAX_AMOUNT], ref)  # the limit is per item, not per batch
+    assert [ledger.call("balanceOf", to) for to in recipients] == [MAX_AMOUNT, MAX_AMOUNT]
+
+
+def test_points_cannot_be_issued_to_the_zero_address(ledger: Ledger) -> None:
+    ref = random_ref()
+    assert_rejected(
+        ledger, lambda: issue(ledger, ZERO, 5, ref), "ERC20InvalidReceiver", ZERO, refs=((ACTIVE, ref),)
+    )
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_batch_naming_the_zero_address_anywhere_issues_nothing(ledger: Ledger, position: int) -> None:
+    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    named = list(recipients)
+    named.insert(position, ZERO)
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, named, [1, 2, 3], ref),
+        "ERC20InvalidReceiver",
+        ZERO,
+        accounts=tuple(recipients),
+        refs=((ACTIVE, ref),),
+    )
+    assert ledger.call("totalIssued") == 0
+
+
+# --------------------------------------------------------------------------- registering partners
+
+
+def test_a_registered_partner_is_recorded_and_can_issue_at_once(ledger: Ledger) -> None:
+    operator, settlement, customer = ledger.actors.stranger, fresh_address(), fresh_address()
+    seq = ledger.call("ledgerSequence")
+    receipt = ledger.transact(
+        "registerPartner", 9, operator, settlement, True, False, MAX_ALLOWANCE, sender=ledger.actors.admin
+    )
+    assert logs(ledger, receipt) == [
+        (
+            "PartnerRegistered",
+            {
+                "partnerId": 9,
+                "operator": operator,
+                "seq": seq + 1,
+                "settlement": settlement,
+                "canIssue": True,
+                "canAccept": False,
+                "allowance": MAX_ALLOWANCE,
+            },
+        )
+    ]
+    assert ledger.call("partnerIds") == [ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY, 9]
+    assert ledger.call("partnerIdOf", operator) == 9
+
+    issue(ledger, customer, 3, random_ref(), sender=operator)
+    assert partner(ledger, 9) == {
+        "partnerId": 9,
+        "operator": operator,
+        "settlement": settlement,
+        "active": True,
+        "canIssue": True,
+        "canAccept": False,
+        "allowance": MAX_ALLOWANCE - 3,
+        "issued": 3,
+        "redeemed": 0,
+    }
+
+
+Arguments = Callable[[Ledger], tuple[Any, ...]]
+#: (registerPartner arguments, expected error, its arguments), all given the ledger.
+REGISTRATION_ERRORS: dict[str, tuple[Arguments, str, Arguments]] = {
+    "partner id 0": (
+        lambda lg: (0, lg.actors.stranger, fresh_address(), True, True, 1),
+        "LedgerInvalidPartnerId",
+        lambda lg: (0,),
+    ),
+    "partner id taken": (
+        lambda lg: (ISSUE_ONLY, lg.actors.stranger, fresh_address(), True, True, 1),
+        "LedgerPartnerExists",
+        lambda lg: (ISSUE_ONLY,),
+    ),
+    "zero operator": (
+        lambda lg: (9, ZERO, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (ZERO,),
+    ),
+    "operator of an active partner": (
+        lambda lg: (9, lg.actors.partner, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (lg.actors.partner,),
+    ),
+    "operator of a suspended partner": (
+        lambda lg: (9, lg.actors.suspended, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (lg.actors.suspended,),
+    ),
+    "zero settlement": (
+        lambda lg: (9, lg.actors.stranger, ZERO, True, True, 1),
+        "LedgerInvalidSettlementAddress",
+        lambda lg: (ZERO,),
+    ),
+    "allowance above 2**128 - 1": (
+        lambda lg: (9, lg.actors.stranger, fresh_address(), True, True, 2**128),
+        "LedgerAmountTooLarge",
+        lambda lg: (2**128, MAX_ALLOWANCE),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REGISTRATION_ERRORS)
+def test_register_partner_validates_its_arguments(ledger: Ledger, case: str) -> None:
+    arguments, error, error_args = REGISTRATION_ERRORS[case]
+    args = arguments(ledger)
+    assert_rejected(
+        ledger,
+        lambda: ledger.transact("registerPartner", *args, sender=ledger.actors.admin),
+        error,
+        *error_args(ledger),
+        accounts=(args[1],),
+    )
+    assert ledger.call("partnerIdOf", ledger.actors.stranger) == 0
+
+
+def test_set_partner_allowance_validates_its_arguments(ledger: Ledger) -> None:
+    admin = ledger.actors.admin
+    assert_rejected(
+        ledger,
+        lambda: ledger.transact("setPartnerAllowance", ACTIVE, 2**128, sender=admin),
+        "LedgerAmountTooLarge",
+        2**128,
+        MAX_ALLOWANCE,
+    )
+    assert_rejected(
+        ledger, lambda: ledger.transact("setPartnerAllowance", 9, 1, sender=admin), "LedgerPartnerNotFound", 9
+    )
+    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=admin)
+    assert partner(ledger, ACTIVE)["allowance"] == MAX_ALLOWANCE
+
+
+# --------------------------------------------------------------------------- settlement positions
+
+
+def test_positions_net_redeemed_against_issued_and_sum_to_zero(ledger: Ledger) -> None:
+    """Partner: redeemed - issued (times the settlement value); coalition: issued - redeemed."""
+    customer = new_customer()
+    issue(ledger, customer.address, 100, random_ref())
+    issue(ledger, customer.address, 50, random_ref(), sender=ledger.actors.issue_only)
+    ledger.redeem(customer, 70, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY)
+    ledger.redeem(customer, 20)
+
+    expected = {ACTIVE: 20 - 100, SUSPENDED: 0, ACCEPT_ONLY: 70, ISSUE_ONLY: -50}
+    for pid, net in expected.items():
+        assert ledger.call("partnerPosition", pid) == [net, net * SETTLEMENT_VALUE]
+    assert ledger.call("coalitionPosition") == [60, 60 * SETTLEMENT_VALUE]
+    assert ledger.call("outstandingSupply") == 60
+    assert (partner(ledger, ACTIVE)["redeemed"], partner(ledger, ACCEPT_ONLY)["redeemed"]) == (20, 70)
+    total = sum(ledger.call("partnerPosition", pid)[0] for pid in ledger.call("partnerIds"))
+    assert total + ledger.call("coalitionPosition")[0] == 0
+
+    ledger.transact("setSettlementValue", 3, sender=ledger.actors.admin)
+    for pid, net in expected.items():
+        assert ledger.call("partnerPosition", pid) == [net, net * 3]
+    assert ledger.call("coalitionPosition") == [60, 180]
+
+
+def test_positions_start_at_zero(ledger: Ledger) -> None:
+    for pid in (ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY):
+        assert ledger.call("partnerPosition", pid) == [0, 0]
+    assert ledger.call("coalitionPosition") == [0, 0]
+
+
+def test_the_position_of_an_unknown_partner_reverts(ledger: Ledger) -> None:
+    revert = view_revert(ledger, "partnerPosition", 9)
+    assert (revert.name, revert.arguments) == ("LedgerPartnerNotFound", (9,))
+
+
+# --------------------------------------------------------------------------- ERC-20 metadata
+
+
+def test_erc20_metadata(ledger: Ledger) -> None:
+    assert ledger.call("name") == "Coalition Points"
+    assert ledger.call("symbol") == "PTS"
+    assert ledger.call("decimals") == 0
+    assert ledger.call("totalSupply") == ledger.call("outstandingSupply") == 0
+
+
+def test_total_supply_is_the_outstanding_supply_of_live_points(ledger: Ledger) -> None:
+    early, late = fresh_address(), fresh_address()
+    issue(ledger, early, 40, random_ref())
+    ledger.node.advance_time(5 * EPOCH)
+    issue_batch(ledger, [late, early], [2, 3], random_ref())
+    assert ledger.call("totalSupply") == ledger.call("outstandingSupply") == 45
+
+    ledger.node.advance_time((VALIDITY - 5) * EPOCH)  # epoch 0 has expired, unswept
+    assert ledger.call("currentEpoch") == VALIDITY
+    assert ledger.call("totalSupply") == ledger.call("outstandingSupply") == 5
+    assert ledger.call("pendingExpiry") == 40
+    assert ledger.call("totalIssued") == 45
