@@ -120,7 +120,8 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
 
     /**
      * @notice Registers partner `partnerId`, operated by `operator`, paid out to `settlement`.
-     * Requirements: admin role; `partnerId` non-zero and unused; `operator` non-zero and operating no partner;
+     * Requirements: admin role; `partnerId` non-zero and unused; `operator` non-zero, operating no partner and
+     * not an admin;
      * `settlement` non-zero; `allowance` at most 2^128 - 1.
      * Emits {PartnerRegistered}.
      */
@@ -134,7 +135,10 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     ) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (partnerId == 0) revert LedgerInvalidPartnerId(partnerId);
         if (_partners[partnerId].operator != address(0)) revert LedgerPartnerExists(partnerId);
-        if (operator == address(0) || _operators[operator].partnerId != 0) revert LedgerInvalidOperator(operator);
+        // admin and partner keys are separate: an operator key must not also administer the ledger
+        if (operator == address(0) || _operators[operator].partnerId != 0 || hasRole(DEFAULT_ADMIN_ROLE, operator)) {
+            revert LedgerInvalidOperator(operator);
+        }
         if (settlement == address(0)) revert LedgerInvalidSettlementAddress(settlement);
         if (issuanceAllowance > type(uint128).max) {
             revert LedgerAmountTooLarge(issuanceAllowance, type(uint128).max);

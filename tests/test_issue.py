@@ -685,6 +685,11 @@ REGISTRATION_ERRORS: dict[str, tuple[Arguments, str, Arguments]] = {
         "LedgerInvalidOperator",
         lambda lg: (lg.actors.suspended,),
     ),
+    "operator holding the admin role (admin and partner keys are separate)": (
+        lambda lg: (9, lg.actors.admin, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (lg.actors.admin,),
+    ),
     "zero settlement": (
         lambda lg: (9, lg.actors.stranger, ZERO, True, True, 1),
         "LedgerInvalidSettlementAddress",

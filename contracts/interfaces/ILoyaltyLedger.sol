@@ -42,7 +42,7 @@ interface ILoyaltyLedger is IERC7818 {
     error LedgerInvalidPartnerId(uint32 partnerId);
     /// @dev A partner is already registered under `partnerId`.
     error LedgerPartnerExists(uint32 partnerId);
-    /// @dev `operator` is the zero address or already operates another partner.
+    /// @dev `operator` is the zero address, already operates another partner, or holds the admin role.
     error LedgerInvalidOperator(address operator);
     /// @dev `settlement` is the zero address.
     error LedgerInvalidSettlementAddress(address settlement);
