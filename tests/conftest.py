@@ -26,7 +26,7 @@ from web3.types import TxReceipt
 from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
 from chain._deploy import deploy_contract
 from chain._devnode import anvil_binary, eth_tester_web3, start_anvil
-from chain._eip712 import sign_redemption as chain_sign_redemption
+from chain._eip712 import sign_redemption
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -347,30 +347,6 @@ def new_customer() -> LocalAccount:
 
 def random_ref() -> bytes:
     return secrets.token_bytes(32)
-
-
-def sign_redemption(
-    customer: LocalAccount,
-    *,
-    chain_id: int,
-    contract: str,
-    partner_id: int,
-    amount: int,
-    ref: bytes,
-    nonce: int,
-    deadline: int,
-) -> bytes:
-    """The customer's EIP-712 consent to redeem ``amount`` at ``partner_id``."""
-    return chain_sign_redemption(
-        customer,
-        chain_id=chain_id,
-        contract=contract,
-        partner_id=partner_id,
-        amount=amount,
-        ref=ref,
-        nonce=nonce,
-        deadline=deadline,
-    )
 
 
 def expect_revert(excinfo: pytest.ExceptionInfo[ContractRevert], name: str, *args: Any) -> None:
