@@ -250,12 +250,12 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
 
     /**
      * @notice Issues `amount` points of the current epoch to `to`.
-     * @param ref the partner's ref (e.g. the hash of its order id), usable once per partner.
+     * @param ref the partner's reference (e.g. the hash of its order id), usable once per partner.
      * @param reason why the points were earned (purchase, review, referral, birthday, ...; see contracts/README.md).
      * @param ruleHash hash of the earning rule that computed `amount`, so it can be recomputed later.
      * Requirements: not paused; the caller operates an active partner with the right to issue; `to` non-zero;
      * 0 < `amount` <= MAX_AMOUNT and within the partner's allowance; `ref` unused by the partner.
-     * Emits {Transfer} and {PointsIssued}.
+     * Emits {Transfer} and {PointsIssued} (after {PointsExpired} if `to`'s bucket still held expired points).
      */
     function issue(address to, uint256 amount, bytes32 ref, uint16 reason, bytes32 ruleHash)
         external
@@ -269,9 +269,10 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     }
 
     /**
-     * @notice Issues `amounts[i]` points of the current epoch to each `recipients[i]`, under one ref.
+     * @notice Issues `amounts[i]` points of the current epoch to each `recipients[i]`, under one reference.
      * Requirements: as {issue} for every item; equal, non-zero lengths; the sum within the allowance.
-     * Emits {Transfer} and {PointsIssued} per recipient.
+     * Emits {PointsBatchIssued}, then {Transfer} and {PointsIssuedInBatch} per recipient (after any
+     * {PointsExpired} for a recipient's bucket that still held expired points).
      */
     function issueBatch(
         address[] calldata recipients,

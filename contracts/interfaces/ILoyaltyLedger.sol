@@ -122,7 +122,7 @@ interface ILoyaltyLedger is IERC7818 {
     /// @dev One item of the batch announced by the preceding {PointsBatchIssued}: `amount` points to `to`.
     event PointsIssuedInBatch(address indexed to, uint64 seq, uint256 amount);
     /// @dev `amount` points of `epoch` held by `customer` were redeemed at partner `partnerId`.
-    /// A redemption spanning several epochs is several entries with the same ref and nonce.
+    /// A redemption spanning several epochs is several entries with the same reference and nonce.
     event PointsRedeemed(
         uint32 indexed partnerId,
         address indexed customer,
