@@ -68,14 +68,10 @@ class ContractRevert(PermanentError):
 
     def __init__(self, name: str, args: Sequence[Any], data: bytes = b"") -> None:
         self.name = name
-        self.args_ = tuple(args)
+        #: The error's decoded arguments, in declaration order.
+        self.arguments = tuple(args)
         self.data = bytes(data)
-        super().__init__(f"{name}({', '.join(_show(a) for a in self.args_)})")
-
-    @property
-    def arguments(self) -> tuple[Any, ...]:
-        """The error's decoded arguments, in declaration order."""
-        return self.args_
+        super().__init__(f"{name}({', '.join(_show(a) for a in self.arguments)})")
 
 
 class UnknownRevert(ContractRevert):
@@ -102,10 +98,11 @@ def _normalize(abi_type: str, value: Any) -> Any:
     return to_checksum_address(value) if abi_type == "address" else value
 
 
-def _abi_type(param: Mapping[str, Any]) -> str:
+def abi_type(param: Mapping[str, Any]) -> str:
+    """The canonical type string of an ABI parameter (tuples spelled out), as used in signatures."""
     kind = str(param["type"])
     if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param["components"])
+        inner = ",".join(abi_type(c) for c in param["components"])
         return f"({inner}){kind[len('tuple') :]}"
     return kind
 
@@ -119,7 +116,7 @@ class RevertDecoder:
             for item in abi:
                 if item.get("type") != "error":
                     continue
-                types = [_abi_type(p) for p in item.get("inputs", [])]
+                types = [abi_type(p) for p in item.get("inputs", [])]
                 signature = f"{item['name']}({','.join(types)})"
                 self._errors[function_signature_to_4byte_selector(signature)] = (str(item["name"]), types)
 

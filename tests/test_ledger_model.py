@@ -57,6 +57,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from chain import ContractRevert
+from chain._errors import abi_type
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
@@ -112,8 +113,8 @@ class DirectLedger:
         self._functions: dict[str, tuple[bytes, list[str], list[str]]] = {}
         for item in ledger.artifact.abi:
             if item.get("type") == "function":
-                inputs = [_abi_type(p) for p in item["inputs"]]
-                outputs = [_abi_type(p) for p in item["outputs"]]
+                inputs = [abi_type(p) for p in item["inputs"]]
+                outputs = [abi_type(p) for p in item["outputs"]]
                 selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(inputs)})")
                 self._functions[str(item["name"])] = (selector, inputs, outputs)
 
@@ -157,13 +158,6 @@ class DirectLedger:
         if not computation.is_error:
             raise AssertionError(f"{name}{args} failed on chain but its replay succeeded")
         raise self._decoder.decode(bytes(computation.error.args[0]))
-
-
-def _abi_type(param: dict[str, Any]) -> str:
-    kind = str(param["type"])
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
-    return kind
 
 
 # =========================================================================== the model
