@@ -419,6 +419,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
      * Emits {Transfer} and {PointsTransferred} per epoch moved.
      */
     function transfer(address to, uint256 value) external whenNotPaused returns (bool) {
+        _checkTransfer(to);
         _transferOldestFirst(msg.sender, to, value);
         return true;
     }
@@ -474,6 +475,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
      * Emits {Transfer} and {PointsTransferred}.
      */
     function transferAtEpoch(uint256 epoch, address to, uint256 value) external whenNotPaused returns (bool) {
+        _checkTransfer(to);
         _transferAtEpoch(epoch, msg.sender, to, value);
         return true;
     }
@@ -754,7 +756,6 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     }
 
     function _transferOldestFirst(address from, address to, uint256 value) private {
-        _checkTransfer(to);
         uint256 balance = balanceOf(from);
         if (balance < value) revert ERC20InsufficientBalance(from, balance, value);
         if (value == 0) emit Transfer(from, to, 0); // ERC-20: a zero-value transfer still emits Transfer
@@ -772,7 +773,6 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
     }
 
     function _transferAtEpoch(uint256 epoch, address from, address to, uint256 value) private {
-        _checkTransfer(to);
         uint256 current = currentEpoch();
         if (_isExpired(epoch, current)) revert ERC7818TransferredExpiredToken(from, epoch);
         if (epoch > current) revert LedgerFutureEpoch(epoch, current);
@@ -789,6 +789,7 @@ contract LoyaltyLedger is ILoyaltyLedger, IERC20Metadata, IERC20Errors, AccessCo
         _record(keccak256(abi.encode(PointsTransferred.selector, from, to, seq, epoch, value)));
     }
 
+    /// @dev Called first by every transfer entry point, before any allowance is spent.
     function _checkTransfer(address to) private view {
         if (!_transfersEnabled) revert LedgerTransfersDisabled();
         if (to == address(0)) revert ERC20InvalidReceiver(to);
