@@ -413,9 +413,7 @@ class Rpc:
         if not hashes:
             return []
         if self.raw:
-            results = self.batch(
-                [("eth_getTransactionReceipt", [HexBytes(h).to_0x_hex()]) for h in hashes]
-            )
+            results = self.batch([("eth_getTransactionReceipt", [HexBytes(h).to_0x_hex()]) for h in hashes])
             out: list[Receipt | None] = []
             for result in results:
                 if isinstance(result, ChainError):

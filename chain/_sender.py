@@ -257,9 +257,7 @@ class Sender:
     def _gas_limits(self, calls: Sequence[Call]) -> list[int]:
         missing = [c for c in calls if c.gas is None]
         estimates = iter(
-            self.rpc.estimate_gas_many([_call_tx(self.address, c) for c in missing])
-            if missing
-            else []
+            self.rpc.estimate_gas_many([_call_tx(self.address, c) for c in missing]) if missing else []
         )
         return [c.gas if c.gas is not None else int(next(estimates) * self.fees.gas_margin) for c in calls]
 
@@ -312,7 +310,11 @@ class Sender:
                 raise
             todo = pending
             for _attempt in range(3):
-                results = self.rpc.send_raw_many([p.raw for p in todo])
+                try:
+                    results = self.rpc.send_raw_many([p.raw for p in todo])
+                except RetryableError as exc:
+                    # Signed and maybe received: waiting broadcasts them again until they are mined.
+                    results = [exc] * len(todo)
                 todo = self._absorb_send_results(todo, results)
                 if not todo:
                     break
@@ -432,7 +434,10 @@ class Sender:
                 results[id(p)] = self._settle(p, p.mined)
                 progressed = True
             elif now - p.last_broadcast >= self.policy.replace_after:
-                self._replace(p)
+                try:
+                    self._replace(p)
+                except PermanentError as exc:
+                    results[id(p)] = exc
         return progressed
 
     def _settle(self, p: PendingTransaction, receipt: Receipt) -> Receipt | ChainError:

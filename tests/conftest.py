@@ -27,6 +27,10 @@ from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
 from chain._deploy import deploy_contract
 from chain._devnode import anvil_binary, eth_tester_web3, start_anvil
 from chain._eip712 import sign_redemption
+from chain._ledger import Ledger as ChainLedger
+from chain._rpc import Rpc
+from chain._sender import Sender, SendPolicy
+from chain._signer import LocalSigner, dev_signers
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -338,6 +342,28 @@ def ledger(deployed: Ledger) -> Iterator[Ledger]:
 
 
 # --------------------------------------------------------------------------- keys and signatures
+
+
+def node_signer(node: Node, address: str) -> LocalSigner:
+    """The key of one of the node's unlocked accounts (eth-tester's fixed keys, anvil's well-known dev
+    mnemonic), so the chain layer can sign for the actors the fixtures registered."""
+    if node.kind == "eth-tester":
+        keys = node.w3.provider.ethereum_tester.backend.account_keys  # type: ignore[attr-defined]
+        for key in keys:
+            if key.public_key.to_checksum_address() == address:
+                return LocalSigner(Account.from_key(key.to_bytes()))
+        raise LookupError(address)
+    for signer in dev_signers(node.w3.eth.chain_id, count=len(node.accounts)):
+        if signer.address == address:
+            return signer
+    raise LookupError(address)
+
+
+def chain_ledger(ledger: Ledger, actor: str, **policy: Any) -> ChainLedger:
+    """The chain layer's typed client for ``ledger``, sending as ``actor`` (one of its unlocked accounts)."""
+    rpc = Rpc(ledger.w3, decoder=ledger.decoder)
+    sender = Sender(rpc, node_signer(ledger.node, actor), policy=SendPolicy(**policy))
+    return ChainLedger(rpc, ledger.address, sender=sender)
 
 
 def new_customer() -> LocalAccount:
