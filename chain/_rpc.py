@@ -103,7 +103,8 @@ _MESSAGE_CLASSES: tuple[tuple[tuple[str, ...], type[ChainError]], ...] = (
     (("insufficient funds",), InsufficientFunds),
     (("rate limit", "too many requests", "limit exceeded", "exceeded the quota"), RateLimited),
     (("timeout", "timed out"), RpcTimeout),
-    (("connection reset", "unavailable", "try again"), RpcUnavailable),
+    # "header not found": a load-balanced node behind the one that answered has not seen the block yet.
+    (("connection reset", "unavailable", "try again", "header not found"), RpcUnavailable),
 )
 # JSON-RPC codes that mean "slow down" or "temporarily unavailable" whatever the message says.
 _RETRYABLE_CODES = {-32005: RateLimited, 429: RateLimited, -32603: RpcUnavailable}

@@ -461,7 +461,7 @@ def _(c: Clients) -> Any:
 
 #: Errors the ledger inherits but cannot raise, and why.
 UNREACHABLE = {
-    "ERC20InvalidSender": "every debit is of msg.sender or an approved owner; neither can be the zero address",
+    "ERC20InvalidSender": "every debit is of msg.sender or an approved owner, never the zero address",
     "ERC20InvalidApprover": "approve() is always by msg.sender",
     "InvalidShortString": "the EIP-712 name and version are stored with the fallback, which never reverts",
     "StringTooLong": "same: ShortStrings.toShortStringWithFallback never reverts",
