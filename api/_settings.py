@@ -1,14 +1,41 @@
-"""The one place configuration is read from the environment (prefix ``LOYALTY_``)."""
+"""The one place configuration is read from the environment (prefix ``LOYALTY_``).
+
+Dev mode (the default) runs on the embedded chain with anvil's well-known dev accounts and needs no setup.
+Production mode refuses what is only safe for development (validated when Settings is built):
+
+- the embedded chain (``eth-tester://``): it vanishes with the process, and every point with it;
+- signing without naming the key: ``signer_address`` is required (dev mode falls back to dev account 0
+  on a local chain), and it must not be one of the public dev accounts;
+- a weakened keystore work factor (``keystore_scrypt_n`` below eth-account's standard 2**18).
+
+The keystore password comes from ``keystore_password_file`` or ``LOYALTY_KEYSTORE_PASSWORD`` (one of
+them, never both); it is a ``SecretStr``, so it never shows in a ``repr`` or a validation error.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from eth_utils.address import is_address, to_checksum_address
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["STANDARD_SCRYPT_N", "Settings"]
+
+#: eth-account's scrypt work factor for new key files; production refuses anything weaker.
+STANDARD_SCRYPT_N = 2**18
+#: The name of the embedded in-process chain.
+EMBEDDED_CHAIN = "eth-tester://"
+
+
+@cache
+def _dev_addresses() -> frozenset[str]:
+    from chain._signer import dev_signers
+
+    return frozenset(s.address for s in dev_signers(31337, count=20))
 
 
 class Settings(BaseSettings):
@@ -17,11 +44,92 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore", frozen=True)
 
     mode: Literal["dev", "production"] = "dev"
-    #: Where the chain is: ``eth-tester://`` is the embedded in-process chain.
-    rpc_url: str = "eth-tester://"
+    #: Where the chain is: ``eth-tester://`` is the embedded in-process chain; ``http(s)://``, ``ws(s)://``
+    #: a JSON-RPC node; ``anvil://`` a throwaway anvil spawned from node_modules.
+    rpc_url: str = EMBEDDED_CHAIN
     #: The project checkout (contracts/, node_modules/) used by `loyalty compile`.
     project_root: Path = Path(".")
     #: A native solc of the pinned version; solcjs from node_modules when unset. ``SOLC_BINARY`` also works.
     solc_binary: Path | None = Field(
         default=None, validation_alias=AliasChoices("LOYALTY_SOLC_BINARY", "SOLC_BINARY")
     )
+
+    # ------------------------------------------------------------------ keys
+    #: Encrypted key files (Web3 Secret Storage v3), one per key.
+    keystore_dir: Path = Path(".loyalty/keystore")
+    #: The keystore password itself (``LOYALTY_KEYSTORE_PASSWORD``); or use ``keystore_password_file``.
+    keystore_password: SecretStr | None = None
+    #: A file holding the keystore password (one trailing newline ignored).
+    keystore_password_file: Path | None = None
+    #: scrypt work factor of keys created or imported from now on; ``None``: the standard 2**18.
+    keystore_scrypt_n: int | None = Field(default=None, ge=2)
+    #: The keystore key that signs transactions. Dev mode without it: anvil's dev account 0 (local chains
+    #: only). In dev mode an address of one of anvil's dev accounts also works without a key file.
+    signer_address: str | None = None
+
+    # ------------------------------------------------------------------ deployment and sending
+    #: Where `loyalty deploy` writes the deployment manifest and clients read it.
+    manifest_path: Path = Path(".loyalty/deployment.json")
+    #: Blocks on top of a transaction's block before it counts as done (0 on local chains).
+    confirmations: int = Field(default=0, ge=0)
+    #: ``maxFeePerGas = base fee x base_fee_multiplier + tip``.
+    base_fee_multiplier: float = Field(default=2.0, ge=1.0)
+    #: The tip in gwei; asked of the node when unset.
+    priority_fee_gwei: Decimal | None = Field(default=None, ge=0)
+    #: The highest ``maxFeePerGas`` ever offered, in gwei.
+    max_fee_gwei: Decimal = Field(default=Decimal(500), gt=0)
+    #: A transaction not mined this many seconds after it was broadcast is replaced with higher fees.
+    replace_after_s: float = Field(default=30.0, gt=0)
+    #: How long to wait for a transaction before giving up.
+    tx_timeout_s: float = Field(default=300.0, gt=0)
+
+    # ------------------------------------------------------------------ ledger parameters (deploy)
+    token_name: str = Field(default="Coalition Points", min_length=1)
+    token_symbol: str = Field(default="PTS", min_length=1)
+    #: The coalition admin; the deploying key when unset.
+    ledger_admin: str | None = None
+    #: Seconds per ERC-7818 epoch (default 30 days).
+    epoch_length_s: int = Field(default=30 * 24 * 3600, gt=0)
+    #: How many epochs points stay valid.
+    validity_epochs: int = Field(default=12, gt=0)
+    #: Settlement units per point.
+    settlement_value: int = Field(default=1, ge=0)
+
+    @field_validator("signer_address", "ledger_admin")
+    @classmethod
+    def _checksummed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not is_address(value):
+            raise ValueError("must be a 0x-prefixed 20-byte address")
+        return to_checksum_address(value)
+
+    @field_validator("keystore_scrypt_n")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            raise ValueError("must be a power of two (scrypt's N)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.keystore_password is not None and self.keystore_password_file is not None:
+            raise ValueError("set keystore_password or keystore_password_file, not both")
+        if self.mode == "production":
+            self._refuse_dev_only()
+        return self
+
+    def _refuse_dev_only(self) -> None:
+        if self.rpc_url.startswith(EMBEDDED_CHAIN):
+            raise ValueError("production mode needs a real node: set LOYALTY_RPC_URL (not eth-tester://)")
+        if self.signer_address is None:
+            raise ValueError("production mode needs LOYALTY_SIGNER_ADDRESS (a key in the keystore)")
+        if self.signer_address in _dev_addresses():
+            raise ValueError(f"{self.signer_address} is a public dev account; refused in production mode")
+        if self.keystore_scrypt_n is not None and self.keystore_scrypt_n < STANDARD_SCRYPT_N:
+            raise ValueError(f"keystore_scrypt_n below {STANDARD_SCRYPT_N} is for tests, not production mode")
+
+    @property
+    def embedded_chain(self) -> bool:
+        """Whether the chain is the in-process eth-tester one (it lives only as long as this process)."""
+        return self.rpc_url.startswith(EMBEDDED_CHAIN)

@@ -250,8 +250,11 @@ class Rpc:
         decoder: RevertDecoder | None = None,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
+        max_batch: int = 1000,
     ) -> None:
         self.w3 = w3
+        #: Requests per JSON-RPC batch; longer lists go out as several batches.
+        self.max_batch = max_batch
         self.decoder = decoder
         self.retry = retry
         self._sleep = sleep
@@ -303,6 +306,12 @@ class Rpc:
         provider = self._provider
         if provider is None:
             raise PermanentError("JSON-RPC batches need a JSON-RPC endpoint")
+        if len(calls) > self.max_batch:  # nodes cap batch sizes (anvil refuses large ones outright)
+            return [
+                result
+                for start in range(0, len(calls), self.max_batch)
+                for result in self.batch(calls[start : start + self.max_batch])
+            ]
         if not calls:
             return []
 

@@ -340,9 +340,14 @@ class Sender:
     ) -> list[PendingTransaction]:
         """Records each broadcast; returns the transactions whose nonce was already taken."""
         taken = []
+        refused = [p for p, r in zip(pending, results, strict=True) if isinstance(r, NonceTooLow)]
+        # "Nonce too low" for a transaction broadcast again (after a timeout) may mean that its own first
+        # copy was mined: only a nonce held by some other transaction is really taken.
+        receipts = self.rpc.receipts([_tx_hash(p.raw) for p in refused])
+        ours = {id(p) for p, r in zip(refused, receipts, strict=True) if r is not None}
         for p, result in zip(pending, results, strict=True):
             p.last_broadcast = self._clock()
-            if isinstance(result, NonceTooLow | ReplacementUnderpriced):
+            if isinstance(result, NonceTooLow | ReplacementUnderpriced) and id(p) not in ours:
                 taken.append(p)
                 continue
             p.hashes.append(_tx_hash(p.raw))
@@ -433,11 +438,15 @@ class Sender:
                     continue
                 results[id(p)] = self._settle(p, p.mined)
                 progressed = True
-            elif now - p.last_broadcast >= self.policy.replace_after:
-                try:
-                    self._replace(p)
-                except PermanentError as exc:
-                    results[id(p)] = exc
+        due = [
+            p
+            for p in outstanding
+            if p.mined is None
+            and id(p) not in results
+            and now - p.last_broadcast >= self.policy.replace_after
+        ]
+        if due:
+            self._replace(due, results)
         return progressed
 
     def _settle(self, p: PendingTransaction, receipt: Receipt) -> Receipt | ChainError:
@@ -453,45 +462,62 @@ class Sender:
             return exc
         return TransactionFailed(receipt)
 
-    def _replace(self, p: PendingTransaction) -> None:
-        """``p`` was not mined in time: bump its fees (same nonce), or broadcast it again, or resubmit."""
+    def _replace(self, due: list[PendingTransaction], results: dict[int, Receipt | ChainError]) -> None:
+        """``due`` were not mined in time: each is signed again with its fees bumped (same nonce), or, at
+        the fee cap, broadcast again as it is; one whose nonce went to a transaction we did not send is
+        submitted again under a new nonce."""
         with self.nonces.lock:
             mined_count = self.rpc.transaction_count(self.address, "latest")
-            if mined_count > p.nonce:
+            used = [p for p in due if p.nonce < mined_count]
+            if used:
                 # The nonce is used. If none of our versions holds it, a transaction we did not send does.
-                if any(r is not None for r in self.rpc.receipts(p.hashes)):
-                    return  # found on the next poll
-                self._resubmit(p)
+                receipts = self.rpc.receipts([h for p in used for h in p.hashes])
+                mined_hashes = {
+                    h for h, r in zip([h for p in used for h in p.hashes], receipts, strict=True) if r
+                }
+                for p in used:
+                    if not mined_hashes.intersection(p.hashes):
+                        try:
+                            self._resubmit(p)
+                        except PermanentError as exc:
+                            results[id(p)] = exc
+            again = [p for p in due if p.nonce >= mined_count]
+            if not again:
                 return
-            bumped_fee = Wei(-(-p.max_fee * BUMP_NUMERATOR // BUMP_DENOMINATOR))
-            bumped_tip = Wei(-(-p.priority_fee * BUMP_NUMERATOR // BUMP_DENOMINATOR))
-            if bumped_fee <= self.fees.max_fee_cap:
-                max_fee, tip = self.current_fees()
-                p.max_fee, p.priority_fee = Wei(max(bumped_fee, max_fee)), Wei(max(bumped_tip, tip))
-                p.raw = self._sign(p.call, p.nonce, p.gas, p.max_fee, p.priority_fee)
-                self.stats.replaced += 1
-                logger.info(
-                    "nonce %d not mined after %.0fs: replacing with maxFee %d, tip %d",
-                    p.nonce,
-                    self.policy.replace_after,
-                    p.max_fee,
-                    p.priority_fee,
-                )
-            else:
-                self.stats.rebroadcast += 1
-                logger.info("nonce %d not mined and at the fee cap: broadcasting it again", p.nonce)
-            new_hash = _tx_hash(p.raw)
-            if new_hash not in p.hashes:
-                p.hashes.append(new_hash)
-            p.last_broadcast = self._clock()
-            result = self.rpc.send_raw_many([p.raw])[0]
-            if isinstance(result, NonceTooLow):
-                return  # mined meanwhile; the next poll finds which version
-            if isinstance(result, ReplacementUnderpriced | AlreadyKnown | RetryableError):
-                logger.info("rebroadcast of nonce %d: %s", p.nonce, result)
+            max_fee, tip = self.current_fees()
+            for p in again:
+                bumped_fee = Wei(-(-p.max_fee * BUMP_NUMERATOR // BUMP_DENOMINATOR))
+                bumped_tip = Wei(-(-p.priority_fee * BUMP_NUMERATOR // BUMP_DENOMINATOR))
+                if bumped_fee <= self.fees.max_fee_cap:
+                    p.max_fee, p.priority_fee = Wei(max(bumped_fee, max_fee)), Wei(max(bumped_tip, tip))
+                    p.raw = self._sign(p.call, p.nonce, p.gas, p.max_fee, p.priority_fee)
+                    self.stats.replaced += 1
+                    logger.info(
+                        "nonce %d not mined after %.0fs: replacing it with maxFee %d, tip %d",
+                        p.nonce,
+                        self.policy.replace_after,
+                        p.max_fee,
+                        p.priority_fee,
+                    )
+                else:
+                    self.stats.rebroadcast += 1
+                    logger.info("nonce %d not mined and at the fee cap: broadcasting it again", p.nonce)
+                new_hash = _tx_hash(p.raw)
+                if new_hash not in p.hashes:
+                    p.hashes.append(new_hash)
+                p.last_broadcast = self._clock()
+            try:
+                sent = self.rpc.send_raw_many([p.raw for p in again])
+            except RetryableError as exc:
+                logger.info("broadcasting %d replacement(s) failed (%s); will try again", len(again), exc)
                 return
-            if isinstance(result, ChainError):
-                raise result
+            for p, result in zip(again, sent, strict=True):
+                # Nonce too low: a version was mined meanwhile (the next poll finds it). Underpriced, known,
+                # unreachable: the next round tries again.
+                if isinstance(result, ChainError) and not isinstance(
+                    result, NonceTooLow | ReplacementUnderpriced | AlreadyKnown | RetryableError
+                ):
+                    results[id(p)] = result
 
     def _resubmit(self, p: PendingTransaction) -> None:
         """Sends ``p``'s call again under a new nonce (its old one went to a transaction we did not send)."""

@@ -1,0 +1,391 @@
+"""The ``loyalty`` command line, run in process against a spawned anvil (and the embedded chain).
+
+Settings come from the environment, as in production; every test starts from a clean ``LOYALTY_*`` set, in
+its own directory, with a cheap scrypt work factor. The last tests run a whole session (new key, imports,
+list, deploy, a wrong password, a refused key on argv) with every logger at DEBUG and check that no private
+key and no password shows anywhere: output, log records, reprs, exception messages.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from api._chain_setup import signer_from_settings
+from api._settings import Settings
+from api.cli import main
+from chain._manifest import load_manifest, verify_manifest
+from chain._signer import DevKeyRefused, InvalidKey, Keystore, WrongPassword, dev_signers
+from conftest import AnvilNode
+
+SCRYPT_N = 16  # tests only: production mode refuses anything below 2**18
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Cli:
+    """Runs ``loyalty`` in this process with the test's environment; remembers everything it printed."""
+
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+    password: str
+    transcript: str = ""
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.tmp / "keystore"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.tmp / "deployment.json"
+
+    def env(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.monkeypatch.delenv(f"LOYALTY_{name}", raising=False)
+        else:
+            self.monkeypatch.setenv(f"LOYALTY_{name}", value)
+
+    def __call__(self, *argv: str, stdin: str = "") -> Result:
+        self.capsys.readouterr()
+        self.monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))  # a pipe, not a terminal: never prompts
+        code = main(list(argv))
+        captured = self.capsys.readouterr()
+        self.transcript += captured.out + captured.err
+        return Result(code, captured.out, captured.err)
+
+    def keys(self) -> dict[str, bytes]:
+        """Every key in the keystore, decrypted here (the test must know them to look for them)."""
+        out = {}
+        for path in self.keystore_dir.iterdir():
+            keyfile = json.loads(path.read_text())
+            key = bytes(Account.decrypt(keyfile, self.password))
+            out[Account.from_key(key).address] = key
+        return out
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    for name in list(os.environ):
+        if name.startswith("LOYALTY_") or name == "SOLC_BINARY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    runner = Cli(tmp_path, monkeypatch, capsys, password=f"pw-{secrets.token_hex(12)}")
+    runner.env("KEYSTORE_DIR", str(runner.keystore_dir))
+    runner.env("KEYSTORE_SCRYPT_N", str(SCRYPT_N))
+    runner.env("MANIFEST_PATH", str(runner.manifest_path))
+    runner.env("KEYSTORE_PASSWORD", runner.password)
+    return runner
+
+
+@pytest.fixture
+def anvil(anvil_node: AnvilNode, cli: Cli) -> Iterator[AnvilNode]:
+    """The session's anvil as ``LOYALTY_RPC_URL``; its state is restored after the test."""
+    cli.env("RPC_URL", anvil_node.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    snapshot = anvil_node.snapshot()
+    yield anvil_node
+    anvil_node.revert(snapshot)
+
+
+def fund(node: AnvilNode, address: str) -> None:
+    node.w3.provider.make_request("anvil_setBalance", [address, hex(10**21)])  # type: ignore[arg-type]
+
+
+def new_key_address(result: Result) -> str:
+    assert result.code == 0, result.err
+    return result.out.split()[2]  # "created key 0x... in <dir>" / "imported key 0x... into <dir>"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_keys_new_then_list_shows_the_address(cli: Cli) -> None:
+    assert cli("keys", "list").out == ""
+
+    first = new_key_address(cli("keys", "new"))
+    second = new_key_address(cli("keys", "new"))
+
+    listed = cli("keys", "list")
+    assert listed.code == 0
+    assert listed.out.splitlines() == [first, second]
+    assert set(cli.keys()) == {first, second}
+
+
+def test_keys_import_from_a_file_and_from_stdin(cli: Cli) -> None:
+    from_file, from_stdin = Account.create(), Account.create()
+    key_file = cli.tmp / "key.txt"
+    key_file.write_text(from_file.key.to_0x_hex() + "\n")
+
+    assert new_key_address(cli("keys", "import", "--file", str(key_file))) == from_file.address
+    assert new_key_address(cli("keys", "import", stdin=from_stdin.key.hex())) == from_stdin.address
+
+    assert set(cli("keys", "list").out.split()) == {from_file.address, from_stdin.address}
+    assert cli.keys()[from_file.address] == bytes(from_file.key)
+
+
+def test_keys_import_refuses_a_duplicate_and_a_malformed_key(cli: Cli) -> None:
+    key = Account.create().key.hex()
+    assert cli("keys", "import", stdin=key).code == 0
+
+    again = cli("keys", "import", stdin=key)
+    assert again.code == 1
+    assert again.err.startswith("error: the keystore already holds a key for ")
+
+    malformed = cli("keys", "import", stdin=key[:-1])
+    assert (malformed.code, malformed.err) == (1, "error: a private key is 64 hex digits (32 bytes)\n")
+
+    empty = cli("keys", "import", stdin="")
+    assert (empty.code, empty.err) == (1, "error: no private key given (empty input)\n")
+
+
+def test_keys_need_a_password_when_nobody_can_be_asked(cli: Cli) -> None:
+    cli.env("KEYSTORE_PASSWORD", None)
+    result = cli("keys", "new")
+    assert result.code == 1
+    assert (
+        "no keystore password: set LOYALTY_KEYSTORE_PASSWORD_FILE or LOYALTY_KEYSTORE_PASSWORD" in result.err
+    )
+    assert not cli.keystore_dir.exists()
+
+
+def test_the_password_may_come_from_a_file(cli: Cli) -> None:
+    password_file = cli.tmp / "password"
+    password_file.write_text(cli.password + "\n")
+    cli.env("KEYSTORE_PASSWORD", None)
+    cli.env("KEYSTORE_PASSWORD_FILE", str(password_file))
+
+    address = new_key_address(cli("keys", "new"))
+
+    assert list(cli.keys()) == [address]  # decrypted with the file's password, newline dropped
+
+
+def test_a_password_in_both_places_is_refused_without_showing_it(cli: Cli) -> None:
+    password_file = cli.tmp / "password"
+    password_file.write_text("other\n")
+    cli.env("KEYSTORE_PASSWORD_FILE", str(password_file))
+
+    result = cli("keys", "list")
+
+    assert result.code == 1
+    assert "invalid settings" in result.err
+    assert "keystore_password or keystore_password_file, not both" in result.err
+    assert cli.password not in result.err
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+def test_deploy_with_a_keystore_key_writes_a_manifest_that_verifies(cli: Cli, anvil: AnvilNode) -> None:
+    deployer = new_key_address(cli("keys", "new"))
+    fund(anvil, deployer)
+    cli.env("SIGNER_ADDRESS", deployer)
+
+    result = cli("deploy", "--name", "Sky Miles", "--epoch-length", "3600", "--validity", "3")
+
+    assert result.code == 0, result.err
+    manifest = load_manifest(cli.manifest_path)
+    verify_manifest(manifest, anvil.w3)
+    assert manifest.chain_id == 31337
+    assert manifest.deployer == deployer
+    params = manifest.parameters
+    assert (params.name, params.symbol, params.admin) == ("Sky Miles", "PTS", deployer)
+    assert (params.epoch_length, params.validity, params.settlement_value) == (3600, 3, 1)
+    lines = result.out.splitlines()
+    assert lines[0] == f"LoyaltyLedger deployed at {manifest.ledger.address} on chain 31337"
+    assert lines[1] == f"  block {manifest.deployed_at.block_number} ({manifest.deployed_at.block_hash})"
+    assert lines[-1] == f"manifest written to {cli.manifest_path}"
+
+
+def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli, anvil: AnvilNode) -> None:
+    # Dev mode, no signer named: anvil's dev account 0 deploys.
+    admin = Account.create().address
+    cli.env("TOKEN_SYMBOL", "CUP")
+    cli.env("LEDGER_ADMIN", admin)
+    cli.env("SETTLEMENT_VALUE", "7")
+
+    assert cli("deploy").code == 0
+    first = load_manifest(cli.manifest_path)
+    assert first.deployer == dev_signers(31337)[0].address
+    assert (first.parameters.symbol, first.parameters.admin, first.parameters.settlement_value) == (
+        "CUP",
+        admin,
+        7,
+    )
+
+    refused = cli("deploy")
+    assert refused.code == 1
+    assert (
+        refused.err
+        == f"error: {cli.manifest_path} already exists; pass --force to deploy another ledger over it\n"
+    )
+    assert load_manifest(cli.manifest_path) == first
+
+    assert cli("deploy", "--force").code == 0
+    assert load_manifest(cli.manifest_path).ledger.address != first.ledger.address
+
+
+def test_run_uses_the_manifest_and_refuses_one_of_another_chain(cli: Cli, anvil: AnvilNode) -> None:
+    missing = cli("run")
+    assert (missing.code, missing.err) == (
+        1,
+        f"error: no deployment manifest at {cli.manifest_path} (run `loyalty deploy`)\n",
+    )
+
+    assert cli("deploy").code == 0
+    manifest = load_manifest(cli.manifest_path)
+    ran = cli("run")
+    assert ran.code == 0, ran.err
+    assert f"at {manifest.ledger.address}" in ran.out.splitlines()[0]
+
+    data = json.loads(cli.manifest_path.read_text())
+    data["chainId"] = 1
+    cli.manifest_path.write_text(json.dumps(data))
+    refused = cli("run")
+    assert (refused.code, refused.err) == (1, "error: chain id: manifest 1, node 31337\n")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "ws://127.0.0.1:8546", "ftp://example.org"])
+def test_deploy_on_a_node_that_cannot_be_used_is_an_error(cli: Cli, url: str) -> None:
+    cli.env("RPC_URL", url)
+    result = cli("deploy")
+    assert result.code == 1
+    assert result.err.startswith("error: ") and url in result.err
+    assert not cli.manifest_path.exists()
+
+
+def test_run_on_the_embedded_chain(cli: Cli) -> None:
+    result = cli("run")
+    assert result.code == 0, result.err
+    assert result.out.startswith("LoyaltyLedger on the embedded chain (chain id 131277322940537) at 0x")
+    assert "epoch length 2592000 s, validity 12 epochs" in result.out
+    assert not cli.manifest_path.exists()  # the embedded chain ends with the process: nothing to point at
+
+
+# --------------------------------------------------------------------------- settings and dev keys
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RPC_URL": "http://127.0.0.1:1"}, "production mode needs LOYALTY_SIGNER_ADDRESS"),
+        ({}, "production mode needs a real node"),
+        (
+            {"RPC_URL": "http://127.0.0.1:1", "SIGNER_ADDRESS": dev_signers(31337)[1].address},
+            "is a public dev account; refused in production mode",
+        ),
+        (
+            {"RPC_URL": "http://127.0.0.1:1", "SIGNER_ADDRESS": "0x" + "11" * 20},
+            f"keystore_scrypt_n below {2**18} is for tests, not production mode",
+        ),
+    ],
+)
+def test_production_mode_refuses_dev_only_settings(cli: Cli, env: dict[str, str], message: str) -> None:
+    cli.env("MODE", "production")
+    for name, value in env.items():
+        cli.env(name, value)
+
+    result = cli("keys", "list")
+
+    assert result.code == 1
+    assert result.err.startswith("error: invalid settings: ")
+    assert message in result.err
+
+
+def test_a_scrypt_work_factor_that_is_not_a_power_of_two_is_refused(cli: Cli) -> None:
+    cli.env("KEYSTORE_SCRYPT_N", "1000")
+    result = cli("keys", "new")
+    assert (result.code, result.err) == (
+        1,
+        "error: invalid settings: keystore_scrypt_n: Value error, must be a power of two (scrypt's N)\n",
+    )
+
+
+def test_dev_keys_are_refused_on_a_chain_that_is_not_local(cli: Cli) -> None:
+    with pytest.raises(DevKeyRefused, match="refused on chain id 1 "):
+        signer_from_settings(Settings(), chain_id=1)
+    dev = dev_signers(31337)[3]
+    assert signer_from_settings(Settings(signer_address=dev.address), chain_id=31337) is dev
+
+
+def test_a_key_typed_on_the_command_line_is_not_echoed(cli: Cli) -> None:
+    key = Account.create().key.to_0x_hex()
+    with pytest.raises(SystemExit) as excinfo:
+        cli("keys", "import", key)
+    assert excinfo.value.code == 2
+    captured = cli.capsys.readouterr()
+    assert "unrecognized arguments: <redacted>" in captured.err
+    assert key[2:].lower() not in (captured.out + captured.err).lower()
+
+
+# --------------------------------------------------------------------------- no secret ever shows
+
+
+def test_no_private_key_or_password_appears_anywhere_in_a_full_session(
+    cli: Cli, anvil: AnvilNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    from_file, from_stdin = Account.create(), Account.create()
+    key_file = cli.tmp / "key.txt"
+    key_file.write_text(from_file.key.hex())
+    wrong_password = f"wrong-{secrets.token_hex(12)}"
+    seen: list[str] = []  # reprs and messages the session produced outside the CLI's output
+
+    created = new_key_address(cli("-vv", "keys", "new"))
+    assert cli("-vv", "keys", "import", "--file", str(key_file)).code == 0
+    assert cli("-vv", "keys", "import", stdin=from_stdin.key.to_0x_hex().upper()).code == 0
+    assert cli("-vv", "keys", "import", stdin=from_stdin.key.hex()[:-2]).code == 1  # malformed
+    assert set(cli("-vv", "keys", "list").out.split()) == {created, from_file.address, from_stdin.address}
+
+    fund(anvil, created)
+    cli.env("SIGNER_ADDRESS", created)
+    deployed = cli("-vv", "deploy")
+    assert deployed.code == 0, deployed.err
+    assert cli("-vv", "run").code == 0
+
+    cli.env("KEYSTORE_PASSWORD", wrong_password)
+    refused = cli("-vv", "deploy", "--force")
+    assert (refused.code, refused.err) == (1, f"error: wrong password for the key of {created}\n")
+    with pytest.raises(SystemExit):
+        cli("keys", "import", from_file.key.to_0x_hex())  # a key on argv: refused, and not repeated
+    seen.append(cli.capsys.readouterr().err)
+
+    keystore = Keystore(cli.keystore_dir)
+    for address in keystore.addresses():
+        signer = keystore.load(address, cli.password)
+        seen += [repr(signer), str(signer)]
+        with pytest.raises(WrongPassword) as wrong:
+            keystore.load(address, wrong_password)
+        seen += [str(wrong.value), repr(wrong.value)]
+    with pytest.raises(InvalidKey) as invalid:
+        keystore.import_key(from_file.key.hex()[:-1], cli.password)
+    seen += [str(invalid.value), repr(invalid.value), repr(keystore), repr(Settings())]
+
+    keys = cli.keys()
+    assert set(keys) == {created, from_file.address, from_stdin.address}
+    records = [f"{r.getMessage()} {r.args!r} {r.exc_text or ''} {r.stack_info or ''}" for r in caplog.records]
+    everything = "\n".join([cli.transcript, caplog.text, *records, *seen]).lower()
+    assert caplog.records, "DEBUG logging captured nothing: the scan would prove nothing"
+    for owner, key in keys.items():
+        # Any case, with or without 0x (the text is lowered). Any 16 consecutive hex digits of a key count
+        # as a leak: 64 bits that show up by chance in this much text have odds of about 1e-13.
+        hex_key = key.hex()
+        for start in range(len(hex_key) - 16 + 1):
+            assert hex_key[start : start + 16] not in everything, f"part of the private key of {owner} leaked"
+    for password in (cli.password, wrong_password):
+        assert password.lower() not in everything, "a password leaked"

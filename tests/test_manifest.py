@@ -1,0 +1,338 @@
+"""The deployment manifest: written by deploy_ledger, read back unchanged, and refused by any node that does
+not hold what it describes (other chain, other block, other code, no code, other artifact)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from hexbytes import HexBytes
+
+from chain import ContractRevert, load_artifact
+from chain._deploy import DeploymentError, deploy_contract, deploy_ledger
+from chain._devnode import fund
+from chain._manifest import (
+    MANIFEST_VERSION,
+    DeploymentManifest,
+    ManifestError,
+    ManifestMismatch,
+    ManifestNotFound,
+    code_matches_artifact,
+    load_manifest,
+    sha256_hex,
+    verify_manifest,
+)
+from chain._rpc import Rpc
+from chain._sender import Sender
+from chain._signer import dev_signers
+from chain._types import BlockNumber
+from conftest import EPOCH, SETTLEMENT_VALUE, VALIDITY, AnvilNode, EthTesterNode, Node, revert_decoder
+
+PARAMETERS: dict[str, Any] = {
+    "name": "Coalition Points",
+    "symbol": "PTS",
+    "epoch_length": EPOCH,
+    "validity": VALIDITY,
+    "settlement_value": SETTLEMENT_VALUE,
+}
+
+
+def dev_sender(node: Node) -> Sender:
+    """A sender for anvil's dev account 0 (funded on anvil; funded here on eth-tester)."""
+    signer = dev_signers(node.w3.eth.chain_id)[0]
+    if node.w3.eth.get_balance(signer.address) == 0:
+        fund(node.w3, signer.address, 10**21)
+    decoder = revert_decoder()
+    return Sender(Rpc(node.w3, decoder=decoder), signer, decoder=decoder)
+
+
+@dataclasses.dataclass
+class Deployed:
+    node: Node
+    sender: Sender
+    manifest: DeploymentManifest
+
+
+@pytest.fixture(scope="module", params=["anvil", "eth-tester"])
+def deployed(request: pytest.FixtureRequest) -> Iterator[Deployed]:
+    """A ledger deployed through deploy_ledger on each backend (the chain is restored afterwards)."""
+    node: Node = request.getfixturevalue("anvil_node" if request.param == "anvil" else "eth_tester_node")
+    before = node.snapshot()
+    sender = dev_sender(node)
+    manifest = deploy_ledger(sender, admin=sender.address, **PARAMETERS)
+    yield Deployed(node, sender, manifest)
+    node.revert(before)
+
+
+def with_ledger(manifest: DeploymentManifest, **changes: Any) -> DeploymentManifest:
+    """``manifest`` with fields of its LoyaltyLedger entry changed."""
+    ledger = dataclasses.replace(manifest.ledger, **changes)
+    return dataclasses.replace(manifest, contracts={"LoyaltyLedger": ledger})
+
+
+# --------------------------------------------------------------------------- what deploy_ledger records
+
+
+def test_deploy_ledger_records_the_deployment(deployed: Deployed) -> None:
+    manifest, w3 = deployed.manifest, deployed.node.w3
+    ledger = manifest.ledger
+    artifact = load_artifact("LoyaltyLedger")
+    receipt = w3.eth.get_transaction_receipt(HexBytes(manifest.deployed_at.transaction_hash))
+
+    assert manifest.version == MANIFEST_VERSION
+    assert manifest.chain_id == w3.eth.chain_id
+    assert manifest.deployer == deployed.sender.address
+    assert receipt["contractAddress"] == ledger.address
+    assert receipt["blockNumber"] == manifest.deployed_at.block_number
+    assert receipt["blockHash"].to_0x_hex() == manifest.deployed_at.block_hash
+    assert ledger.artifact_name == "LoyaltyLedger"
+    assert ledger.bytecode_sha256 == sha256_hex(artifact.bytecode)
+    assert ledger.deployed_bytecode_sha256 == sha256_hex(bytes(w3.eth.get_code(ledger.address)))
+    assert dict(ledger.source_hashes) == artifact.source_hashes
+    assert manifest.created_at.tzinfo is not None
+    params = manifest.parameters
+    assert (params.name, params.symbol, params.admin) == ("Coalition Points", "PTS", deployed.sender.address)
+    assert (params.epoch_length, params.validity, params.settlement_value) == (
+        EPOCH,
+        VALIDITY,
+        SETTLEMENT_VALUE,
+    )
+
+    contract = w3.eth.contract(address=ledger.address, abi=artifact.abi)
+    assert contract.functions.epochLength().call() == EPOCH
+    assert contract.functions.validityDuration().call() == VALIDITY
+    assert contract.functions.name().call() == "Coalition Points"
+
+
+def test_immutables_make_the_chain_code_differ_from_the_artifact_but_it_still_matches(
+    deployed: Deployed,
+) -> None:
+    artifact = load_artifact("LoyaltyLedger")
+    code = bytes(deployed.node.w3.eth.get_code(deployed.manifest.ledger.address))
+    assert code != bytes(HexBytes(artifact.deployed_bytecode))
+    assert code_matches_artifact(code, artifact)
+    assert code_matches_artifact(bytes(HexBytes(artifact.deployed_bytecode)), artifact)
+    # One byte changed outside the immutables' placeholders (the first byte is an opcode, not a placeholder).
+    assert not code_matches_artifact(bytes([code[0] ^ 1]) + code[1:], artifact)
+    assert not code_matches_artifact(code[:-1], artifact)
+    assert not code_matches_artifact(code, load_artifact("ReferenceERC20"))
+
+
+def test_manifest_round_trips_through_its_file(deployed: Deployed, tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deployment.json"
+    deployed.manifest.write(path)
+
+    assert load_manifest(path) == deployed.manifest
+    data = json.loads(path.read_text())
+    assert data["version"] == MANIFEST_VERSION
+    assert data["chainId"] == deployed.manifest.chain_id
+    assert data["contracts"]["LoyaltyLedger"]["address"] == deployed.manifest.ledger.address
+    assert [p.name for p in path.parent.iterdir()] == ["deployment.json"]  # no temporary file left behind
+
+
+def test_write_replaces_an_existing_manifest(deployed: Deployed, tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    path.write_text("old")
+    deployed.manifest.write(path)
+    assert load_manifest(path) == deployed.manifest
+
+
+def test_verify_accepts_the_manifest_of_the_deployment(deployed: Deployed) -> None:
+    verify_manifest(deployed.manifest, deployed.node.w3)
+    verify_manifest(deployed.manifest, Rpc(deployed.node.w3))
+
+
+# --------------------------------------------------------------------------- mismatches
+
+
+def test_other_chain_id_is_refused_naming_the_chain_id(deployed: Deployed) -> None:
+    actual = deployed.manifest.chain_id
+    manifest = dataclasses.replace(deployed.manifest, chain_id=1)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    assert (excinfo.value.field, excinfo.value.expected, excinfo.value.actual) == ("chain id", 1, actual)
+    assert str(excinfo.value) == f"chain id: manifest 1, node {actual}"
+
+
+def test_other_bytecode_is_refused_naming_the_contract_and_address(deployed: Deployed) -> None:
+    # A second ledger: the same artifact, other immutables (genesis time, epoch length), so other code.
+    other = deploy_ledger(
+        deployed.sender, admin=deployed.sender.address, **{**PARAMETERS, "epoch_length": 3600}
+    )
+    verify_manifest(other, deployed.node.w3)
+    address = other.ledger.address
+    manifest = with_ledger(deployed.manifest, address=address)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    error = excinfo.value
+    assert error.field == f"bytecode of LoyaltyLedger at {address}"
+    assert error.expected == f"sha256 {deployed.manifest.ledger.deployed_bytecode_sha256}"
+    assert error.actual == f"sha256 {other.ledger.deployed_bytecode_sha256}"
+    assert str(error).startswith(f"bytecode of LoyaltyLedger at {address}: manifest sha256 ")
+
+
+def test_another_contracts_code_is_refused_even_when_its_hash_was_recorded(deployed: Deployed) -> None:
+    node = deployed.node
+    erc20 = deploy_contract(
+        node.w3, load_artifact("ReferenceERC20"), node.accounts[0], sender=node.accounts[0]
+    )
+    code = bytes(node.w3.eth.get_code(erc20.address))
+    # A forged manifest: the code hash matches what is there, but that code is not the ledger artifact's.
+    manifest = with_ledger(
+        deployed.manifest, address=erc20.address, deployed_bytecode_sha256=sha256_hex(code)
+    )
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, node.w3)
+
+    assert excinfo.value.field == f"bytecode of LoyaltyLedger at {erc20.address}"
+    assert excinfo.value.actual == "other code (not built from it)"
+
+
+def test_an_address_without_code_is_refused(deployed: Deployed) -> None:
+    empty = Account.create().address
+    manifest = with_ledger(deployed.manifest, address=empty)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    assert excinfo.value.field == f"bytecode of LoyaltyLedger at {empty}"
+    assert excinfo.value.actual == "no code"
+    assert str(excinfo.value).endswith("node no code")
+
+
+def test_other_deployment_block_is_refused(deployed: Deployed) -> None:
+    at = deployed.manifest.deployed_at
+    forged = dataclasses.replace(at, block_hash="0x" + "ab" * 32)
+    manifest = dataclasses.replace(deployed.manifest, deployed_at=forged)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    assert excinfo.value.field == f"hash of deployment block {at.block_number}"
+    assert excinfo.value.actual == at.block_hash
+
+
+def test_a_deployment_block_the_node_does_not_have_is_refused(deployed: Deployed) -> None:
+    at = dataclasses.replace(deployed.manifest.deployed_at, block_number=BlockNumber(10**9))
+    manifest = dataclasses.replace(deployed.manifest, deployed_at=at)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    assert excinfo.value.actual == "no such block"
+
+
+def test_a_manifest_of_another_artifact_is_refused_unless_artifacts_are_not_checked(
+    deployed: Deployed,
+) -> None:
+    manifest = with_ledger(deployed.manifest, bytecode_sha256="00" * 32)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    assert excinfo.value.field == "artifact LoyaltyLedger (creation code sha256)"
+    assert excinfo.value.source == "installed package"
+    assert str(excinfo.value).startswith(
+        f"artifact LoyaltyLedger (creation code sha256): manifest {'00' * 32}, "
+    )
+    verify_manifest(manifest, deployed.node.w3, check_artifacts=False)
+
+
+# --------------------------------------------------------------------------- deploy_ledger refusals
+
+
+def test_a_constructor_that_would_revert_raises_its_decoded_error(deployed: Deployed) -> None:
+    with pytest.raises(ContractRevert) as excinfo:
+        deploy_ledger(deployed.sender, admin=deployed.sender.address, **{**PARAMETERS, "validity": 0})
+    assert (excinfo.value.name, excinfo.value.arguments) == ("LedgerInvalidConfiguration", (EPOCH, 0))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"validity": -1}, "bad constructor arguments"),
+        ({"admin": "not an address"}, "the ledger admin must be an address"),
+    ],
+)
+def test_bad_parameters_are_refused_before_sending(
+    deployed: Deployed, change: dict[str, Any], message: str
+) -> None:
+    nonce = deployed.node.w3.eth.get_transaction_count(deployed.sender.address)
+    with pytest.raises(DeploymentError, match=message):
+        deploy_ledger(deployed.sender, **{"admin": deployed.sender.address, **PARAMETERS, **change})
+    assert deployed.node.w3.eth.get_transaction_count(deployed.sender.address) == nonce
+
+
+# --------------------------------------------------------------------------- reading manifests
+
+
+def test_a_missing_manifest_is_manifest_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ManifestNotFound) as excinfo:
+        load_manifest(tmp_path / "absent.json")
+    assert excinfo.value.path == tmp_path / "absent.json"
+    assert "loyalty deploy" in str(excinfo.value)
+
+
+def test_a_manifest_of_another_version_is_refused(deployed: Deployed, tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    path.write_text(json.dumps({**deployed.manifest.to_json(), "version": MANIFEST_VERSION + 1}))
+    with pytest.raises(ManifestError, match=f"version {MANIFEST_VERSION + 1} is not supported"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("chainId"), r"manifest\.chainId is missing"),
+        (
+            lambda d: d["deployedAt"].update(blockNumber="7"),
+            r"manifest\.deployedAt\.blockNumber must be an integer",
+        ),
+        (
+            lambda d: d["contracts"]["LoyaltyLedger"].update(address="0x12"),
+            r"manifest\.contracts\.LoyaltyLedger\.address is not an address",
+        ),
+        (lambda d: d.update(createdAt="yesterday"), r"manifest\.createdAt is not an ISO 8601 time"),
+    ],
+)
+def test_a_malformed_manifest_names_the_bad_field(
+    deployed: Deployed, tmp_path: Path, mutate: Any, message: str
+) -> None:
+    data = deployed.manifest.to_json()
+    mutate(data)
+    path = tmp_path / "deployment.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(path)
+
+
+def test_a_file_that_is_not_json_is_a_manifest_error(tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    path.write_text("{not json")
+    with pytest.raises(ManifestError, match="is not JSON"):
+        load_manifest(path)
+
+
+def test_a_manifest_from_one_backend_is_refused_by_the_other(
+    anvil_node: AnvilNode, eth_tester_node: EthTesterNode, tmp_path: Path
+) -> None:
+    before = anvil_node.snapshot()
+    try:
+        sender = dev_sender(anvil_node)
+        manifest = deploy_ledger(sender, admin=sender.address, **PARAMETERS)
+    finally:
+        anvil_node.revert(before)
+    with pytest.raises(
+        ManifestMismatch, match=f"^chain id: manifest 31337, node {eth_tester_node.w3.eth.chain_id}$"
+    ):
+        verify_manifest(manifest, eth_tester_node.w3)
