@@ -9,7 +9,6 @@ Calldata is encoded with eth-abi from selectors computed once: ``issue`` is the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,9 +242,9 @@ class Ledger:
         nonce: int | None = None,
     ) -> RedemptionConsent:
         """Signs a redemption consent with the customer's signer; nonce from the ledger unless given,
-        deadline ``valid_for`` seconds from now unless given."""
+        deadline ``valid_for`` seconds after the chain's latest block unless given."""
         nonce = self.nonce_of(customer.address) if nonce is None else nonce
-        deadline = int(time.time()) + valid_for if deadline is None else deadline
+        deadline = self.rpc.timestamp() + valid_for if deadline is None else deadline
         message = self.redemption_message(customer.address, partner_id, amount, ref, nonce, deadline)
         signature = customer.sign_typed_data(message)
         return RedemptionConsent(

@@ -250,10 +250,11 @@ class Rpc:
         decoder: RevertDecoder | None = None,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
-        max_batch: int = 1000,
+        max_batch: int = 200,
     ) -> None:
         self.w3 = w3
-        #: Requests per JSON-RPC batch; longer lists go out as several batches.
+        #: Requests per JSON-RPC batch; longer lists go out as several batches (anvil stalls on batches of
+        #: a thousand raw transactions, and hosted nodes cap batch sizes).
         self.max_batch = max_batch
         self.decoder = decoder
         self.retry = retry
@@ -363,6 +364,13 @@ class Rpc:
             return Wei(_int(block.get("baseFeePerGas") or 0))
         block = self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
         return Wei(int(block.get("baseFeePerGas") or 0))
+
+    def timestamp(self, block: int | str = "latest") -> int:
+        """The timestamp of ``block``: the chain's clock, which is what the contracts compare with."""
+        tag = hex(block) if isinstance(block, int) else block
+        if self.raw:
+            return _int(self.request("eth_getBlockByNumber", [tag, False])["timestamp"])
+        return int(self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))["timestamp"])  # type: ignore[arg-type]
 
     def max_priority_fee(self) -> Wei:
         if self.raw:
