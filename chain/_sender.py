@@ -115,6 +115,9 @@ class SendPolicy:
     poll_interval: float = 0.05
     #: Receipts asked for in one JSON-RPC batch.
     receipt_batch: int = 500
+    #: Submitted but not yet mined transactions allowed at once; a submission beyond it waits (at most
+    #: ``replace_after``) for the node to mine. Node pools cap what one account may have pending.
+    max_in_flight: int = 4096  # geth's default pool holds 4096 executable transactions in all
 
 
 @dataclass(slots=True)
@@ -296,6 +299,14 @@ class Sender:
         """
         if not calls:
             return []
+        step = self.policy.max_in_flight
+        if len(calls) > step:
+            return [
+                p
+                for start in range(0, len(calls), step)
+                for p in self.submit_many(calls[start : start + step])
+            ]
+        self._wait_for_room(len(calls))
         gas = self._gas_limits(calls)
         max_fee, tip = self.current_fees()
         with self.nonces.lock:
@@ -334,6 +345,18 @@ class Sender:
         if len(pending) == 1 and pending[0].error is not None:
             raise pending[0].error
         return pending
+
+    def _wait_for_room(self, count: int) -> None:
+        """Holds a submission back while more than ``max_in_flight`` of ours would be waiting to be mined."""
+        deadline = self._clock() + self.policy.replace_after
+        while (next_nonce := self.nonces.next_nonce) is not None:
+            in_flight = next_nonce - self.rpc.transaction_count(self.address, "latest")
+            if in_flight + count <= self.policy.max_in_flight:
+                return
+            if self._clock() > deadline:
+                logger.warning("%d transactions in flight and the node mines none; sending anyway", in_flight)
+                return
+            time.sleep(self.policy.poll_interval)
 
     def _absorb_send_results(
         self, pending: list[PendingTransaction], results: list[bytes | ChainError]
@@ -410,7 +433,9 @@ class Sender:
 
     def _poll(self, outstanding: list[PendingTransaction], results: dict[int, Receipt | ChainError]) -> bool:
         progressed = False
-        unmined = [p for p in outstanding if p.mined is None]
+        # One cheap question first: how many of our nonces are used? Receipts are fetched only for those.
+        mined_count = self.rpc.transaction_count(self.address, "latest")
+        unmined = [p for p in outstanding if p.mined is None and p.nonce < mined_count]
         hashes = [h for p in unmined for h in p.hashes]
         found: dict[bytes, Receipt] = {}
         step = self.policy.receipt_batch
@@ -446,7 +471,7 @@ class Sender:
             and now - p.last_broadcast >= self.policy.replace_after
         ]
         if due:
-            self._replace(due, results)
+            self._replace(due, results, mined_count)
         return progressed
 
     def _settle(self, p: PendingTransaction, receipt: Receipt) -> Receipt | ChainError:
@@ -462,12 +487,13 @@ class Sender:
             return exc
         return TransactionFailed(receipt)
 
-    def _replace(self, due: list[PendingTransaction], results: dict[int, Receipt | ChainError]) -> None:
+    def _replace(
+        self, due: list[PendingTransaction], results: dict[int, Receipt | ChainError], mined_count: int
+    ) -> None:
         """``due`` were not mined in time: each is signed again with its fees bumped (same nonce), or, at
         the fee cap, broadcast again as it is; one whose nonce went to a transaction we did not send is
         submitted again under a new nonce."""
         with self.nonces.lock:
-            mined_count = self.rpc.transaction_count(self.address, "latest")
             used = [p for p in due if p.nonce < mined_count]
             if used:
                 # The nonce is used. If none of our versions holds it, a transaction we did not send does.

@@ -355,3 +355,27 @@ def test_plain_transfers_and_fees_respect_the_cap(anvil_ledger: Ledger) -> None:
     tx = anvil_ledger.w3.eth.get_transaction(HexBytes(receipt.transaction_hash))
     assert tx["maxFeePerGas"] == tx["maxPriorityFeePerGas"] == cap
     assert tx["type"] == 2
+
+
+def test_submissions_wait_while_too_many_are_in_flight(
+    anvil_ledger: Ledger, anvil_node: AnvilNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner = client(anvil_ledger, new_partner(anvil_ledger), max_in_flight=5, replace_after=0.5)
+    sender = partner.sender
+    assert sender is not None
+    anvil_node.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    first = partner.issue_many([issuance() for _ in range(5)])
+    began = time.monotonic()
+    one_more = partner.issue_many([issuance()])  # the node mines nothing: it waits, then goes anyway
+    assert time.monotonic() - began >= 0.5
+    assert "in flight and the node mines none" in caplog.text
+
+    with mining(anvil_node):
+        items = [issuance() for _ in range(23)]
+        rest = partner.issue_many(items)  # five at a time, each five once the previous ones are mined
+        outcomes = sender.wait_all(first + one_more + rest)
+    assert all(not isinstance(o, Exception) for o in outcomes)
+    blocks = {o.block_number for o in outcomes if not isinstance(o, Exception)}
+    assert len(blocks) >= 5, "no more than five of ours were ever waiting to be mined"
+    counts = issued_refs(anvil_ledger)
+    assert [counts[i.ref] for i in items] == [1] * 23
