@@ -4,12 +4,24 @@ Every error raised on purpose by ``chain`` derives from :class:`ChainError`::
 
     ChainError
     ├── RetryableError            the same call may succeed later (timeout, rate limit, reset)
+    │   ├── RpcUnavailable, RpcTimeout, RateLimited           (_rpc)
+    │   ├── TransactionTimeout                                 (_sender)
+    │   ├── NodeUnreachable                                    (_devnode)
+    │   └── RemoteSignerUnavailable                            (_signer)
     └── PermanentError            retrying the same call cannot help
         ├── CompilationError      solc refused the sources; carries solc's formatted messages
         ├── ArtifactError         a committed artifact is missing or does not match its sources
-        └── ContractRevert        a call or transaction reverted; ``name`` and ``args`` of the
-            │                     decoded custom error (``"Error"`` / ``"Panic"`` for the builtin ones)
-            └── UnknownRevert     revert data whose selector is in no known ABI
+        ├── ContractRevert        a call or transaction reverted; ``name`` and ``args`` of the
+        │   │                     decoded custom error (``"Error"`` / ``"Panic"`` for the builtin ones)
+        │   └── UnknownRevert     revert data whose selector is in no known ABI
+        ├── RpcError              the node refused a request: NonceTooLow, ReplacementUnderpriced,
+        │                         AlreadyKnown, InsufficientFunds                   (_rpc)
+        ├── TransactionFailed     mined with status 0 and no revert reason           (_sender)
+        ├── SignerError           keystore (WrongPassword, KeyNotFound, ...), DevKeyRefused,
+        │                         remote signer refusals                            (_signer)
+        ├── ManifestError         ManifestMismatch (names the field), ManifestNotFound (_manifest)
+        ├── DeploymentError                                                         (_deploy)
+        └── DevNodeError          UnsupportedRpcUrl, a local node that would not start (_devnode)
 
 Contract reverts are decoded the same way whichever node produced them: eth-tester raises
 ``TransactionFailed`` with the raw revert bytes in its message, JSON-RPC nodes reach web3 as
