@@ -410,7 +410,10 @@ def connect(url: str, *, root: Path, timeout: float = 30.0) -> Iterator[Web3]:
             yield anvil.w3
     elif scheme in ("http", "https"):
         with requests.Session() as session:
-            provider = HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session)
+            # Retrying is the chain layer's (``Rpc``, with typed errors), not web3's hidden backoff.
+            provider = HTTPProvider(
+                url, request_kwargs={"timeout": timeout}, session=session, exception_retry_configuration=None
+            )
             _check_answers(url, session, timeout)
             yield Web3(provider)
     elif scheme in ("ws", "wss"):
