@@ -379,3 +379,23 @@ def test_submissions_wait_while_too_many_are_in_flight(
     assert len(blocks) >= 5, "no more than five of ours were ever waiting to be mined"
     counts = issued_refs(anvil_ledger)
     assert [counts[i.ref] for i in items] == [1] * 23
+
+
+def test_a_receipt_is_returned_only_at_the_confirmation_depth(
+    anvil_ledger: Ledger, anvil_node: AnvilNode
+) -> None:
+    partner = client(anvil_ledger, new_partner(anvil_ledger), confirmations=2, timeout=30)
+    item = issuance()
+    pending = partner.issue(item.to, item.amount, item.ref, item.reason)  # automine: in a block at once
+    done: list[Any] = []
+    waiter = threading.Thread(target=lambda: done.append(pending.wait()))
+    waiter.start()
+    time.sleep(0.3)
+    assert not done, "mined but not yet confirmed"
+    anvil_node.mine()
+    time.sleep(0.3)
+    assert not done, "one block on top is not two"
+    anvil_node.mine()
+    waiter.join(10)
+    (receipt,) = done
+    assert anvil_node.w3.eth.block_number - receipt.block_number == 2
