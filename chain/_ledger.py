@@ -10,7 +10,7 @@ Calldata is encoded with eth-abi from selectors computed once: ``issue`` is the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -191,9 +191,14 @@ class Ledger:
         issuance = Issuance(to_checksum_address(to), amount, ref, reason, rule_hash)
         return self.sender_or_fail("issue").submit(self._issue_call(issuance))
 
-    def issue_many(self, issuances: Sequence[Issuance]) -> list[PendingTransaction]:
-        """Many single ``issue`` transactions, signed together and broadcast in one batch (pipelined)."""
-        return self.sender_or_fail("issue").submit_many([self._issue_call(i) for i in issuances])
+    def issue_many(
+        self, issuances: Sequence[Issuance], *, gas: int | None = None
+    ) -> list[PendingTransaction]:
+        """Many single ``issue`` transactions, signed together and broadcast in one batch (pipelined).
+
+        ``gas``: a fixed limit for each instead of an estimate (each is still checked with ``eth_call``)."""
+        calls = [replace(self._issue_call(i), gas=gas) for i in issuances]
+        return self.sender_or_fail("issue").submit_many(calls)
 
     def issue_batch(
         self,
@@ -202,16 +207,23 @@ class Ledger:
         batch_ref: bytes,
         reason: ReasonCode,
         rule_hash: bytes = ZERO_HASH,
+        *,
+        gas: int | None = None,
     ) -> PendingTransaction:
-        """Issues to many recipients in one transaction under one batch reference."""
-        return self._send(
+        """Issues to many recipients in one transaction under one batch reference.
+
+        ``gas``: a fixed limit instead of an estimate, which costs the node as much as running the batch
+        (the call is still checked with ``eth_call`` before it is sent)."""
+        call = self.call_of(
             "issueBatch",
             [to_checksum_address(r) for r in recipients],
             list(amounts),
             _bytes32(batch_ref, "batch_ref"),
             reason,
             _bytes32(rule_hash, "rule_hash"),
+            gas=gas,
         )
+        return self.sender_or_fail("issueBatch").submit(call)
 
     # ------------------------------------------------------------------ redeeming (accepting partners)
 

@@ -18,6 +18,7 @@ operations go through ``w3.eth``. Either way a failure comes out as one of the c
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
@@ -191,6 +193,12 @@ def _address(value: Any) -> Any:
     return to_checksum_address(value) if value else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _checksummed(address: str) -> ChecksumAddress:
+    # Every log of a receipt comes from a handful of contracts: checksum each address once.
+    return to_checksum_address(address)
+
+
 def receipt_from_rpc(raw: Mapping[str, Any]) -> Receipt:
     """A :class:`Receipt` from a JSON-RPC receipt object (hex fields) or web3's formatted ``TxReceipt``."""
 
@@ -202,7 +210,7 @@ def receipt_from_rpc(raw: Mapping[str, Any]) -> Receipt:
 
     logs = tuple(
         Log(
-            address=to_checksum_address(log["address"]),
+            address=_checksummed(str(log["address"])),
             topics=tuple(_bytes(t) for t in log["topics"]),
             data=_bytes(log["data"]),
             log_index=_int(get_log(log, "logIndex", "log_index")),
@@ -382,9 +390,10 @@ class Rpc:
         return self.estimate_gas_many([tx])[0]
 
     def estimate_gas_many(self, txs: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Gas for each of ``txs`` (one batch on HTTP); the first revert raises its ContractRevert."""
+        """Gas for each of ``txs`` at the latest block (one batch on HTTP); the first revert raises its
+        ContractRevert. Not at "pending", anvil's default, which re-runs the whole pool for every estimate."""
         if self.raw:
-            results = self.batch([("eth_estimateGas", [_rpc_tx(tx)]) for tx in txs])
+            results = self.batch([("eth_estimateGas", [_rpc_tx(tx), "latest"]) for tx in txs])
             for result in results:
                 if isinstance(result, ChainError):
                     raise result
@@ -393,6 +402,17 @@ class Rpc:
             self._retrying("eth_estimateGas", lambda tx=tx: int(self.w3.eth.estimate_gas(_web3_tx(tx))))  # type: ignore[misc]
             for tx in txs
         ]
+
+    def check_many(self, txs: Sequence[Mapping[str, Any]]) -> None:
+        """Runs each of ``txs`` with ``eth_call`` at the latest block (one batch on HTTP); the first revert
+        raises its ContractRevert. Cheaper than an estimate when the gas limit is known."""
+        if self.raw:
+            for result in self.batch([("eth_call", [_rpc_tx(tx), "latest"]) for tx in txs]):
+                if isinstance(result, ChainError):
+                    raise result
+            return
+        for tx in txs:
+            self.call(tx)
 
     def call(self, tx: Mapping[str, Any], block: int | str = "latest") -> bytes:
         """``eth_call``; a revert raises its :class:`ContractRevert`."""

@@ -86,6 +86,10 @@ class Call:
     value: int = 0
     #: A fixed gas limit; estimated (with the policy's margin) when ``None``.
     gas: int | None = None
+    #: Run the call against the latest state before sending it (an estimate, or ``eth_call`` when the gas
+    #: limit is fixed), so a call that would revert raises its ContractRevert and nothing is sent. Only a
+    #: caller that wants the chain itself to refuse (tests of the on-chain checks) turns it off.
+    check: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,11 @@ class Sender:
         return Wei(max_fee), Wei(min(tip, max_fee))
 
     def _gas_limits(self, calls: Sequence[Call]) -> list[int]:
+        """Estimates the gas of calls without a limit; runs the others with ``eth_call`` (``Call.check``)."""
         missing = [c for c in calls if c.gas is None]
+        checked = [c for c in calls if c.gas is not None and c.check]
+        if checked:
+            self.rpc.check_many([_call_tx(self.address, c) for c in checked])
         estimates = iter(
             self.rpc.estimate_gas_many([_call_tx(self.address, c) for c in missing]) if missing else []
         )
@@ -374,7 +382,7 @@ class Sender:
                 taken.append(p)
                 continue
             p.hashes.append(_tx_hash(p.raw))
-            if isinstance(result, bytes | AlreadyKnown):
+            if isinstance(result, bytes | AlreadyKnown) or id(p) in ours:
                 continue
             if isinstance(result, RetryableError):
                 # The node may or may not have it; ``wait`` broadcasts it again if it never shows up.

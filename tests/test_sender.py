@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -225,24 +226,33 @@ def test_restarted_sender_replays_intents_and_the_reference_dedupe_stops_doubles
     first_life.issue_many(items[4:])  # six more are in the node's pool when the process dies
 
     second_life = client(anvil_ledger, signer)
-    # Checked before sending, every one is refused: four are on chain, six pending (anvil estimates on
-    # the pending state).
-    for item in items:
+    sender = second_life.sender
+    assert sender is not None
+    # Checked against the latest block before sending: the four on chain are refused at once.
+    for item in items[:4]:
         with pytest.raises(ContractRevert) as excinfo:
             second_life.issue(item.to, item.amount, item.ref, item.reason)
         expect_revert(excinfo, "LedgerReferenceUsed", PARTNER, item.ref)
-    # Sent blind (fixed gas, no estimate), the doubles reach the chain and the ledger refuses them there.
-    sender = second_life.sender
-    assert sender is not None
+    # The six still in the pool pass that check; their doubles reach the chain after them and the ledger
+    # refuses them there.
+    doubles = second_life.issue_many(items[4:])
+    anvil_node.mine()
+    outcomes = sender.wait_all(doubles)
+    assert [(o.name, o.arguments) for o in outcomes if isinstance(o, ContractRevert)] == [
+        ("LedgerReferenceUsed", (PARTNER, i.ref)) for i in items[4:]
+    ]
+    # Sent blind (not checked at all), all ten doubles reach the chain and revert there.
     blind = sender.submit_many(
         [
-            second_life.call_of("issue", i.to, i.amount, i.ref, i.reason, i.rule_hash, gas=300_000)
+            replace(
+                second_life.call_of("issue", i.to, i.amount, i.ref, i.reason, i.rule_hash, gas=300_000),
+                check=False,
+            )
             for i in items
         ]
     )
     anvil_node.mine()
     outcomes = sender.wait_all(blind)
-
     assert [(o.name, o.arguments) for o in outcomes if isinstance(o, ContractRevert)] == [
         ("LedgerReferenceUsed", (PARTNER, i.ref)) for i in items
     ]
@@ -339,6 +349,7 @@ def test_a_transaction_that_reverts_when_mined_raises_the_decoded_error(anvil_le
     call = partner.call_of(
         "issue", Account.create().address, 0, random_ref(), PURCHASE, b"\x00" * 32, gas=200_000
     )
+    call = replace(call, check=False)  # sent unchecked: the chain refuses it
     with pytest.raises(ContractRevert) as excinfo:
         sender.submit(call).wait()
     expect_revert(excinfo, "LedgerZeroAmount")
