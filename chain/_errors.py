@@ -170,9 +170,9 @@ def revert_data(exc: BaseException) -> bytes | None:
 
 def _bytes_from_message(message: str) -> bytes | None:
     # eth-tester formats the raw revert output as a bytes literal, e.g. "execution reverted: b'\\x12...'".
-    start = message.find("b'")
-    if start < 0:
-        start = message.find('b"')
+    # The literal starts at the first b' or b" (an address byte 0xab before a quote also reads "b'").
+    found = [i for i in (message.find("b'"), message.find('b"')) if i >= 0]
+    start = min(found, default=-1)
     if start < 0:
         return bytes(HexBytes(message)) if message.startswith("0x") else None
     try:

@@ -25,7 +25,7 @@ from web3.types import TxReceipt
 
 from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
 from chain._deploy import deploy_contract
-from chain._devnode import anvil_binary, eth_tester_web3, start_anvil
+from chain._devnode import anvil_binary, eth_tester_web3, fund, start_anvil
 from chain._eip712 import sign_redemption
 from chain._ledger import Ledger as ChainLedger
 from chain._rpc import Rpc
@@ -357,6 +357,23 @@ def node_signer(node: Node, address: str) -> LocalSigner:
         if signer.address == address:
             return signer
     raise LookupError(address)
+
+
+def new_partner(ledger: Ledger, partner_id: int = 10) -> LocalSigner:
+    """A partner operator key generated for this test, funded and registered under ``partner_id``."""
+    signer = LocalSigner(Account.create(secrets.token_hex(32)))
+    fund(ledger.w3, signer.address, 10**20)
+    ledger.transact(
+        "registerPartner",
+        partner_id,
+        signer.address,
+        signer.address,
+        True,
+        True,
+        ALLOWANCE,
+        sender=ledger.actors.admin,
+    )
+    return signer
 
 
 def chain_ledger(ledger: Ledger, actor: str, **policy: Any) -> ChainLedger:

@@ -6,6 +6,7 @@ import pytest
 from eth_abi.abi import encode
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from web3.exceptions import ContractCustomError
 
 from chain import ContractRevert, UnknownRevert, load_artifact
@@ -67,3 +68,14 @@ def test_gas_targets_against_openzeppelin_mint(anvil_node: AnvilNode) -> None:
     assert (
         figures["batch100_per_recipient"] < figures["batch10_per_recipient"] < figures["batch1_per_recipient"]
     )
+
+
+def test_eth_tester_messages_quoted_either_way_decode() -> None:
+    # 0xab followed by a quote byte: Python prints the literal with double quotes and "\xab'" inside.
+    selector = function_signature_to_4byte_selector("LedgerInsufficientBalance(address,uint256,uint256)")
+    account = to_checksum_address("0x0000000000000000000000000000ab27ab27ab27")
+    data = selector + encode(["address", "uint256", "uint256"], [account, 10, 11])
+    assert "\\xab'" in repr(data) and repr(data).startswith('b"')
+    revert = revert_decoder().from_exception(TransactionFailed(f"execution reverted: {data!r}"))
+    assert revert is not None
+    assert (revert.name, revert.arguments) == ("LedgerInsufficientBalance", (account, 10, 11))

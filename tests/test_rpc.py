@@ -27,7 +27,7 @@ from chain._rpc import (
 from chain._sender import Call, Sender, SendPolicy
 from chain._signer import LocalSigner
 from chain._types import PartnerId, Points, ReasonCode
-from conftest import ALLOWANCE, AnvilNode, Ledger, deploy_ledger, random_ref, revert_decoder
+from conftest import AnvilNode, Ledger, deploy_ledger, new_partner, random_ref, revert_decoder
 
 FAST = RetryPolicy(attempts=10, initial_delay=0.01, max_delay=0.05)
 
@@ -120,22 +120,7 @@ def test_issues_through_a_faulty_connection_all_land_exactly_once(
     snapshot = anvil_node.snapshot()
     try:
         ledger: Ledger = deploy_ledger(anvil_node)
-        signer = LocalSigner(Account.create(secrets.token_hex(32)))
-        anvil_node.w3.eth.wait_for_transaction_receipt(
-            anvil_node.w3.eth.send_transaction(
-                {"from": ledger.actors.admin, "to": signer.address, "value": 10**20}
-            )
-        )
-        ledger.transact(
-            "registerPartner",
-            10,
-            signer.address,
-            signer.address,
-            True,
-            True,
-            ALLOWANCE,
-            sender=ledger.actors.admin,
-        )
+        signer = new_partner(ledger)
         rpc = through(proxy)
         sender = Sender(rpc, signer, policy=SendPolicy(replace_after=0.5, timeout=60))
         partner = ChainLedger(rpc, ledger.address, sender=sender)

@@ -4,7 +4,6 @@ own restart and the node's; fee-bumped replacement of stuck transactions. All on
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
 from chain import ContractRevert
-from chain._devnode import AnvilProcess, fund
+from chain._devnode import AnvilProcess
 from chain._ledger import Issuance
 from chain._ledger import Ledger as ChainLedger
 from chain._rpc import RetryPolicy, Rpc
@@ -27,12 +26,12 @@ from chain._sender import Call, FeePolicy, PendingTransaction, Sender, SendPolic
 from chain._signer import LocalSigner
 from chain._types import PartnerId, Points, ReasonCode
 from conftest import (
-    ALLOWANCE,
     ROOT,
     AnvilNode,
     Ledger,
     deploy_ledger,
     expect_revert,
+    new_partner,
     random_ref,
     revert_decoder,
 )
@@ -51,23 +50,6 @@ def anvil_ledger(anvil_node: AnvilNode) -> Iterator[Ledger]:
     finally:
         anvil_node.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
         anvil_node.revert(snapshot)
-
-
-def new_partner(ledger: Ledger, partner_id: PartnerId = PARTNER) -> LocalSigner:
-    """A partner operator key generated for this test, funded and registered under ``partner_id``."""
-    signer = LocalSigner(Account.create(secrets.token_hex(32)))
-    fund(ledger.w3, signer.address, 10**20)
-    ledger.transact(
-        "registerPartner",
-        partner_id,
-        signer.address,
-        signer.address,
-        True,
-        True,
-        ALLOWANCE,
-        sender=ledger.actors.admin,
-    )
-    return signer
 
 
 def client(ledger: Ledger, signer: LocalSigner, **policy: Any) -> ChainLedger:
