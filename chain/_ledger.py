@@ -21,6 +21,7 @@ from eth_utils.address import to_checksum_address
 from ._compile import Artifact, load_artifact
 from ._eip712 import redemption_typed_data
 from ._errors import PermanentError, abi_type
+from ._manifest import DeploymentManifest, verify_manifest
 from ._rpc import Rpc
 from ._sender import Call, PendingTransaction, Sender
 from ._signer import Signer
@@ -137,6 +138,13 @@ class Ledger:
         self._functions = {
             str(item["name"]): _Function(item) for item in self.artifact.abi if item.get("type") == "function"
         }
+
+    @classmethod
+    def from_manifest(cls, rpc: Rpc, manifest: DeploymentManifest, *, sender: Sender | None = None) -> Ledger:
+        """The ledger a deployment manifest names, once the node is shown to hold it: a manifest of another
+        chain, of a deployment block the node does not have, or whose code differs raises ManifestMismatch."""
+        verify_manifest(manifest, rpc)
+        return cls(rpc, manifest.ledger.address, sender=sender)
 
     def with_sender(self, sender: Sender) -> Ledger:
         """The same ledger, writing with another key (e.g. the admin's instead of a partner's)."""

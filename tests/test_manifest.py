@@ -16,6 +16,7 @@ from hexbytes import HexBytes
 from chain import ContractRevert, load_artifact
 from chain._deploy import DeploymentError, deploy_contract, deploy_ledger
 from chain._devnode import fund
+from chain._ledger import Ledger as ChainLedger
 from chain._manifest import (
     MANIFEST_VERSION,
     DeploymentManifest,
@@ -336,3 +337,14 @@ def test_a_manifest_from_one_backend_is_refused_by_the_other(
         ManifestMismatch, match=f"^chain id: manifest 31337, node {eth_tester_node.w3.eth.chain_id}$"
     ):
         verify_manifest(manifest, eth_tester_node.w3)
+
+
+def test_the_ledger_client_loads_only_a_manifest_the_node_holds(deployed: Deployed) -> None:
+    rpc = Rpc(deployed.node.w3)
+    ledger = ChainLedger.from_manifest(rpc, deployed.manifest)
+    assert ledger.address == deployed.manifest.ledger.address
+    assert ledger.epoch_length() == deployed.manifest.parameters.epoch_length
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        ChainLedger.from_manifest(rpc, dataclasses.replace(deployed.manifest, chain_id=1))
+    assert "chain id" in str(excinfo.value)
