@@ -299,11 +299,12 @@ class Sender:
     def submit_many(self, calls: Sequence[Call]) -> list[PendingTransaction]:
         """Sends ``calls`` with consecutive nonces, signed together and broadcast in one JSON-RPC batch.
 
-        Gas is estimated for all of them first, against the current state: a call that only succeeds after
-        an earlier one in the same list is mined needs an explicit ``gas``. A call whose nonce turns out to
-        be taken (another process with this key) is signed again with a fresh nonce, so the calls may land
-        in a different order than given. A call the node refuses for good carries that error: its
-        :meth:`PendingTransaction.wait` raises it (a single :meth:`submit` raises it at once).
+        Each is first estimated (or, with a fixed ``gas``, run with ``eth_call``) against the latest block,
+        so a call that only succeeds after an earlier one of the list is mined needs ``check=False`` (and a
+        ``gas``). A call whose nonce turns out to be taken (another process with this key) is signed again
+        with a fresh nonce, so the calls may land in a different order than given. A call the node refuses
+        for good carries that error: its :meth:`PendingTransaction.wait` raises it (a single :meth:`submit`
+        raises it at once).
         """
         if not calls:
             return []
@@ -417,7 +418,7 @@ class Sender:
         timeout = self.policy.timeout if timeout is None else timeout
         deadline = self._clock() + timeout
         results: dict[int, Receipt | ChainError] = {}
-        outstanding = [p for p in pending if id(p) not in results]
+        outstanding = list(pending)
         for p in pending:
             if p.error is not None:
                 results[id(p)] = p.error
