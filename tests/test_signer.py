@@ -51,7 +51,7 @@ from chain._signer import (
 from conftest import AnvilNode, EthTesterNode, new_customer, random_ref
 
 SMALL_SCRYPT_N = 2**10  # eth-account's standard is 2**18; small keeps the suite fast
-PASSWORD = "correct horse battery staple"
+PASSWORD = f"pw-{secrets.token_hex(12)}"  # generated for this run
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 ANVIL_TYPED_DATA = "eth_signTypedData_v4"
@@ -264,7 +264,7 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
         "0x" + "00" * 32,  # zero
         SECP256K1_N.to_bytes(32, "big").hex(),  # the curve order itself
         b"\x11" * 31,
-        "correct horse battery staple and then some more words here ok",
+        "words, not a key: " + "lorem ipsum " * 4,
     ],
     ids=["short", "long", "not-hex", "zero", "order", "short-bytes", "words"],
 )
