@@ -199,21 +199,28 @@ def _checksummed(address: str) -> ChecksumAddress:
     return to_checksum_address(address)
 
 
+def _first(fields: Mapping[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` present: JSON-RPC's camelCase or web3's snake_case spelling."""
+    return next((fields[name] for name in names if name in fields), None)
+
+
+def _tag(block: int | str) -> str:
+    """A block number as JSON-RPC spells it (hex), or a tag such as ``latest`` as it is."""
+    return hex(block) if isinstance(block, int) else block
+
+
 def receipt_from_rpc(raw: Mapping[str, Any]) -> Receipt:
     """A :class:`Receipt` from a JSON-RPC receipt object (hex fields) or web3's formatted ``TxReceipt``."""
 
     def get(*names: str) -> Any:
-        for name in names:
-            if name in raw:
-                return raw[name]
-        return None
+        return _first(raw, *names)
 
     logs = tuple(
         Log(
             address=_checksummed(str(log["address"])),
             topics=tuple(_bytes(t) for t in log["topics"]),
             data=_bytes(log["data"]),
-            log_index=_int(get_log(log, "logIndex", "log_index")),
+            log_index=_int(_first(log, "logIndex", "log_index") or 0),
         )
         for log in raw.get("logs", ())
     )
@@ -231,17 +238,6 @@ def receipt_from_rpc(raw: Mapping[str, Any]) -> Receipt:
         contract_address=_address(get("contractAddress", "contract_address")),
         logs=logs,
     )
-
-
-def get_log(log: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in log:
-            return log[name]
-    return 0
-
-
-def _hex(value: int) -> str:
-    return hex(value)
 
 
 class Rpc:
@@ -375,7 +371,7 @@ class Rpc:
 
     def timestamp(self, block: int | str = "latest") -> int:
         """The timestamp of ``block``: the chain's clock, which is what the contracts compare with."""
-        tag = hex(block) if isinstance(block, int) else block
+        tag = _tag(block)
         if self.raw:
             return _int(self.request("eth_getBlockByNumber", [tag, False])["timestamp"])
         return int(self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))["timestamp"])  # type: ignore[arg-type]
@@ -416,13 +412,13 @@ class Rpc:
 
     def call(self, tx: Mapping[str, Any], block: int | str = "latest") -> bytes:
         """``eth_call``; a revert raises its :class:`ContractRevert`."""
-        tag = hex(block) if isinstance(block, int) else block
+        tag = _tag(block)
         if self.raw:
             return _bytes(self.request("eth_call", [_rpc_tx(tx), tag]))
         return bytes(self._retrying("eth_call", lambda: self.w3.eth.call(_web3_tx(tx), block)))  # type: ignore[arg-type]
 
     def code(self, address: str, block: int | str = "latest") -> bytes:
-        tag = hex(block) if isinstance(block, int) else block
+        tag = _tag(block)
         if self.raw:
             return _bytes(self.request("eth_getCode", [address, tag]))
         return bytes(
@@ -495,9 +491,12 @@ def _with_revert(error: ChainError, raw: Mapping[str, Any], decoder: RevertDecod
 def _rpc_tx(tx: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tx.items():
-        out[key] = _hex(value) if isinstance(value, int) and not isinstance(value, bool) else value
         if isinstance(value, bytes | bytearray):
             out[key] = HexBytes(value).to_0x_hex()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[key] = hex(value)
+        else:
+            out[key] = value
     return out
 
 

@@ -117,8 +117,6 @@ class SendPolicy:
     #: ``wait`` gives up (TransactionTimeout) after this many seconds.
     timeout: float = 300.0
     poll_interval: float = 0.05
-    #: Receipts asked for in one JSON-RPC batch.
-    receipt_batch: int = 500
     #: Submitted but not yet mined transactions allowed at once; a submission beyond it waits (at most
     #: ``replace_after``) for the node to mine. Node pools cap what one account may have pending.
     max_in_flight: int = 4096  # geth's default pool holds 4096 executable transactions in all
@@ -446,13 +444,8 @@ class Sender:
         mined_count = self.rpc.transaction_count(self.address, "latest")
         unmined = [p for p in outstanding if p.mined is None and p.nonce < mined_count]
         hashes = [h for p in unmined for h in p.hashes]
-        found: dict[bytes, Receipt] = {}
-        step = self.policy.receipt_batch
-        for start in range(0, len(hashes), step):
-            chunk = hashes[start : start + step]
-            for h, r in zip(chunk, self.rpc.receipts(chunk), strict=True):
-                if r is not None:
-                    found[h] = r
+        # Rpc splits a long list into JSON-RPC batches of its own size.
+        found = {h: r for h, r in zip(hashes, self.rpc.receipts(hashes), strict=True) if r is not None}
         for p in unmined:
             receipt = next((found[h] for h in p.hashes if h in found), None)
             if receipt is not None:
@@ -506,10 +499,8 @@ class Sender:
             used = [p for p in due if p.nonce < mined_count]
             if used:
                 # The nonce is used. If none of our versions holds it, a transaction we did not send does.
-                receipts = self.rpc.receipts([h for p in used for h in p.hashes])
-                mined_hashes = {
-                    h for h, r in zip([h for p in used for h in p.hashes], receipts, strict=True) if r
-                }
+                hashes = [h for p in used for h in p.hashes]
+                mined_hashes = {h for h, r in zip(hashes, self.rpc.receipts(hashes), strict=True) if r}
                 for p in used:
                     if not mined_hashes.intersection(p.hashes):
                         try:
