@@ -160,6 +160,10 @@ class Ledger:
         """Calldata for ``function(*args)``."""
         return self._functions[function].encode(args)
 
+    def decode(self, function: str, data: bytes) -> tuple[Any, ...]:
+        """The return values of ``function`` from an ``eth_call`` answer (for batched reads)."""
+        return self._functions[function].decode(data)
+
     def call_of(self, function: str, *args: Any, gas: int | None = None) -> Call:
         """The :class:`Call` that would run ``function(*args)`` (for ``Sender.submit_many``)."""
         return Call(to=self.address, data=self.encode(function, *args), gas=gas)

@@ -10,6 +10,7 @@ operations go through ``w3.eth``. Either way a failure comes out as one of the c
     └── RateLimited              HTTP 429 or a JSON-RPC "limit exceeded"
     PermanentError
     └── RpcError                 the node refused the request; ``code`` and ``message`` as it sent them
+        ├── RangeTooLarge        an ``eth_getLogs`` range with too many results or blocks (``suggested`` range)
         ├── NonceTooLow          the nonce is already used on chain
         ├── ReplacementUnderpriced  a pending transaction has the nonce and the new fees are not high enough
         ├── AlreadyKnown         this exact transaction is already in the pool
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ __all__ = [
     "AlreadyKnown",
     "InsufficientFunds",
     "NonceTooLow",
+    "RangeTooLarge",
     "RateLimited",
     "ReplacementUnderpriced",
     "RetryPolicy",
@@ -81,6 +84,27 @@ class RpcError(PermanentError):
         super().__init__(f"{message} (code {code})" if code is not None else message)
 
 
+class RangeTooLarge(RpcError):
+    """An ``eth_getLogs`` query asked for too many blocks or results (Infura, Alchemy, QuickNode, geth and
+    Erigon phrase it differently). ``suggested`` is the ``(from, to)`` range the node proposed, when it did."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message, code)
+        self.suggested = suggested_range(message)
+
+
+_RANGE_IN_TEXT = re.compile(r"\[\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\]")
+
+
+def suggested_range(message: str) -> tuple[int, int] | None:
+    """The ``[from, to]`` block range an error message proposes (hex or decimal), if any."""
+    match = _RANGE_IN_TEXT.search(message)
+    if match is None:
+        return None
+    low, high = (int(v, 0) for v in match.groups())
+    return (low, high) if low <= high else None
+
+
 class NonceTooLow(RpcError):
     """The transaction's nonce has already been used on chain."""
 
@@ -99,6 +123,20 @@ class InsufficientFunds(RpcError):
 
 # Substrings of node error messages (geth, anvil, reth, erigon, nethermind, besu) and what they mean.
 _MESSAGE_CLASSES: tuple[tuple[tuple[str, ...], type[ChainError]], ...] = (
+    (
+        (
+            "query returned more than",
+            "too many results",
+            "response size exceeded",
+            "block range",
+            "range too large",
+            "range is too large",
+            "exceed maximum block range",
+            "max results",
+            "logs matched by query exceeds",
+        ),
+        RangeTooLarge,
+    ),
     (("nonce too low", "nonce is too low", "oldnonce", "already been used"), NonceTooLow),
     (("replacement transaction underpriced", "underpriced"), ReplacementUnderpriced),
     (("already known", "known transaction", "already imported", "already exists"), AlreadyKnown),

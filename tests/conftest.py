@@ -8,8 +8,10 @@ Customers that must sign redemptions get keys generated at runtime (:func:`new_c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +21,13 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
+from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from chain import Artifact, ContractRevert, RevertDecoder, load_artifact
+from chain import Artifact, ContractRevert, PartnerId, Points, ReasonCode, RevertDecoder, load_artifact
 from chain._deploy import deploy_contract
 from chain._devnode import anvil_binary, eth_tester_web3, fund, start_anvil
 from chain._eip712 import sign_redemption
@@ -31,6 +35,8 @@ from chain._ledger import Ledger as ChainLedger
 from chain._rpc import Rpc
 from chain._sender import Sender, SendPolicy
 from chain._signer import LocalSigner, dev_signers
+from indexer import Base as MirrorBase
+from indexer import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -156,6 +162,7 @@ class Ledger:
     actors: Actors
     decoder: RevertDecoder
     receipts: list[TxReceipt] = field(default_factory=list)
+    deployment_block: int = 0
 
     @property
     def w3(self) -> Web3:
@@ -408,3 +415,102 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if skipped:
             reporter.write_line(f"CI: {skipped} test(s) skipped; a skip counts as a failure here", red=True)
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --------------------------------------------------------------------------- mirror databases
+
+#: A PostgreSQL server for the mirror's tests (``.ci/run`` sets it; without it those tests skip, and CI
+#: counts a skip as a failure).
+POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema of ``url``'s database (dropped afterwards)."""
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mirror.db'}"
+        return
+    if POSTGRES_URL is None:
+        pytest.skip("no PostgreSQL configured (set LOYALTY_TEST_POSTGRES_URL)")
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty mirror database, once per backend."""
+    yield from database_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def anvil_ledger(anvil_node: AnvilNode) -> Iterator[Ledger]:
+    """The standard ledger freshly deployed on anvil (``deployment_block`` set); the chain is reverted
+    afterwards."""
+    snapshot = anvil_node.snapshot()
+    first = anvil_node.w3.eth.block_number + 1
+    ledger = deploy_ledger(anvil_node)
+    ledger.deployment_block = first
+    yield ledger
+    anvil_node.revert(snapshot)
+
+
+def table_digests(engine: Engine) -> dict[str, str]:
+    """A SHA-256 of every mirror table's rows in key order: equal digests, equal mirrors."""
+    digests = {}
+    with engine.connect() as conn:
+        for table in MirrorBase.metadata.sorted_tables:
+            order = list(table.primary_key.columns)
+            rows = conn.execute(select(table).order_by(*order)).all()
+            digests[table.name] = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
+    return digests
+
+
+def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> list[LocalAccount]:
+    """One of every kind of ledger entry, sent through the chain layer: single and batch issues, a
+    redemption, an allowance change, a suspension and reactivation, a settlement value change, the transfer
+    switch and a transfer between customers. ``salt`` varies the amounts (two runs make different chains)."""
+    admin = chain_ledger(ledger, ledger.actors.admin)
+    partner = chain_ledger(ledger, ledger.actors.partner)
+    people = [new_customer() for _ in range(customers)]
+    pending = [
+        partner.issue(c.address, Points(100 + i + salt), random_ref(), ReasonCode(1))
+        for i, c in enumerate(people)
+    ]
+    pending.append(
+        partner.issue_batch(
+            [c.address for c in people], [Points(10 + salt)] * customers, random_ref(), ReasonCode(6)
+        )
+    )
+    for p in pending:
+        p.wait()
+    consent = partner.sign_redemption(
+        LocalSigner(people[0]), PartnerId(ACTIVE), Points(30 + salt), random_ref()
+    )
+    partner.redeem(consent).wait()
+    admin.set_partner_allowance(PartnerId(ACTIVE), Points(10**8 + salt)).wait()
+    admin.suspend_partner(PartnerId(ISSUE_ONLY)).wait()
+    admin.reactivate_partner(PartnerId(ISSUE_ONLY)).wait()
+    admin.set_settlement_value(12 + salt).wait()
+    admin.set_transfers_enabled(True).wait()
+    fund(ledger.w3, people[1].address, 10**18)
+    rpc = Rpc(ledger.w3, decoder=ledger.decoder)
+    holder = ChainLedger(rpc, ledger.address, sender=Sender(rpc, LocalSigner(people[1])))
+    holder.transfer(people[2].address, Points(5 + salt)).wait()
+    return people

@@ -1,0 +1,146 @@
+"""Engines, migrations and the write lease.
+
+The schema is created and changed only by the Alembic history in ``indexer/migrations`` (``migrate``);
+``alembic upgrade head`` with the repository's ``alembic.ini`` runs the same scripts.
+
+Only one indexer writes a mirror at a time. On PostgreSQL the writer holds a session advisory lock on the
+connection it writes with: if the process dies its connection closes, the lock goes with it and a waiting
+indexer takes over. On SQLite (one machine) the writer holds an exclusive ``flock`` on ``<database>.lock``,
+which the kernel also releases when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from ._errors import LeaseTimeout
+
+__all__ = ["Lease", "make_engine", "migrate"]
+
+logger = logging.getLogger("indexer.db")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a ``sqlite:///path`` or ``postgresql+psycopg://`` URL (``postgresql://`` means psycopg)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers (the API) never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint, atomic always
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Brings the database's schema to ``revision`` with the Alembic history."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+class Lease:
+    """The right to write one mirror. ``acquire`` waits (polling every ``poll`` seconds, at most ``timeout``)
+    and returns the connection to write with, which holds the lease until ``release`` or process death."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.engine = engine
+        self.name = name
+        self.poll = poll
+        self.timeout = timeout
+        self._sleep = sleep
+        self._conn: Connection | None = None
+        self._fd: int | None = None
+        # PostgreSQL advisory locks take a signed 64-bit key.
+        self.key = zlib.crc32(f"loyalty-indexer:{name.lower()}".encode())
+
+    def acquire(self) -> Connection:
+        started = time.monotonic()
+        waiting_logged = False
+        while not self._try():
+            waited = time.monotonic() - started
+            if self.timeout is not None and waited >= self.timeout:
+                raise LeaseTimeout(waited)
+            if not waiting_logged:
+                logger.info("another indexer holds the write lease for %s; waiting", self.name)
+                waiting_logged = True
+            self._sleep(self.poll)
+        logger.info("holding the write lease for %s", self.name)
+        assert self._conn is not None
+        return self._conn
+
+    def _try(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            conn = self.engine.connect()
+            locked = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+            conn.commit()
+            if not locked:
+                conn.close()
+                return False
+            self._conn = conn
+            return True
+        database = self.engine.url.database
+        if database and database != ":memory:":
+            fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+        self._conn = self.engine.connect()
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            if self.engine.dialect.name == "postgresql":
+                try:
+                    if self._conn.in_transaction():
+                        self._conn.rollback()
+                    self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    self._conn.commit()
+                except Exception:  # the connection is gone: so is the lock
+                    logger.debug("lease connection already closed", exc_info=True)
+            self._conn.close()
+            self._conn = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> Connection:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

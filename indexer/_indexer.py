@@ -1,0 +1,372 @@
+"""The sync loop: backfill in adaptive ranges, then follow new heads, detecting and undoing reorganisations.
+
+Blocks at least ``window`` below the target (``head - confirmations``) are backfilled: raw ``eth_getLogs`` over
+ranges that double while answers are small and halve (or take the range the node suggests) on "too many
+results", range limits, timeouts and unreadable answers. Newer blocks are followed with their headers: each
+step re-reads the cursor's block and the new ones in one batch, checks that every block names the previous one
+as its parent, and only then takes their logs (checking each log's block hash). When the cursor's block is no
+longer on the node's chain the indexer walks back through the blocks it kept to the newest one that still
+is, removes everything after it (entries, their contributions, blocks) in one transaction and goes on from
+there. A reorganisation older than the kept window raises :class:`ReorgTooDeep`; nothing is changed.
+
+Every retryable RPC failure is retried with exponential backoff, forever, at the same block: the cursor only
+moves in the SQL transaction that commits the rows it covers, so a range is never skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from eth_hash.auto import keccak
+from sqlalchemy import Connection, Engine
+from web3 import Web3
+
+from chain import RangeTooLarge, RateLimited, RetryableError, RpcTimeout, RpcUnavailable
+
+from ._db import Lease, migrate
+from ._decode import decode_logs, entry_topics
+from ._errors import MirrorMismatch, ReorgTooDeep
+from ._source import LogSource
+from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, Store, TierPolicy
+
+__all__ = ["Indexer", "IndexerConfig", "IndexerStats", "Progress"]
+
+logger = logging.getLogger("indexer")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexerConfig:
+    #: Blocks behind the head the indexer stays (0 on a local node).
+    confirmations: int = 0
+    #: Unfinalised blocks whose hashes are kept: the deepest reorganisation that can be undone.
+    window: int = 64
+    #: Seconds between polls for new heads once caught up.
+    poll_interval: float = 1.0
+    #: First ``eth_getLogs`` range of a backfill, and its bounds as it adapts.
+    initial_range: int = 2_000
+    max_range: int = 100_000
+    #: A range grows while answers have fewer logs than half of this.
+    target_logs: int = 20_000
+    #: Headers read per follow step.
+    follow_blocks: int = 1_000
+    #: Backoff between retries of a failing RPC call.
+    backoff_initial: float = 0.1
+    backoff_max: float = 10.0
+    tiers: TierPolicy = field(default_factory=TierPolicy)
+
+
+@dataclass
+class IndexerStats:
+    entries: int = 0
+    batches: int = 0
+    retries: int = 0
+    reorgs: int = 0
+    entries_removed: int = 0
+    range_shrinks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    cursor: int
+    target: int
+    first: int
+    entries: int
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+class Indexer:
+    """Mirrors one ledger contract into the database behind ``engine``."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        engine: Engine,
+        address: str,
+        *,
+        deployment_block: int,
+        config: IndexerConfig | None = None,
+        lease_timeout: float | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_commit: Callable[[int, int], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config or IndexerConfig()
+        self.source = LogSource(w3)
+        self.engine = engine
+        self.address = address.lower()
+        self.deployment_block = deployment_block
+        self.stats = IndexerStats()
+        self._lease = Lease(engine, self.address, timeout=lease_timeout)
+        self._conn: Connection | None = None
+        self._store: Store | None = None
+        self._topics = entry_topics()
+        self._range = self.config.initial_range
+        self._on_progress = on_progress
+        self._on_commit = on_commit
+        self._sleep = sleep
+        self._checked = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Indexer:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Migrates the schema, then waits for the write lease."""
+        if self._conn is not None:
+            return
+        migrate(self.engine)
+        self._conn = self._lease.acquire()
+        self._store = Store(self._conn, self.address, self.config.tiers)
+
+    def close(self) -> None:
+        self._lease.release()
+        self._conn = None
+        self._store = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.open()
+        assert self._store is not None
+        return self._store
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Backfills, then follows the chain until ``stop`` is set."""
+        stop = stop or threading.Event()
+        with self:
+            while not stop.is_set():
+                if self.step() == "idle":
+                    stop.wait(self.config.poll_interval)
+
+    def sync(self) -> int:
+        """Catches up with the node's target block once; returns the cursor."""
+        with self._held():
+            while self.step() != "idle":
+                pass
+            return self.cursor().block_number
+
+    def _held(self) -> Any:
+        indexer = self
+
+        class _Hold:
+            def __enter__(self) -> None:
+                self.opened = indexer._conn is None
+                indexer.open()
+
+            def __exit__(self, *exc: object) -> None:
+                if self.opened:
+                    indexer.close()
+
+        return _Hold()
+
+    # ------------------------------------------------------------------ steps
+
+    def cursor(self) -> CursorState:
+        state = self.store.cursor()
+        if state is None:
+            return self._initialise()
+        if not self._checked:
+            self._check_target(state)
+            self._checked = True
+        return state
+
+    def step(self) -> str:
+        """One unit of work: ``"backfill"``, ``"follow"``, ``"reorg"``, ``"retry"`` or ``"idle"``."""
+        cursor = self.cursor()
+        target = self._retrying(self.source.head) - self.config.confirmations
+        final = target - self.config.window
+        try:
+            if cursor.block_number < final:
+                self._backfill(cursor, final, target)
+                return "backfill"
+            return self._follow(cursor, target)
+        except IncompleteLogs as exc:  # rolled back; read the range again
+            self.stats.retries += 1
+            logger.warning("%s; reading the range again", exc)
+            self._sleep(self.config.backoff_initial)
+            return "retry"
+
+    def _initialise(self) -> CursorState:
+        chain_id = self._retrying(self.source.chain_id)
+        block = self.deployment_block
+
+        def read(signature: str) -> int:
+            data = self._retrying(lambda: self.source.call(self.address, _selector(signature), block))
+            return int.from_bytes(data[:32], "big")
+
+        params = LedgerParams(
+            genesis=read("genesisTimestamp()"),
+            epoch_length=read("epochLength()"),
+            validity=read("validityDuration()"),
+        )
+        state = self.store.initialise(
+            chain_id=chain_id,
+            deployment_block=block,
+            params=params,
+            settlement_value=read("settlementValue()"),
+        )
+        logger.info("mirroring %s from block %d", self.address, block)
+        return state
+
+    def _check_target(self, cursor: CursorState) -> None:
+        chain_id = self._retrying(self.source.chain_id)
+        if cursor.chain_id != chain_id:
+            raise MirrorMismatch("chain id", chain_id, cursor.chain_id)
+        if cursor.deployment_block != self.deployment_block:
+            raise MirrorMismatch("deployment block", self.deployment_block, cursor.deployment_block)
+
+    def _backfill(self, cursor: CursorState, final: int, target: int) -> None:
+        low = cursor.block_number + 1
+        high = min(low + self._range - 1, final)
+        logs, high = self._fetch_logs(low, high)
+        missing = sorted(
+            {int(log["blockNumber"], 16) for log in logs if "blockTimestamp" not in log} | {high}
+        )
+        headers = {h.number: h for h in self._retrying(lambda: self._headers(missing))}
+        for log in logs:
+            header = headers.get(int(log["blockNumber"], 16))
+            if header is not None and bytes.fromhex(log["blockHash"][2:]) != header.hash:
+                self.stats.retries += 1  # the node changed its mind between the two reads: read again
+                return
+        rows = decode_logs(logs, {n: h.timestamp for n, h in headers.items()})
+        to_block = headers[high]
+        added = self.store.commit_batch(
+            rows,
+            params=cursor.params,
+            to_block=to_block,
+            blocks=(to_block,),
+            keep_from=high - self.config.window,
+        )
+        self._committed(added, high)
+        if len(logs) < self.config.target_logs // 2:
+            self._range = min(self._range * 2, self.config.max_range)
+        if self._on_progress is not None:
+            self._on_progress(Progress(high, target, cursor.deployment_block, self.stats.entries))
+
+    def _headers(self, numbers: list[int]) -> list[BlockRow]:
+        headers = self.source.headers(numbers)
+        missing = [n for n, h in zip(numbers, headers, strict=True) if h is None]
+        if missing:
+            raise RpcUnavailable(f"the node has no block {missing[0]} yet")
+        return [h for h in headers if h is not None]
+
+    def _follow(self, cursor: CursorState, target: int) -> str:
+        low = max(cursor.block_number, 0)
+        high = min(target, cursor.block_number + self.config.follow_blocks)
+        numbers = list(range(low, max(high, low) + 1))
+        headers = self._retrying(lambda: self.source.headers(numbers))
+        at_cursor = headers[0]
+        if cursor.block_hash is not None and (at_cursor is None or at_cursor.hash != cursor.block_hash):
+            self._undo_reorg(cursor)
+            return "reorg"
+        chain: list[BlockRow] = []
+        for header in headers:
+            if header is None or (chain and header.parent_hash != chain[-1].hash):
+                self.stats.retries += 1  # read mid-reorganisation or from a lagging node: read again
+                return "retry"
+            chain.append(header)
+        if high <= cursor.block_number:
+            return "idle"
+        logs, high = self._fetch_logs(cursor.block_number + 1, high)
+        by_number = {h.number: h for h in chain}
+        for log in logs:
+            if bytes.fromhex(log["blockHash"][2:]) != by_number[int(log["blockNumber"], 16)].hash:
+                self.stats.retries += 1
+                return "retry"
+        rows = decode_logs(logs, {h.number: h.timestamp for h in chain})
+        kept = [h for h in chain if h.number <= high]
+        added = self.store.commit_batch(
+            rows,
+            params=cursor.params,
+            to_block=by_number[high],
+            blocks=kept,
+            keep_from=high - self.config.window,
+        )
+        self._committed(added, high)
+        return "follow"
+
+    def _committed(self, added: int, block: int) -> None:
+        self.stats.entries += added
+        self.stats.batches += 1
+        if self._on_commit is not None:
+            self._on_commit(block, added)
+
+    def _undo_reorg(self, cursor: CursorState) -> None:
+        kept = self.store.window()
+        numbers = sorted(kept, reverse=True)
+        canonical = self._retrying(lambda: self.source.headers(numbers))
+        for number, header in zip(numbers, canonical, strict=True):
+            if header is not None and header.hash == kept[number]:
+                removed = self.store.rollback_to(header, cursor.params)
+                self.stats.reorgs += 1
+                self.stats.entries_removed += removed
+                logger.warning(
+                    "reorganisation: block %d is the newest common ancestor; removed %d entries after it",
+                    number,
+                    removed,
+                )
+                return
+        raise ReorgTooDeep(cursor.block_number, min(kept, default=cursor.block_number), self.config.window)
+
+    # ------------------------------------------------------------------ RPC with retries
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        delay = self.config.backoff_initial
+        while True:
+            try:
+                return fn()
+            except RetryableError as exc:
+                self.stats.retries += 1
+                logger.warning("%s; retrying in %.2fs", exc, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max)
+
+    def _fetch_logs(self, low: int, high: int) -> tuple[list[dict[str, Any]], int]:
+        """The logs of ``low..high``, or of a shorter range starting at ``low`` when the node will not answer
+        the whole of it; returns them with the range's actual end."""
+        delay = self.config.backoff_initial
+        while True:
+            try:
+                return self.source.logs(self.address, self._topics, low, high), high
+            except RangeTooLarge as exc:
+                suggested = exc.suggested
+                if suggested is not None and suggested[0] <= low <= suggested[1] < high:
+                    high = suggested[1]
+                elif high > low:
+                    high = low + (high - low) // 2
+                else:  # one block is too much for this node: nothing to shrink, never skip it
+                    self._sleep(delay)
+                    delay = min(delay * 2, self.config.backoff_max)
+                self._shrunk(low, high, exc)
+            except (RpcTimeout, RpcUnavailable) as exc:
+                # A timeout or a cut-off answer is often a too-large one: shrink as well as back off.
+                if high > low:
+                    high = low + (high - low) // 2
+                    self._shrunk(low, high, exc)
+                self.stats.retries += 1
+                self._sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max)
+            except RateLimited as exc:
+                self.stats.retries += 1
+                logger.warning("%s; retrying in %.2fs", exc, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max)
+
+    def _shrunk(self, low: int, high: int, why: Exception) -> None:
+        self.stats.range_shrinks += 1
+        self._range = max(high - low + 1, 1)
+        logger.info("eth_getLogs range shrunk to %d blocks (%s)", self._range, why)
