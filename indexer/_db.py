@@ -15,7 +15,6 @@ import fcntl
 import logging
 import os
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +82,8 @@ class Lease:
         self._sleep = sleep
         self._conn: Connection | None = None
         self._fd: int | None = None
-        # PostgreSQL advisory locks take a signed 64-bit key.
-        self.key = zlib.crc32(f"loyalty-indexer:{name.lower()}".encode())
+        #: the PostgreSQL advisory lock key (set when first tried)
+        self.key = 0
 
     def acquire(self) -> Connection:
         started = time.monotonic()
@@ -104,6 +103,10 @@ class Lease:
     def _try(self) -> bool:
         if self.engine.dialect.name == "postgresql":
             conn = self.engine.connect()
+            # Keyed by schema and contract: mirrors in other schemas of the database do not contend.
+            self.key = conn.execute(
+                text("SELECT hashtext(current_schema() || ':' || :name)"), {"name": self.name.lower()}
+            ).scalar_one()
             locked = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
             conn.commit()
             if not locked:

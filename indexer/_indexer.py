@@ -265,11 +265,14 @@ class Indexer:
         return [h for h in headers if h is not None]
 
     def _follow(self, cursor: CursorState, target: int) -> str:
-        low = max(cursor.block_number, 0)
         high = min(target, cursor.block_number + self.config.follow_blocks)
-        numbers = list(range(low, max(high, low) + 1))
+        # The whole window is read again (one batch): the kept blocks are then exactly the node's blocks
+        # high - window .. high, whatever was kept, pruned or rolled back before.
+        first = max(cursor.deployment_block - 1, 0)
+        low = max(min(cursor.block_number, high - self.config.window), first)
+        numbers = list(range(low, max(high, cursor.block_number) + 1))
         headers = self._retrying(lambda: self.source.headers(numbers))
-        at_cursor = headers[0]
+        at_cursor = headers[cursor.block_number - low] if cursor.block_number >= low else None
         if cursor.block_hash is not None and (at_cursor is None or at_cursor.hash != cursor.block_hash):
             self._undo_reorg(cursor)
             return "reorg"

@@ -36,7 +36,7 @@ from chain._rpc import Rpc
 from chain._sender import Sender, SendPolicy
 from chain._signer import LocalSigner, dev_signers
 from indexer import Base as MirrorBase
-from indexer import make_engine
+from indexer import Indexer, IndexerConfig, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -514,3 +514,49 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
     holder = ChainLedger(rpc, ledger.address, sender=Sender(rpc, LocalSigner(people[1])))
     holder.transfer(people[2].address, Points(5 + salt)).wait()
     return people
+
+
+@pytest.fixture
+def second_database(database: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty database of the same kind as ``database`` (for a fresh index to compare with)."""
+    kind = "sqlite" if database.startswith("sqlite") else "postgresql"
+    (tmp_path / "second").mkdir()
+    yield from database_url(kind, tmp_path / "second")
+
+
+_ENGINES: list[Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    """Engines made by :func:`mirror` are disposed after each test (no connection outlives it)."""
+    yield
+    while _ENGINES:
+        _ENGINES.pop().dispose()
+
+
+def mirror_engine(url: str) -> Engine:
+    engine = make_engine(url)
+    _ENGINES.append(engine)
+    return engine
+
+
+def mirror(ledger: Ledger, url: str, **config: Any) -> Indexer:
+    """An indexer of ``ledger`` into the database at ``url`` (close it, or use it as a context manager)."""
+    return Indexer(
+        ledger.w3,
+        mirror_engine(url),
+        ledger.address,
+        deployment_block=ledger.deployment_block,
+        config=IndexerConfig(**config),
+    )
+
+
+def fresh_digests(ledger: Ledger, url: str, **config: Any) -> dict[str, str]:
+    """The table digests of a from-scratch index of the node's current chain into ``url``."""
+    indexer = mirror(ledger, url, **config)
+    try:
+        indexer.sync()
+        return table_digests(indexer.engine)
+    finally:
+        indexer.close()

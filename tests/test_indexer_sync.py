@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from conftest import Ledger, ledger_activity, table_digests
-from indexer import Indexer, IndexerConfig, LedgerEntry, make_engine, reconcile
-
-
-def mirror(ledger: Ledger, url: str, **config: object) -> Indexer:
-    return Indexer(
-        ledger.w3,
-        make_engine(url),
-        ledger.address,
-        deployment_block=ledger.deployment_block,
-        config=IndexerConfig(**config),  # type: ignore[arg-type]
-    )
+from conftest import Ledger, ledger_activity, mirror, table_digests
+from indexer import LedgerEntry, reconcile
 
 
 def test_every_entry_kind_is_mirrored(anvil_ledger: Ledger, database: str) -> None:
