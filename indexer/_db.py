@@ -33,7 +33,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a ``sqlite:///path`` or ``postgresql+psycopg://`` URL (``postgresql://`` means psycopg)."""
+    """An engine for a ``sqlite:///path`` or ``postgresql://`` URL (PostgreSQL through psycopg 3)."""
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

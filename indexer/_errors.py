@@ -44,7 +44,8 @@ class ReorgTooDeep(IndexerError):
         self.lowest_kept = lowest_kept
         self.window = window
         super().__init__(
-            f"reorganisation deeper than the {window}-block window: none of the blocks {lowest_kept}..{cursor} "
+            f"reorganisation deeper than the {window}-block window: none of the blocks "
+            f"{lowest_kept}..{cursor} "
             "the mirror holds is on the node's chain any more. The mirror is left as it was; re-index from "
             "the deployment block (drop the database) or raise the window"
         )

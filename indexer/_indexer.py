@@ -1,7 +1,7 @@
 """The sync loop: backfill in adaptive ranges, then follow new heads, detecting and undoing reorganisations.
 
-Blocks at least ``window`` below the target (``head - confirmations``) are backfilled: raw ``eth_getLogs`` over
-ranges that double while answers are small and halve (or take the range the node suggests) on "too many
+Blocks at least ``window`` below the target (``head - confirmations``) are backfilled: raw ``eth_getLogs``
+over ranges that double while answers are small and halve (or take the range the node suggests) on "too many
 results", range limits, timeouts and unreadable answers. Newer blocks are followed with their headers: each
 step re-reads the cursor's block and the new ones in one batch, checks that every block names the previous one
 as its parent, and only then takes their logs (checking each log's block hash). When the cursor's block is no

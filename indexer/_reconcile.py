@@ -21,7 +21,8 @@ __all__ = ["Difference", "reconcile"]
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    """``what`` (of ``key``, when it is per account or partner) is ``mirror`` in SQL and ``chain`` on chain."""
+    """One figure that differs: ``what`` (of ``key``, for per-account and per-partner figures) is
+    ``mirror`` in SQL and ``chain`` on chain."""
 
     what: str
     key: str | None

@@ -4,8 +4,8 @@ Raw (what the chain said, in on-chain order)::
 
     cursors          one row per indexed contract: how far the mirror is, and the ledger's fixed parameters
     blocks           number, hash, parent hash, timestamp of the unfinalised window (reorg detection)
-    ledger_entries   every ledger entry (an event with a ``seq``), typed argument columns, the entry hash and the
-                     hash-chain head after it; keyed by ``seq`` and unique on ``(block_hash, log_index)``
+    ledger_entries   every ledger entry (an event with a ``seq``), typed argument columns, the entry hash
+                     and the hash-chain head after it; keyed by ``seq``, unique on ``(block_hash, log_index)``
 
 Derived (a pure function of the entries; rebuilt or reversed on a reorg)::
 
@@ -67,7 +67,7 @@ NAMING_CONVENTION = {
 
 
 class Uint(TypeDecorator[int]):
-    """An exact unsigned integer: ``NUMERIC(78, 0)`` on PostgreSQL, ``INTEGER`` on SQLite; always a Python int."""
+    """An exact unsigned integer: ``NUMERIC(78, 0)`` on PostgreSQL, ``INTEGER`` on SQLite; a Python int."""
 
     impl = BigInteger
     cache_ok = True
@@ -159,7 +159,7 @@ class LedgerEntry(Base):
     log_index: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(32))
     partner_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    #: recipient (issue, batch item), customer (redeem), account (expire), sender (transfer), operator (register)
+    #: recipient (issue, batch item), customer (redeem), holder (expire), sender (transfer), operator
     account: Mapped[str | None] = mapped_column(Address, index=True)
     #: recipient of a transfer, settlement address of a registration
     counterparty: Mapped[str | None] = mapped_column(Address)
@@ -206,7 +206,7 @@ class LedgerState(Base):
 
 
 class AccountEpoch(Base):
-    """Points ``account`` holds of ``epoch`` (expired ones included until swept) and points it earned in it."""
+    """Points ``account`` holds of ``epoch`` (expired ones until swept) and the points it earned in it."""
 
     __tablename__ = "account_epochs"
 

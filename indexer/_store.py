@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from eth_hash.auto import keccak
 from sqlalchemy import Connection, Table, and_, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -281,13 +282,15 @@ class Store:
         blocks: Sequence[BlockRow] = (),
         keep_from: int | None = None,
     ) -> int:
-        """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the window
-        (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
+        """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the
+        window (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
         Entries the mirror already holds are skipped, so replaying a range changes nothing. Returns how many
         entries were added."""
         conn = self.conn
         with conn.begin():
-            state = conn.execute(select(STATE).where(STATE.c.contract == self.contract)).mappings().one()
+            state = dict(
+                conn.execute(select(STATE).where(STATE.c.contract == self.contract)).mappings().one()
+            )
             seq, head = state["seq"], bytes(state["head"])
             fresh = [r for r in rows if r["seq"] > seq]
             for r in fresh:
@@ -353,7 +356,9 @@ class Store:
                     select(ENTRIES).where(ENTRIES.c.block_number > ancestor.number).order_by(ENTRIES.c.seq)
                 ).mappings()
             ]
-            state = conn.execute(select(STATE).where(STATE.c.contract == self.contract)).mappings().one()
+            state = dict(
+                conn.execute(select(STATE).where(STATE.c.contract == self.contract)).mappings().one()
+            )
             if removed:
                 d = _deltas(removed, -1, params)
                 conn.execute(delete(ENTRIES).where(ENTRIES.c.block_number > ancestor.number))
@@ -388,12 +393,11 @@ class Store:
         if conn.dialect.name == "postgresql":
             # COPY: the PostgreSQL bulk path (an order of magnitude above INSERT for wide rows).
             raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
             columns = list(rows[0])
             with (
                 raw.cursor() as cur,
-                cur.copy(  # type: ignore[union-attr]
-                    f"COPY {ENTRIES.name} ({', '.join(columns)}) FROM STDIN"
-                ) as copy,
+                cur.copy(f"COPY {ENTRIES.name} ({', '.join(columns)}) FROM STDIN") as copy,
             ):
                 for r in rows:
                     copy.write_row([r[c] for c in columns])

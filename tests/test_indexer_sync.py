@@ -1,4 +1,4 @@
-"""The mirror follows the chain: every entry kind lands in the raw and derived tables, and reconcile agrees."""
+"""The mirror follows the chain: every entry kind lands in the raw and derived tables; reconcile agrees."""
 
 from __future__ import annotations
 
