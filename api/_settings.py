@@ -95,6 +95,23 @@ class Settings(BaseSettings):
     #: Settlement units per point.
     settlement_value: int = Field(default=1, ge=0)
 
+    # ------------------------------------------------------------------ the indexer (the SQL mirror)
+    #: The mirror's database: ``sqlite:///path`` (embedded) or ``postgresql://user@host/db`` (production).
+    #: On the embedded chain, which lives only as long as the process, the mirror is a temporary file.
+    database_url: str = "sqlite:///.loyalty/ledger.db"
+    #: Blocks behind the head the indexer stays (0 on a local node; a few on an L2, more on L1).
+    index_confirmations: int = Field(default=0, ge=0)
+    #: Seconds between polls for new blocks once caught up.
+    index_poll_interval_s: float = Field(default=1.0, gt=0)
+    #: Unfinalised blocks whose hashes the mirror keeps: the deepest reorganisation it can undo.
+    reorg_window: int = Field(default=64, ge=1)
+    #: Tier names and the qualifying points each needs (JSON object in the environment), from 0 up.
+    tier_thresholds: dict[str, int] = Field(
+        default_factory=lambda: {"member": 0, "silver": 1_000, "gold": 5_000, "platinum": 20_000}
+    )
+    #: The rolling window of qualifying points, in epochs (12 epochs of 30 days: about a year).
+    tier_qualifying_epochs: int = Field(default=12, gt=0)
+
     @field_validator("signer_address", "ledger_admin")
     @classmethod
     def _checksummed(cls, value: str | None) -> str | None:
@@ -103,6 +120,13 @@ class Settings(BaseSettings):
         if not is_address(value):
             raise ValueError("must be a 0x-prefixed 20-byte address")
         return to_checksum_address(value)
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _tiers_from_zero(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value or min(value.values()) != 0 or len(set(value.values())) != len(value):
+            raise ValueError("tier thresholds need one tier at 0 points and distinct thresholds")
+        return dict(sorted(value.items(), key=lambda item: item[1]))
 
     @field_validator("keystore_scrypt_n")
     @classmethod

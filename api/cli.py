@@ -12,7 +12,10 @@ import argparse
 import getpass
 import logging
 import re
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -25,6 +28,7 @@ from chain._deploy import deploy_ledger
 from chain._manifest import DeploymentManifest, verify_manifest
 from chain._rpc import Rpc
 from chain._signer import InvalidKey
+from indexer import IndexerError, MirrorView, reconcile
 
 from ._chain_setup import (
     Prompt,
@@ -36,6 +40,7 @@ from ._chain_setup import (
     sender_from_settings,
     signer_from_settings,
 )
+from ._index_setup import ProgressBar, indexer_from_settings, mirror_engine
 from ._settings import Settings
 
 __all__ = ["main"]
@@ -160,14 +165,17 @@ def _pick(args: argparse.Namespace, name: str, default: T) -> T:
 
 
 def _run(settings: Settings) -> int:
-    with open_chain(settings) as w3:
+    with open_chain(settings) as w3, tempfile.TemporaryDirectory(prefix="loyalty-mirror-") as scratch:
         if settings.embedded_chain:
             manifest = _deploy_on(settings, w3, argparse.Namespace())
             verify_manifest(manifest, w3)
             where = "the embedded chain"
+            # The embedded chain ends with this process: so does its mirror.
+            engine = mirror_engine(settings, f"sqlite:///{Path(scratch) / 'ledger.db'}")
         else:
             manifest = load_verified_manifest(settings, Rpc(w3))
             where = settings.rpc_url
+            engine = mirror_engine(settings)
         ledger = w3.eth.contract(address=manifest.ledger.address, abi=load_artifact("LoyaltyLedger").abi)
         views = ledger.functions
         epoch_length, validity = views.epochLength().call(), views.validityDuration().call()
@@ -176,7 +184,77 @@ def _run(settings: Settings) -> int:
         print(f"  deployed in block {manifest.deployed_at.block_number} by {manifest.deployer}")
         print(f"  epoch length {epoch_length} s, validity {validity} epochs")
         print(f"  current epoch {epoch}, ledger head 0x{head.hex()}")
+        with indexer_from_settings(settings, w3, manifest, engine) as indexer:
+            block = indexer.sync()
+            entries = indexer.stats.entries
+        differences = reconcile(w3, engine, manifest.ledger.address)
+        engine.dispose()
+        print(
+            f"  mirror at block {block}: {entries} new entries, {len(differences)} differences from the chain"
+        )
     print("The HTTP service (partners, wallets, audit) arrives with the API issue; see README.md.")
+    return 0
+
+
+# --------------------------------------------------------------------------- the mirror
+
+
+def _open_deployment(settings: Settings, w3: Web3) -> DeploymentManifest:
+    if settings.embedded_chain:
+        raise CommandError(
+            "the embedded chain (eth-tester://) lives only inside one command; "
+            "set LOYALTY_RPC_URL to a node (e.g. anvil://) to index it"
+        )
+    return load_verified_manifest(settings, Rpc(w3))
+
+
+def _index(settings: Settings, once: bool) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_chain(settings) as w3:
+        manifest = _open_deployment(settings, w3)
+        engine = mirror_engine(settings)
+        progress = ProgressBar()
+        indexer = indexer_from_settings(settings, w3, manifest, engine, progress=progress)
+        try:
+            if once:
+                block = indexer.sync()
+            else:
+                print(
+                    f"indexing {manifest.ledger.address} into {engine.url!r}; Ctrl-C stops", file=sys.stderr
+                )
+                block = indexer.run(stop)
+        finally:
+            progress.finish()
+            indexer.close()
+            engine.dispose()
+        stats = indexer.stats
+        print(
+            f"mirror at block {block}: {stats.entries} entries added in {stats.batches} batches, "
+            f"{stats.reorgs} reorganisations undone, {stats.retries} retries"
+        )
+    return 0
+
+
+def _reconcile(settings: Settings, block: int | None) -> int:
+    with open_chain(settings) as w3:
+        manifest = _open_deployment(settings, w3)
+        engine = mirror_engine(settings)
+        try:
+            differences = reconcile(w3, engine, manifest.ledger.address, block)
+            with engine.connect() as conn:
+                at = MirrorView(conn, manifest.ledger.address).cursor.block_number
+        finally:
+            engine.dispose()
+    for difference in differences:
+        print(difference)
+    if differences:
+        print(
+            f"{len(differences)} differences between the mirror and the chain at block {at}", file=sys.stderr
+        )
+        return 1
+    print(f"the mirror agrees with the chain at block {at}")
     return 0
 
 
@@ -222,6 +300,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--settlement-value", type=int, help="settlement units per point")
     deploy.add_argument("--manifest", type=Path, help="where to write the manifest (LOYALTY_MANIFEST_PATH)")
     deploy.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+
+    index = commands.add_parser(
+        "index", help="mirror the ledger into LOYALTY_DATABASE_URL: backfill, then follow new blocks"
+    )
+    index.add_argument("--once", action="store_true", help="catch up with the chain, then stop")
+    check = commands.add_parser("reconcile", help="compare the mirror with the chain at the mirror's block")
+    check.add_argument("--block", type=int, help="the block to compare at (must be the mirror's)")
     return parser
 
 
@@ -254,8 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys_list(settings)
         if args.command == "deploy":
             return _deploy(settings, args)
+        if args.command == "index":
+            return _index(settings, args.once)
+        if args.command == "reconcile":
+            return _reconcile(settings, args.block)
         return _run(settings)
-    except (ChainError, OSError) as exc:
+    except (ChainError, IndexerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -144,13 +144,14 @@ class Indexer:
         assert self._store is not None
         return self._store
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Backfills, then follows the chain until ``stop`` is set."""
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Backfills, then follows the chain until ``stop`` is set; returns the cursor then."""
         stop = stop or threading.Event()
         with self:
             while not stop.is_set():
                 if self.step() == "idle":
                     stop.wait(self.config.poll_interval)
+            return self.cursor().block_number
 
     def sync(self) -> int:
         """Catches up with the node's target block once; returns the cursor."""

@@ -20,13 +20,17 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from sqlalchemy import text
 
 from api._chain_setup import signer_from_settings
 from api._settings import Settings
 from api.cli import main
+from chain import PartnerId, Points, Rpc, Sender
+from chain._ledger import Ledger as ChainLedger
 from chain._manifest import load_manifest, verify_manifest
 from chain._signer import DevKeyRefused, InvalidKey, Keystore, WrongPassword, dev_signers
 from conftest import AnvilNode
+from indexer import make_engine
 
 SCRYPT_N = 16  # tests only: production mode refuses anything below 2**18
 
@@ -275,6 +279,46 @@ def test_run_on_the_embedded_chain(cli: Cli) -> None:
     assert result.out.startswith("LoyaltyLedger on the embedded chain (chain id 131277322940537) at 0x")
     assert "epoch length 2592000 s, validity 12 epochs" in result.out
     assert not cli.manifest_path.exists()  # the embedded chain ends with the process: nothing to point at
+
+
+# --------------------------------------------------------------------------- the mirror
+
+
+def test_index_then_reconcile_and_a_tampered_mirror(cli: Cli, anvil: AnvilNode) -> None:
+    assert cli("deploy").code == 0
+    manifest = load_manifest(cli.manifest_path)
+    rpc = Rpc(anvil.w3)
+    admin = ChainLedger(rpc, manifest.ledger.address, sender=Sender(rpc, dev_signers(31337)[0]))
+    operator = Account.create().address
+    admin.register_partner(PartnerId(7), operator, allowance=Points(1_000)).wait()
+    admin.set_settlement_value(3).wait()
+    cli.env("DATABASE_URL", f"sqlite:///{cli.tmp / 'mirror.db'}")
+
+    indexed = cli("index", "--once")
+    assert indexed.code == 0, indexed.err
+    assert indexed.out.startswith(f"mirror at block {anvil.w3.eth.block_number}: 2 entries added")
+    assert "backfill" in indexed.err or indexed.err == ""  # progress goes to stderr, never stdout
+
+    agreed = cli("reconcile")
+    assert (agreed.code, agreed.out) == (
+        0,
+        f"the mirror agrees with the chain at block {anvil.w3.eth.block_number}\n",
+    )
+
+    engine = make_engine(f"sqlite:///{cli.tmp / 'mirror.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE partners SET allowance = 999 WHERE partner_id = 7"))
+    engine.dispose()
+    tampered = cli("reconcile")
+    assert tampered.code == 1
+    assert tampered.out.startswith("partner[7]: mirror ")
+    assert "1 differences between the mirror and the chain" in tampered.err
+
+
+def test_index_refuses_the_embedded_chain(cli: Cli) -> None:
+    result = cli("index", "--once")
+    assert result.code == 1
+    assert "lives only inside one command" in result.err
 
 
 # --------------------------------------------------------------------------- settings and dev keys
