@@ -26,7 +26,7 @@ from eth_hash.auto import keccak
 from sqlalchemy import Connection, Engine
 from web3 import Web3
 
-from chain import RangeTooLarge, RateLimited, RetryableError, RpcTimeout, RpcUnavailable
+from chain import RangeTooLarge, RateLimited, RetryableError, RpcError, RpcTimeout, RpcUnavailable
 
 from ._db import Lease, migrate
 from ._decode import decode_logs, entry_topics
@@ -299,9 +299,23 @@ class Indexer:
             to_block=by_number[high],
             blocks=kept,
             keep_from=high - self.config.window,
+            chain_seq=self._sequence_at(by_number[high]),
         )
         self._committed(added, high)
         return "follow"
+
+    def _sequence_at(self, block: BlockRow) -> int | None:
+        """``ledgerSequence()`` at ``block``'s number (a reorganisation in between fails the check and the
+        range is read again), or ``None`` when the node no longer has that block's state (a pruned full
+        node): then the contiguity of ``seq`` is the only check."""
+        try:
+            data = self._retrying(
+                lambda: self.source.call(self.address, _selector("ledgerSequence()"), block.number)
+            )
+        except RpcError as exc:
+            logger.debug("no state at block %d to check the sequence against: %s", block.number, exc)
+            return None
+        return int.from_bytes(data[:32], "big")
 
     def _committed(self, added: int, block: int) -> None:
         self.stats.entries += added

@@ -281,11 +281,14 @@ class Store:
         to_block: BlockRow,
         blocks: Sequence[BlockRow] = (),
         keep_from: int | None = None,
+        chain_seq: int | None = None,
     ) -> int:
         """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the
         window (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
-        Entries the mirror already holds are skipped, so replaying a range changes nothing. Returns how many
-        entries were added."""
+        Entries the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``, the
+        ledger's ``ledgerSequence()`` at ``to_block`` when known, must equal the last entry's: a node that
+        dropped entries at the end of a range raises :class:`IncompleteLogs` instead of leaving a hole.
+        Returns how many entries were added."""
         conn = self.conn
         with conn.begin():
             state = dict(
@@ -301,6 +304,10 @@ class Store:
                     )
                 head = keccak(head + r["entry_hash"])
                 r["head"] = head
+            if chain_seq is not None and seq != chain_seq:
+                raise IncompleteLogs(
+                    f"the ledger's sequence at block {to_block.number} is {chain_seq}, the logs end at {seq}"
+                )
             if fresh:
                 self._insert_entries(fresh)
                 d = _deltas(fresh, +1, params)
