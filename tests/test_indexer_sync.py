@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 
-from conftest import Ledger, ledger_activity, mirror, table_digests
-from indexer import LedgerEntry, reconcile
+from conftest import EthTesterNode, Ledger, deploy_ledger, ledger_activity, mirror, table_digests
+from indexer import LedgerEntry, decode_logs, entry_topics, reconcile
 
 
 def test_every_entry_kind_is_mirrored(anvil_ledger: Ledger, database: str) -> None:
@@ -30,3 +32,42 @@ def test_every_entry_kind_is_mirrored(anvil_ledger: Ledger, database: str) -> No
     assert not differences, "\n".join(map(str, differences))
     assert table_digests(indexer.engine)
     indexer.close()
+
+
+def test_the_embedded_chain_is_mirrored_too(eth_tester_node: EthTesterNode, tmp_path: Path) -> None:
+    """eth-tester (the embedded default) has no raw JSON-RPC: the same reads go through web3."""
+    snapshot = eth_tester_node.snapshot()
+    try:
+        first = eth_tester_node.w3.eth.block_number + 1
+        ledger = deploy_ledger(eth_tester_node)
+        ledger.deployment_block = first
+        ledger_activity(ledger, customers=3)
+        with mirror(ledger, f"sqlite:///{tmp_path / 'm.db'}", window=3) as indexer:
+            assert indexer.sync() == eth_tester_node.w3.eth.block_number
+            assert indexer.stats.entries == ledger.call("ledgerSequence")
+            assert reconcile(ledger.w3, indexer.engine, ledger.address) == []
+    finally:
+        eth_tester_node.revert(snapshot)
+
+
+def test_replaying_a_range_changes_nothing(anvil_ledger: Ledger, database: str) -> None:
+    ledger_activity(anvil_ledger)
+    with mirror(anvil_ledger, database, window=2, initial_range=3) as indexer:
+        indexer.sync()
+        before = table_digests(indexer.engine)
+        cursor = indexer.cursor()
+        logs = indexer.source.logs(
+            indexer.address, entry_topics(), cursor.deployment_block, cursor.block_number
+        )
+        timestamps = {
+            h.number: h.timestamp
+            for h in indexer.source.headers(list(range(cursor.deployment_block, cursor.block_number + 1)))
+            if h is not None
+        }
+        (to_block,) = indexer.source.headers([cursor.block_number])
+        assert to_block is not None
+        added = indexer.store.commit_batch(
+            decode_logs(logs, timestamps), params=cursor.params, to_block=to_block
+        )
+        assert added == 0
+        assert table_digests(indexer.engine) == before
