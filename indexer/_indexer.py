@@ -197,7 +197,13 @@ class Indexer:
             return self._follow(cursor, target)
         except IncompleteLogs as exc:  # rolled back; read the range again
             self.stats.retries += 1
-            logger.warning("%s; reading the range again", exc)
+            if exc.before_batch:
+                # Entries are missing below the cursor (an earlier answer was short and no state was left
+                # to check it against): go back to the last entry held and read forward from there.
+                back = self.store.rewind_to_last_entry(cursor.deployment_block - 1)
+                logger.warning("%s; reading again from block %d", exc, back)
+            else:
+                logger.warning("%s; reading the range again", exc)
             self._sleep(self.config.backoff_initial)
             return "retry"
 
@@ -251,6 +257,7 @@ class Indexer:
             to_block=to_block,
             blocks=(to_block,),
             keep_from=high - self.config.window,
+            chain_seq=self._sequence_at(to_block),
         )
         self._committed(added, high)
         if len(logs) < self.config.target_logs // 2:

@@ -50,7 +50,12 @@ STATE: Table = LedgerState.__table__  # type: ignore[assignment]
 
 class IncompleteLogs(RetryableError):
     """The node's answer skips ledger entries (their ``seq`` is not contiguous with the mirror's): the range
-    is fetched again, never committed with a hole."""
+    is fetched again, never committed with a hole. ``before_batch``: the first entry of the answer is not the
+    one after the mirror's last, so the hole lies below the cursor."""
+
+    def __init__(self, message: str, *, before_batch: bool = False) -> None:
+        super().__init__(message)
+        self.before_batch = before_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +291,7 @@ class Store:
         """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the
         window (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
         Entries the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``, the
-        ledger's ``ledgerSequence()`` at ``to_block`` when known, must equal the last entry's: a node that
+        ledger's ``ledgerSequence()`` at ``to_block`` when known, must not exceed the last entry's: a node that
         dropped entries at the end of a range raises :class:`IncompleteLogs` instead of leaving a hole.
         Returns how many entries were added."""
         conn = self.conn
@@ -300,11 +305,12 @@ class Store:
                 seq += 1
                 if r["seq"] != seq:
                     raise IncompleteLogs(
-                        f"entry {seq} is missing before entry {r['seq']} (block {r['block_number']})"
+                        f"entry {seq} is missing before entry {r['seq']} (block {r['block_number']})",
+                        before_batch=r is fresh[0],
                     )
                 head = keccak(head + r["entry_hash"])
                 r["head"] = head
-            if chain_seq is not None and seq != chain_seq:
+            if chain_seq is not None and seq < chain_seq:  # (more: a replay of a range the mirror holds)
                 raise IncompleteLogs(
                     f"the ledger's sequence at block {to_block.number} is {chain_seq}, the logs end at {seq}"
                 )
@@ -392,6 +398,22 @@ class Store:
             self._refresh_tiers(params.epoch_at(ancestor.timestamp), removed, -1)
             self._move_cursor(ancestor)
         return len(removed)
+
+    def rewind_to_last_entry(self, floor: int) -> int:
+        """Moves the cursor back to the block of the last entry held (``floor`` when there is none), so the
+        blocks after it are read again; entries already held are skipped then. Returns the new cursor."""
+        with self.conn.begin():
+            last = self.conn.execute(
+                select(ENTRIES.c.block_number, ENTRIES.c.block_hash).order_by(ENTRIES.c.seq.desc()).limit(1)
+            ).first()
+            number, block_hash = (last.block_number, bytes(last.block_hash)) if last else (floor, None)
+            self.conn.execute(
+                update(CURSORS)
+                .where(CURSORS.c.contract == self.contract)
+                .values(block_number=number, block_hash=block_hash)
+            )
+            self.conn.execute(delete(BLOCKS).where(BLOCKS.c.number > number))
+        return int(number)
 
     # ------------------------------------------------------------------ pieces
 
