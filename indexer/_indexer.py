@@ -30,7 +30,7 @@ from chain import RangeTooLarge, RateLimited, RetryableError, RpcError, RpcTimeo
 
 from ._db import Lease, migrate
 from ._decode import decode_logs, entry_topics
-from ._errors import MirrorMismatch, ReorgTooDeep
+from ._errors import IndexerError, MirrorMismatch, ReorgTooDeep
 from ._source import LogSource
 from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, Store, TierPolicy
 
@@ -210,21 +210,31 @@ class Indexer:
     def _initialise(self) -> CursorState:
         chain_id = self._retrying(self.source.chain_id)
         block = self.deployment_block
+        at: int | str = block
 
         def read(signature: str) -> int:
-            data = self._retrying(lambda: self.source.call(self.address, _selector(signature), block))
+            data = self._retrying(lambda: self.source.call(self.address, _selector(signature), at))
+            if len(data) < 32:
+                raise IndexerError(
+                    f"no LoyaltyLedger at {self.address} in block {block} ({signature} is empty)"
+                )
             return int.from_bytes(data[:32], "big")
 
+        try:
+            settlement_value = read("settlementValue()")
+        except RpcError as exc:
+            # A pruned node: the epoch parameters are immutable, so the latest state has them too; the
+            # settlement value is the current one until the first SettlementValueChanged entry replaces it.
+            logger.warning("no state at the deployment block (%s); reading the parameters at the head", exc)
+            at = "latest"
+            settlement_value = read("settlementValue()")
         params = LedgerParams(
             genesis=read("genesisTimestamp()"),
             epoch_length=read("epochLength()"),
             validity=read("validityDuration()"),
         )
         state = self.store.initialise(
-            chain_id=chain_id,
-            deployment_block=block,
-            params=params,
-            settlement_value=read("settlementValue()"),
+            chain_id=chain_id, deployment_block=block, params=params, settlement_value=settlement_value
         )
         logger.info("mirroring %s from block %d", self.address, block)
         return state

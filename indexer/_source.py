@@ -88,7 +88,7 @@ class LogSource:
         )
         return [_log_json(log) for log in logs]
 
-    def call(self, to: str, data: bytes, block: int) -> bytes:
+    def call(self, to: str, data: bytes, block: int | str) -> bytes:
         return self.rpc.call({"to": Web3.to_checksum_address(to), "data": data}, block)
 
     def calls(self, to: str, datas: Sequence[bytes], block: int) -> list[bytes]:

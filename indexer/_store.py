@@ -290,9 +290,9 @@ class Store:
     ) -> int:
         """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the
         window (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
-        Entries the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``, the
-        ledger's ``ledgerSequence()`` at ``to_block`` when known, must not exceed the last entry's: a node that
-        dropped entries at the end of a range raises :class:`IncompleteLogs` instead of leaving a hole.
+        Entries the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``,
+        the ledger's ``ledgerSequence()`` at ``to_block`` when known, must not exceed the last entry's: a
+        node that dropped entries at the end of a range raises :class:`IncompleteLogs`, leaving no hole.
         Returns how many entries were added."""
         conn = self.conn
         with conn.begin():

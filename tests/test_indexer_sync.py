@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
-from conftest import EthTesterNode, Ledger, deploy_ledger, ledger_activity, mirror, table_digests
-from indexer import LedgerEntry, decode_logs, entry_topics, reconcile
+from conftest import (
+    EthTesterNode,
+    Ledger,
+    deploy_ledger,
+    ledger_activity,
+    mirror,
+    mirror_engine,
+    table_digests,
+)
+from indexer import (
+    Cursor,
+    Indexer,
+    IndexerError,
+    LedgerEntry,
+    MirrorMismatch,
+    decode_logs,
+    entry_topics,
+    reconcile,
+)
 
 
 def test_every_entry_kind_is_mirrored(anvil_ledger: Ledger, database: str) -> None:
@@ -71,3 +89,34 @@ def test_replaying_a_range_changes_nothing(anvil_ledger: Ledger, database: str) 
         )
         assert added == 0
         assert table_digests(indexer.engine) == before
+
+
+def test_an_address_without_a_ledger_is_a_clear_error(anvil_ledger: Ledger, tmp_path: Path) -> None:
+    with Indexer(
+        anvil_ledger.w3,
+        mirror_engine(f"sqlite:///{tmp_path / 'm.db'}"),
+        anvil_ledger.actors.customer,  # an account, not a contract
+        deployment_block=anvil_ledger.deployment_block,
+    ) as indexer:
+        with pytest.raises(IndexerError, match="no LoyaltyLedger at"):
+            indexer.sync()
+        with indexer.engine.connect() as conn:
+            assert conn.execute(select(Cursor)).first() is None  # nothing was written
+
+
+def test_a_mirror_of_another_deployment_is_refused(anvil_ledger: Ledger, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    with mirror(anvil_ledger, url) as indexer:
+        indexer.sync()
+    other = Indexer(
+        anvil_ledger.w3,
+        mirror_engine(url),
+        anvil_ledger.address,
+        deployment_block=anvil_ledger.deployment_block + 1,
+    )
+    with other, pytest.raises(MirrorMismatch) as refused:
+        other.sync()
+    assert (refused.value.field, refused.value.expected) == (
+        "deployment block",
+        anvil_ledger.deployment_block + 1,
+    )
