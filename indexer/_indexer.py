@@ -302,13 +302,21 @@ class Indexer:
             chain.append(header)
         if high <= cursor.block_number:
             return "idle"
-        logs, high = self._fetch_logs(cursor.block_number + 1, high)
         by_number = {h.number: h for h in chain}
+        # The sequence at the newest block is asked before and after its logs, and the lower answer kept: a
+        # node can answer an eth_call at its head with the state of the block it is mining at that moment
+        # (anvil does), which only ever shows a higher sequence, and it is not mining twice in a few ms.
+        before = self._sequence_at(by_number[high])
+        asked = high
+        logs, high = self._fetch_logs(cursor.block_number + 1, high)
         for log in logs:
             if bytes.fromhex(log["blockHash"][2:]) != by_number[int(log["blockNumber"], 16)].hash:
                 self.stats.retries += 1
                 return "retry"
         rows = decode_logs(logs, {h.number: h.timestamp for h in chain})
+        chain_seq = self._sequence_at(by_number[high])
+        if high == asked and before is not None and chain_seq is not None:
+            chain_seq = min(before, chain_seq)
         kept = [h for h in chain if h.number <= high]
         added = self.store.commit_batch(
             rows,
@@ -316,7 +324,7 @@ class Indexer:
             to_block=by_number[high],
             blocks=kept,
             keep_from=high - self.config.window,
-            chain_seq=self._sequence_at(by_number[high]),
+            chain_seq=chain_seq,
         )
         self._committed(added, high)
         return "follow"
