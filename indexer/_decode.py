@@ -250,6 +250,9 @@ def decode_logs(logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]
     rows: list[Row] = []
     template = row_template()
     header: Row | None = None
+    last_block = last_tx = ""
+    number = timestamp = tx_index = 0
+    block_hash = tx_hash = b""
     for log in logs:
         topics: list[str] = log["topics"]
         spec = ENTRY_EVENTS.get(topics[0].lower()) if topics else None
@@ -267,14 +270,25 @@ def decode_logs(logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]
             raise UndecodableLog(log, f"{spec.name}: {exc}") from exc
         row = template.copy()
         spec.fill(row, indexed, values)
-        number = int(log["blockNumber"], 16)
-        stamp = log.get("blockTimestamp")
+        # Many logs share a block and a transaction (a batch is hundreds): convert each of those once.
+        block_key = log["blockHash"]
+        if block_key != last_block:
+            last_block = block_key
+            number = int(log["blockNumber"], 16)
+            block_hash = bytes.fromhex(block_key[2:])
+            stamp = log.get("blockTimestamp")
+            timestamp = int(stamp, 16) if stamp else timestamps[number]
+        tx_key = log["transactionHash"]
+        if tx_key != last_tx:
+            last_tx = tx_key
+            tx_hash = bytes.fromhex(tx_key[2:])
+            tx_index = int(log["transactionIndex"], 16)
         row["event"] = spec.name
         row["block_number"] = number
-        row["block_hash"] = bytes.fromhex(log["blockHash"][2:])
-        row["block_timestamp"] = int(stamp, 16) if stamp else timestamps[number]
-        row["tx_hash"] = bytes.fromhex(log["transactionHash"][2:])
-        row["tx_index"] = int(log["transactionIndex"], 16)
+        row["block_hash"] = block_hash
+        row["block_timestamp"] = timestamp
+        row["tx_hash"] = tx_hash
+        row["tx_index"] = tx_index
         row["log_index"] = int(log["logIndex"], 16)
         row["entry_hash"] = keccak(raw)
         if spec.name == "PointsBatchIssued":

@@ -5,7 +5,7 @@ Raw (what the chain said, in on-chain order)::
     cursors          one row per indexed contract: how far the mirror is, and the ledger's fixed parameters
     blocks           number, hash, parent hash, timestamp of the unfinalised window (reorg detection)
     ledger_entries   every ledger entry (an event with a ``seq``), typed argument columns, the entry hash
-                     and the hash-chain head after it; keyed by ``seq``, unique on ``(block_hash, log_index)``
+                     and the hash-chain head after it; keyed by ``seq``, unique on (block, log index)
 
 Derived (a pure function of the entries; rebuilt or reversed on a reorg)::
 
@@ -148,10 +148,15 @@ class LedgerEntry(Base):
     depends on ``event``; a batch item carries its header's partner, epoch, reference, reason and rule."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("block_hash", "log_index"),)
+    # (block, log index) is the on-chain order and, within one chain, a log's identity; it also serves the
+    # block range scans of a reorganisation. ``seq`` is the replay key: an entry is never inserted twice.
+    __table_args__ = (UniqueConstraint("block_number", "log_index"),)
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: SQLite: ``INTEGER PRIMARY KEY`` (the rowid itself, no second index to maintain).
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[bytes] = mapped_column(Hash)
     block_timestamp: Mapped[int] = mapped_column(BigInteger)
     tx_hash: Mapped[bytes] = mapped_column(Hash)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 23:23:14.939145
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_entries",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False
+        ),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("block_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("block_timestamp", sa.BigInteger(), nullable=False),
@@ -81,11 +83,12 @@ def upgrade() -> None:
         sa.Column("entry_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("head", sa.LargeBinary(length=32), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_ledger_entries")),
-        sa.UniqueConstraint("block_hash", "log_index", name=op.f("uq_ledger_entries_block_hash_log_index")),
+        sa.UniqueConstraint(
+            "block_number", "log_index", name=op.f("uq_ledger_entries_block_number_log_index")
+        ),
     )
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ledger_entries_account"), ["account"], unique=False)
-        batch_op.create_index(batch_op.f("ix_ledger_entries_block_number"), ["block_number"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_entries_partner_id"), ["partner_id"], unique=False)
 
     op.create_table(
@@ -155,7 +158,6 @@ def downgrade() -> None:
     op.drop_table("partner_periods")
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_entries_partner_id"))
-        batch_op.drop_index(batch_op.f("ix_ledger_entries_block_number"))
         batch_op.drop_index(batch_op.f("ix_ledger_entries_account"))
 
     op.drop_table("ledger_entries")
