@@ -5,7 +5,7 @@ window; ``reconcile`` compares the mirror with the chain at the mirror's block; 
 time-aware questions (live balance, points expiring by a date) from the derived tables.
 """
 
-from ._db import Lease, make_engine, migrate
+from ._db import Lease, make_engine, migrate, scratch_schema
 from ._decode import ENTRY_EVENTS, decode_logs, entry_topics
 from ._errors import (
     BlockNotMirrored,
@@ -69,4 +69,5 @@ __all__ = [
     "make_engine",
     "migrate",
     "reconcile",
+    "scratch_schema",
 ]

@@ -53,8 +53,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,7 @@ import requests
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_hash.auto import keccak
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from web3 import HTTPProvider, Web3
 
@@ -84,7 +82,7 @@ from chain._devnode import fund, start_anvil
 from chain._sender import PendingTransaction
 from chain._signer import LocalSigner
 
-from ._db import make_engine, migrate
+from ._db import make_engine, migrate, scratch_schema
 from ._decode import ENTRY_EVENTS
 from ._indexer import Indexer, IndexerConfig
 from ._schema import Cursor, LedgerEntry
@@ -94,7 +92,6 @@ __all__ = [
     "IndexerBenchConfig",
     "IndexerBenchResult",
     "LiveLag",
-    "postgres_schema",
     "run_benchmark",
 ]
 
@@ -270,33 +267,11 @@ def run_benchmark(
     schema of ``postgres_url``'s database, dropped at the end; SQLite files in a temporary directory."""
     say = progress or (lambda _message: None)
     with (
-        postgres_schema(postgres_url) as pg_url,
+        scratch_schema(postgres_url, prefix="bench") as pg_url,
         tempfile.TemporaryDirectory(prefix="bench-indexer-") as tmp,
         start_anvil(root, extra_args=("--gas-limit", str(config.gas_limit))) as node,
     ):
         return _Bench(node.url, Path(tmp), pg_url, config, say).run()
-
-
-@contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    """A URL whose connections work in a fresh schema ``bench_<random>`` of ``url``'s database, dropped
-    with everything in it on exit."""
-    schema = f"bench_{secrets.token_hex(6)}"
-    admin = make_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        try:
-            yield (
-                make_url(url)
-                .update_query_dict({"options": f"-csearch_path={schema}"})
-                .render_as_string(hide_password=False)
-            )
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    finally:
-        admin.dispose()
 
 
 def _web3(url: str) -> Web3:

@@ -12,7 +12,6 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import Engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, select
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
@@ -36,7 +34,7 @@ from chain._rpc import Rpc
 from chain._sender import Sender, SendPolicy
 from chain._signer import LocalSigner, dev_signers
 from indexer import Base as MirrorBase
-from indexer import Indexer, IndexerConfig, make_engine
+from indexer import Indexer, IndexerConfig, make_engine, scratch_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
@@ -424,32 +422,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL")
 
 
-@contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    """A URL whose connections work in a fresh schema of ``url``'s database (dropped afterwards)."""
-    schema = f"test_{secrets.token_hex(6)}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield (
-            make_url(url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
 def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'mirror.db'}"
         return
     if POSTGRES_URL is None:
         pytest.skip("no PostgreSQL configured (set LOYALTY_TEST_POSTGRES_URL)")
-    with postgres_schema(POSTGRES_URL) as url:
+    with scratch_schema(POSTGRES_URL, prefix="test") as url:
         yield url
 
 

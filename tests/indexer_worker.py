@@ -331,13 +331,14 @@ def build_chain(ledger: Any, *, batches: int = 40, recipients: int = 5, every: i
 @contextmanager
 def another_database(like: str, tmp_path: Path, name: str = "reference") -> Iterator[str]:
     """An empty database of the same kind as the URL ``like`` (SQLite file, or a fresh PostgreSQL schema)."""
-    from conftest import POSTGRES_URL, postgres_schema
+    from conftest import POSTGRES_URL
+    from indexer import scratch_schema
 
     if like.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / f'{name}.db'}"
         return
     assert POSTGRES_URL is not None
-    with postgres_schema(POSTGRES_URL) as url:
+    with scratch_schema(POSTGRES_URL, prefix="test") as url:
         yield url
 
 
