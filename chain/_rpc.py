@@ -10,7 +10,7 @@ operations go through ``w3.eth``. Either way a failure comes out as one of the c
     └── RateLimited              HTTP 429 or a JSON-RPC "limit exceeded"
     PermanentError
     └── RpcError                 the node refused the request; ``code`` and ``message`` as it sent them
-        ├── RangeTooLarge        an ``eth_getLogs`` range with too many results or blocks (``suggested`` range)
+        ├── RangeTooLarge        an ``eth_getLogs`` range with too many results or blocks
         ├── NonceTooLow          the nonce is already used on chain
         ├── ReplacementUnderpriced  a pending transaction has the nonce and the new fees are not high enough
         ├── AlreadyKnown         this exact transaction is already in the pool
@@ -86,7 +86,7 @@ class RpcError(PermanentError):
 
 class RangeTooLarge(RpcError):
     """An ``eth_getLogs`` query asked for too many blocks or results (Infura, Alchemy, QuickNode, geth and
-    Erigon phrase it differently). ``suggested`` is the ``(from, to)`` range the node proposed, when it did."""
+    Erigon phrase it differently). ``suggested`` is the ``(from, to)`` range the node proposed, if any."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message, code)
