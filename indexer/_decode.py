@@ -14,6 +14,7 @@ from typing import Any
 from chain import load_artifact
 
 from ._errors import UndecodableLog
+from ._schema import LedgerEntry
 
 __all__ = ["ENTRY_EVENTS", "EventSpec", "decode_logs", "entry_topics", "keccak", "row_template"]
 
@@ -33,37 +34,9 @@ def _keccak() -> Callable[[bytes], bytes]:
 
 keccak = _keccak()
 
-#: Every column of ``ledger_entries`` but the hash-chain head (filled in by the store, which knows the
-#: previous head); executemany needs the same keys in every row.
-COLUMNS = (
-    "seq",
-    "block_number",
-    "block_hash",
-    "block_timestamp",
-    "tx_hash",
-    "tx_index",
-    "log_index",
-    "event",
-    "partner_id",
-    "account",
-    "counterparty",
-    "epoch",
-    "amount",
-    "ref",
-    "reason",
-    "rule_hash",
-    "nonce",
-    "batch_count",
-    "batch_seq",
-    "value",
-    "previous_value",
-    "active",
-    "enabled",
-    "can_issue",
-    "can_accept",
-    "entry_hash",
-    "head",
-)
+#: Every column of ``ledger_entries`` (the hash-chain head is filled in by the store, which knows the
+#: previous head); executemany and COPY need the same keys in every row.
+COLUMNS = tuple(column.name for column in LedgerEntry.__table__.columns)
 
 
 def row_template() -> dict[str, Any]:

@@ -154,25 +154,17 @@ class Indexer:
             return self.cursor().block_number
 
     def sync(self) -> int:
-        """Catches up with the node's target block once; returns the cursor."""
-        with self._held():
+        """Catches up with the node's target block once; returns the cursor. Holds the lease meanwhile
+        (and keeps holding it if it already did)."""
+        opened = self._conn is None
+        self.open()
+        try:
             while self.step() != "idle":
                 pass
             return self.cursor().block_number
-
-    def _held(self) -> Any:
-        indexer = self
-
-        class _Hold:
-            def __enter__(self) -> None:
-                self.opened = indexer._conn is None
-                indexer.open()
-
-            def __exit__(self, *exc: object) -> None:
-                if self.opened:
-                    indexer.close()
-
-        return _Hold()
+        finally:
+            if opened:
+                self.close()
 
     # ------------------------------------------------------------------ steps
 

@@ -483,11 +483,11 @@ class Store:
             # partner exists already; a plain UPDATE adds to it.
             conn.execute(
                 update(PARTNERS)
-                .where(PARTNERS.c.partner_id == _bind("pid"))
+                .where(PARTNERS.c.partner_id == bindparam("pid"))
                 .values(
-                    allowance=PARTNERS.c.allowance + _bind("allowance"),
-                    issued=PARTNERS.c.issued + _bind("issued"),
-                    redeemed=PARTNERS.c.redeemed + _bind("redeemed"),
+                    allowance=PARTNERS.c.allowance + bindparam("allowance"),
+                    issued=PARTNERS.c.issued + bindparam("issued"),
+                    redeemed=PARTNERS.c.redeemed + bindparam("redeemed"),
                 ),
                 [
                     {"pid": p, "allowance": v[0], "issued": v[1], "redeemed": v[2]}
@@ -514,8 +514,8 @@ class Store:
         self.conn.execute(
             delete(table).where(
                 and_(
-                    table.c[keys[0]] == _bind("a"),
-                    table.c[keys[1]] == _bind("e"),
+                    table.c[keys[0]] == bindparam("a"),
+                    table.c[keys[1]] == bindparam("e"),
                     table.c[sums[0]] == 0,
                     table.c[sums[1]] == 0,
                 )
@@ -557,7 +557,9 @@ class Store:
                 values["transfers_enabled"] = r["enabled"]
         if status:
             conn.execute(
-                update(PARTNERS).where(PARTNERS.c.partner_id == _bind("pid")).values(active=_bind("active")),
+                update(PARTNERS)
+                .where(PARTNERS.c.partner_id == bindparam("pid"))
+                .values(active=bindparam("active")),
                 [{"pid": p, "active": a} for p, a in status.items()],
             )
         if values:
@@ -665,7 +667,3 @@ class Store:
             .where(CURSORS.c.contract == self.contract)
             .values(block_number=block.number, block_hash=block.hash)
         )
-
-
-def _bind(name: str) -> Any:
-    return bindparam(name)
