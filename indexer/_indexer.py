@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -359,21 +359,29 @@ class Indexer:
 
     # ------------------------------------------------------------------ RPC with retries
 
-    def _retrying(self, fn: Callable[[], T]) -> T:
+    def _backoff(self) -> Iterator[float]:
+        """The delays between retries of one call: doubling from ``backoff_initial`` up to ``backoff_max``,
+        without end (a range is never given up)."""
         delay = self.config.backoff_initial
+        while True:
+            yield delay
+            delay = min(delay * 2, self.config.backoff_max)
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        delays = self._backoff()
         while True:
             try:
                 return fn()
             except RetryableError as exc:
                 self.stats.retries += 1
+                delay = next(delays)
                 logger.warning("%s; retrying in %.2fs", exc, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, self.config.backoff_max)
 
     def _fetch_logs(self, low: int, high: int) -> tuple[list[dict[str, Any]], int]:
         """The logs of ``low..high``, or of a shorter range starting at ``low`` when the node will not answer
         the whole of it; returns them with the range's actual end."""
-        delay = self.config.backoff_initial
+        delays = self._backoff()
         while True:
             try:
                 return self.source.logs(self.address, self._topics, low, high), high
@@ -384,8 +392,7 @@ class Indexer:
                 elif high > low:
                     high = low + (high - low) // 2
                 else:  # one block is too much for this node: nothing to shrink, never skip it
-                    self._sleep(delay)
-                    delay = min(delay * 2, self.config.backoff_max)
+                    self._sleep(next(delays))
                 self._shrunk(low, high, exc)
             except (RpcTimeout, RpcUnavailable) as exc:
                 # A timeout or a cut-off answer is often a too-large one: shrink as well as back off.
@@ -393,13 +400,12 @@ class Indexer:
                     high = low + (high - low) // 2
                     self._shrunk(low, high, exc)
                 self.stats.retries += 1
-                self._sleep(delay)
-                delay = min(delay * 2, self.config.backoff_max)
+                self._sleep(next(delays))
             except RateLimited as exc:
                 self.stats.retries += 1
+                delay = next(delays)
                 logger.warning("%s; retrying in %.2fs", exc, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, self.config.backoff_max)
 
     def _shrunk(self, low: int, high: int, why: Exception) -> None:
         self.stats.range_shrinks += 1
