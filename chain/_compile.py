@@ -32,13 +32,15 @@ __all__ = [
 
 SOLC_VERSION: Final = "0.8.37"
 EVM_VERSION: Final = "cancun"  # runs on py-evm (eth-tester), anvil and the L2s; solc 0.8.37 defaults to osaka
-OPTIMIZER_RUNS: Final = 10_000
+OPTIMIZER_RUNS: Final = 1
 
 #: The contracts whose artifacts are committed, by the source file that defines them.
 CONTRACTS: Final = {
     "LoyaltyLedger": "contracts/LoyaltyLedger.sol",
     "ReferenceERC20": "contracts/test/ReferenceERC20.sol",
+    "CoalitionTimelock": "contracts/CoalitionTimelock.sol",
     "ERC1271Wallet": "contracts/test/ERC1271Wallet.sol",
+    "GasBurningWallet": "contracts/test/GasBurningWallet.sol",
 }
 
 _ARTIFACT_PACKAGE: Final = "chain.artifacts"
@@ -84,6 +86,7 @@ def compiler_settings() -> dict[str, Any]:
     """The pinned solc settings (standard-JSON ``settings`` without the output selection)."""
     return {
         "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+        "viaIR": True,
         "evmVersion": EVM_VERSION,
         "metadata": {"bytecodeHash": "none", "appendCBOR": False},
     }
