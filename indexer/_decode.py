@@ -109,7 +109,19 @@ def _switch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["seq"], row["enabled"] = d
 
 
+def _pending(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["seq"] = d[0] if not isinstance(d[0], bool) else d[1]
+
+
 _FILLERS: dict[str, Filler] = {
+    "PartnerOperatorChanged": _pending,
+    "PartnerRightsChanged": _pending,
+    "PartnerSettlementAddressChanged": _pending,
+    "SettlementRecorded": _pending,
+    "ConsentRevoked": _pending,
+    "RoleChanged": _pending,
+    "AdminHandoverChanged": _pending,
+    "PauseChanged": _pending,
     "PartnerRegistered": _registered,
     "PartnerAllowanceChanged": _allowance,
     "PartnerStatusChanged": _status,
@@ -166,6 +178,17 @@ def _word_reader(abi_type: str) -> Callable[[bytes], Any]:
             return value
 
         return uint
+    if abi_type.startswith("int"):
+        bits = int(abi_type[3:] or 256)
+        low, high = -(1 << (bits - 1)), 1 << (bits - 1)
+
+        def sint(word: bytes) -> int:
+            value = int.from_bytes(word, "big", signed=True)
+            if not low <= value < high:
+                raise ValueError(f"{abi_type} word is {value}")
+            return value
+
+        return sint
     if abi_type == "bytes32":
         return bytes
     raise RuntimeError(f"ledger event data of type {abi_type} is not a static word")

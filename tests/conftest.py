@@ -2,7 +2,8 @@
 
 Roles, by index into the node's unlocked accounts (see :class:`Actors`):
 admin, an active partner (issues and accepts), a suspended partner, a partner that may only accept
-(no right to issue), a partner that may only issue (no right to accept), a customer, a stranger.
+(no right to issue), a partner that may only issue (no right to accept), a customer, a stranger, the
+treasury, the pauser. The three roles are held by three different keys, as in production.
 Customers that must sign redemptions get keys generated at runtime (:func:`new_customer`).
 """
 
@@ -42,6 +43,7 @@ VALIDITY = 12  # default validity: 12 epochs
 SETTLEMENT_VALUE = 10  # settlement units per point
 ALLOWANCE = 10**9
 GAS = 12_000_000
+ADMIN_DELAY = 3 * 24 * 3600  # the default admin handover's delay in the fixtures
 
 ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY = 1, 2, 3, 4
 
@@ -148,6 +150,8 @@ class Actors:
     issue_only: str  # active, may issue but not accept (ISSUE_ONLY)
     customer: str  # an unlocked account that holds points
     stranger: str  # no role at all
+    treasury: str  # TREASURY_ROLE: settlement value, settlement records, allowance cuts
+    pauser: str  # PAUSER_ROLE: pause, unpause, suspend a partner
 
 
 @dataclass
@@ -228,9 +232,10 @@ class Ledger:
         ref: bytes | None = None,
         deadline: int | None = None,
     ) -> TxReceipt:
-        """Redeems with a valid signature by ``customer`` at ``partner_id`` (sent by ``sender``)."""
+        """Redeems with a valid signature by ``customer`` at ``partner_id`` (sent by ``sender``), with the
+        next nonce of the key ``partner_id`` (keyed nonces: ``key << 64 | sequence``)."""
         ref = ref or random_ref()
-        nonce = self.call("nonces", customer.address)
+        nonce = self.call("nonces", customer.address, partner_id)
         deadline = deadline if deadline is not None else self.node.timestamp() + 3600
         signature = self.sign_redemption(customer, partner_id, amount, ref, nonce, deadline)
         return self.transact(
@@ -297,6 +302,8 @@ def deploy_ledger(
         issue_only=acc[4],
         customer=acc[5],
         stranger=acc[6],
+        treasury=acc[7],
+        pauser=acc[8],
     )
     artifact = load_artifact("LoyaltyLedger")
     contract = deploy(
@@ -305,6 +312,9 @@ def deploy_ledger(
         "Coalition Points",
         "PTS",
         actors.admin,
+        actors.treasury,
+        actors.pauser,
+        ADMIN_DELAY,
         epoch_length,
         validity,
         settlement_value,
@@ -324,8 +334,38 @@ def deploy_ledger(
     return ledger
 
 
+def deploy_ledger_contract(
+    node: Node,
+    admin: str,
+    *,
+    treasury: str | None = None,
+    pauser: str | None = None,
+    admin_delay: int = ADMIN_DELAY,
+    epoch_length: int = EPOCH,
+    validity: int = VALIDITY,
+    settlement_value: int = SETTLEMENT_VALUE,
+) -> Contract:
+    """A bare LoyaltyLedger (no partners); ``admin`` also holds the roles not given to another key."""
+    return deploy(
+        node,
+        "LoyaltyLedger",
+        "Coalition Points",
+        "PTS",
+        admin,
+        treasury or admin,
+        pauser or admin,
+        admin_delay,
+        epoch_length,
+        validity,
+        settlement_value,
+        sender=admin,
+    )
+
+
 def revert_decoder() -> RevertDecoder:
-    return RevertDecoder([load_artifact(name).abi for name in ("LoyaltyLedger", "ERC1271Wallet")])
+    return RevertDecoder(
+        [load_artifact(name).abi for name in ("LoyaltyLedger", "ERC1271Wallet", "CoalitionTimelock")]
+    )
 
 
 @pytest.fixture(scope="module", params=["eth-tester", "anvil"])
