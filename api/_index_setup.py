@@ -59,6 +59,8 @@ def indexer_from_settings(
         deployment_block=manifest.deployed_at.block_number,
         config=indexer_config(settings),
         on_progress=progress,
+        # the timelock in front of the ledger (if any): its scheduled and executed operations are mirrored
+        timelock=manifest.timelock.address if manifest.timelock is not None else None,
     )
 
 

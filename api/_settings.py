@@ -10,18 +10,36 @@ Production mode refuses what is only safe for development (validated when Settin
 
 The keystore password comes from ``keystore_password_file`` or ``LOYALTY_KEYSTORE_PASSWORD`` (one of
 them, never both); it is a ``SecretStr``, so it never shows in a ``repr`` or a validation error.
+
+Who holds the ledger's powers (``loyalty deploy``):
+
+- ``LOYALTY_TIMELOCK_DELAY_S`` set: a CoalitionTimelock (OpenZeppelin ``TimelockController``) with that
+  minimum delay is deployed first and becomes the ledger's admin *and* treasury, so every registration,
+  allowance top-up, settlement value change, transfer switch and role grant is scheduled on chain and
+  executes only after the delay (``loyalty timelock list / schedule / execute / cancel``). Its proposers
+  (who may schedule and cancel) are ``LOYALTY_TIMELOCK_PROPOSERS`` (default: the deploying key), its
+  executors ``LOYALTY_TIMELOCK_EXECUTORS`` (default ``anyone``); both take comma-separated addresses or a
+  JSON list, and ``anyone`` stands for the zero address (anyone may execute). ``LOYALTY_LEDGER_ADMIN`` and
+  ``LOYALTY_TREASURY_ADDRESS`` must then be unset. Production mode refuses to deploy without a timelock,
+  or with a zero delay.
+- Unset (dev mode only): the admin is a direct key, ``LOYALTY_LEDGER_ADMIN`` (default: the deploying key),
+  which also holds the treasury role unless ``LOYALTY_TREASURY_ADDRESS`` names another key.
+- ``LOYALTY_PAUSER_ADDRESS``: the pauser, a direct key in both cases (pausing only removes power); by
+  default the admin key, or the deploying key behind a timelock. The zero address leaves a role unheld.
+- ``LOYALTY_ADMIN_DELAY_S``: the two-step admin handover's delay (default three days).
 """
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["STANDARD_SCRYPT_N", "Settings"]
 
@@ -29,6 +47,9 @@ __all__ = ["STANDARD_SCRYPT_N", "Settings"]
 STANDARD_SCRYPT_N = 2**18
 #: The name of the embedded in-process chain.
 EMBEDDED_CHAIN = "eth-tester://"
+#: In a timelock's executor list: anyone may execute (OpenZeppelin's open role, the zero address).
+ANYONE = "anyone"
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 @cache
@@ -86,8 +107,22 @@ class Settings(BaseSettings):
     # ------------------------------------------------------------------ ledger parameters (deploy)
     token_name: str = Field(default="Coalition Points", min_length=1)
     token_symbol: str = Field(default="PTS", min_length=1)
-    #: The coalition admin; the deploying key when unset.
+    #: The coalition admin when there is no timelock; the deploying key when unset.
     ledger_admin: str | None = None
+    #: TREASURY_ROLE (settlement value, settlement records) without a timelock; the admin when unset.
+    treasury_address: str | None = None
+    #: PAUSER_ROLE: pause, unpause, suspend a partner. The admin key when unset (the deploying key behind
+    #: a timelock).
+    pauser_address: str | None = None
+    #: Seconds between beginning an admin handover and accepting it.
+    admin_delay_s: int = Field(default=3 * 24 * 3600, ge=0, lt=2**48)
+    #: The timelock's minimum delay in seconds; unset: no timelock (dev mode only).
+    timelock_delay_s: int | None = Field(default=None, ge=0)
+    #: Who may schedule and cancel timelock operations (comma-separated or a JSON list); the deploying key
+    #: when empty.
+    timelock_proposers: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Who may execute ready operations; ``anyone`` (the default) lets any account execute them.
+    timelock_executors: Annotated[tuple[str, ...], NoDecode] = (ZERO_ADDRESS,)
     #: Seconds per ERC-7818 epoch (default 30 days).
     epoch_length_s: int = Field(default=30 * 24 * 3600, gt=0)
     #: How many epochs points stay valid.
@@ -112,7 +147,7 @@ class Settings(BaseSettings):
     #: The rolling window of qualifying points, in epochs (12 epochs of 30 days: about a year).
     tier_qualifying_epochs: int = Field(default=12, gt=0)
 
-    @field_validator("signer_address", "ledger_admin")
+    @field_validator("signer_address", "ledger_admin", "treasury_address", "pauser_address")
     @classmethod
     def _checksummed(cls, value: str | None) -> str | None:
         if value is None:
@@ -120,6 +155,27 @@ class Settings(BaseSettings):
         if not is_address(value):
             raise ValueError("must be a 0x-prefixed 20-byte address")
         return to_checksum_address(value)
+
+    @field_validator("timelock_proposers", "timelock_executors", mode="before")
+    @classmethod
+    def _address_list(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            text = value.strip()
+            parts = [part for part in text.split(",") if part.strip()]
+            items: Any = json.loads(text) if text.startswith("[") else parts
+        else:
+            items = value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValueError("must be addresses, comma-separated or as a JSON list")
+        out = []
+        for item in (i.strip() for i in items):
+            if item.lower() == ANYONE:
+                out.append(ZERO_ADDRESS)
+            elif is_address(item):
+                out.append(to_checksum_address(item))
+            else:
+                raise ValueError(f"{item!r} is not a 0x-prefixed 20-byte address (nor {ANYONE!r})")
+        return tuple(out)
 
     @field_validator("tier_thresholds")
     @classmethod
@@ -139,6 +195,13 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.keystore_password is not None and self.keystore_password_file is not None:
             raise ValueError("set keystore_password or keystore_password_file, not both")
+        if self.timelock_delay_s is not None and (self.ledger_admin or self.treasury_address):
+            raise ValueError(
+                "with a timelock (timelock_delay_s), the timelock is the ledger's admin and treasury: "
+                "unset ledger_admin and treasury_address"
+            )
+        if ZERO_ADDRESS in self.timelock_proposers:
+            raise ValueError("timelock_proposers: the zero address (anyone) cannot propose")
         if self.mode == "production":
             self._refuse_dev_only()
         return self
@@ -152,6 +215,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.signer_address} is a public dev account; refused in production mode")
         if self.keystore_scrypt_n is not None and self.keystore_scrypt_n < STANDARD_SCRYPT_N:
             raise ValueError(f"keystore_scrypt_n below {STANDARD_SCRYPT_N} is for tests, not production mode")
+
+    @property
+    def timelock(self) -> bool:
+        """Whether ``loyalty deploy`` puts a timelock in front of the ledger."""
+        return self.timelock_delay_s is not None
 
     @property
     def embedded_chain(self) -> bool:

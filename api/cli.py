@@ -10,33 +10,47 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import re
+import secrets
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn
 
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from pydantic import ValidationError
 from web3 import Web3
 
 from chain import ChainError, compile_contracts, load_artifact, stale_artifacts, write_artifacts
-from chain._deploy import deploy_ledger
+from chain._ledger import Ledger
 from chain._manifest import DeploymentManifest, verify_manifest
 from chain._rpc import Rpc
+from chain._sender import Sender
 from chain._signer import InvalidKey
+from chain._timelock import OperationState, ScheduledOperation, Timelock, TimelockCall
 from indexer import IndexerError, MirrorView, reconcile
 
 from ._chain_setup import (
+    LedgerOverrides,
     Prompt,
+    check_deployment_mode,
+    deploy_from_settings,
     fund_on_embedded_chain,
     keystore_from_settings,
     keystore_password,
     load_verified_manifest,
     open_chain,
+    open_ledger,
+    open_timelock,
+    revert_decoder,
     sender_from_settings,
     signer_from_settings,
 )
@@ -46,7 +60,6 @@ from ._settings import Settings
 __all__ = ["main"]
 
 logger = logging.getLogger("api.cli")
-T = TypeVar("T")
 
 
 class CommandError(ChainError):
@@ -129,11 +142,17 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         manifest = _deploy_on(settings, w3, args)
         verify_manifest(manifest, w3)
     manifest.write(manifest_path)
-    ledger = manifest.ledger
+    ledger, params, timelock = manifest.ledger, manifest.parameters, manifest.timelock
     print(f"LoyaltyLedger deployed at {ledger.address} on chain {manifest.chain_id}")
     print(f"  block {manifest.deployed_at.block_number} ({manifest.deployed_at.block_hash})")
     print(f"  transaction {manifest.deployed_at.transaction_hash}")
-    print(f"  deployer {manifest.deployer}, admin {manifest.parameters.admin}")
+    print(f"  deployer {manifest.deployer}, admin {params.admin}")
+    print(f"  treasury {params.treasury}, pauser {params.pauser}, admin delay {params.admin_delay} s")
+    if timelock is not None:
+        print(
+            f"  timelock {timelock.address} (admin and treasury): min delay {timelock.min_delay} s, "
+            f"proposers {', '.join(timelock.proposers)}, executors {', '.join(timelock.executors)}"
+        )
     print(f"manifest written to {manifest_path}")
     if settings.embedded_chain:
         print("note: the embedded chain (eth-tester://) ended with this command", file=sys.stderr)
@@ -141,27 +160,30 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deploy_on(settings: Settings, w3: Web3, args: argparse.Namespace) -> DeploymentManifest:
-    """Deploys the ledger on ``w3`` with the settings' parameters, overridden by the flags that are set."""
+    """Deploys the ledger on ``w3`` with the settings' parameters and roles, overridden by the flags that
+    are set (production mode refuses a deployment without a timelock before any key is touched)."""
+    overrides = LedgerOverrides(
+        name=getattr(args, "name", None),
+        symbol=getattr(args, "symbol", None),
+        admin=getattr(args, "admin", None),
+        epoch_length=getattr(args, "epoch_length", None),
+        validity=getattr(args, "validity", None),
+        settlement_value=getattr(args, "settlement_value", None),
+    )
+    check_deployment_mode(settings)  # before any key is loaded
+    sender = _sender(settings, w3)
+    logger.info("deploying LoyaltyLedger from %s on chain %d", sender.address, sender.rpc.chain_id())
+    return deploy_from_settings(settings, sender, overrides)
+
+
+def _sender(settings: Settings, w3: Web3) -> Sender:
+    """The settings' signing key on ``w3`` (funded on the embedded chain)."""
     chain_id = Rpc(w3).chain_id()
     signer = signer_from_settings(settings, chain_id, prompt=_prompt())
     fund_on_embedded_chain(w3, signer.address)
-    sender = sender_from_settings(settings, w3, signer)
-    admin = _pick(args, "admin", settings.ledger_admin) or signer.address
-    logger.info("deploying LoyaltyLedger from %s on chain %d", signer.address, chain_id)
-    return deploy_ledger(
-        sender,
-        name=_pick(args, "name", settings.token_name),
-        symbol=_pick(args, "symbol", settings.token_symbol),
-        admin=admin,
-        epoch_length=_pick(args, "epoch_length", settings.epoch_length_s),
-        validity=_pick(args, "validity", settings.validity_epochs),
-        settlement_value=_pick(args, "settlement_value", settings.settlement_value),
-    )
+    return sender_from_settings(settings, w3, signer)
 
 
-def _pick(args: argparse.Namespace, name: str, default: T) -> T:
-    value: T | None = getattr(args, name, None)
-    return default if value is None else value
 
 
 def _run(settings: Settings) -> int:
@@ -182,8 +204,12 @@ def _run(settings: Settings) -> int:
         epoch, head = views.currentEpoch().call(), views.ledgerHead().call()
         print(f"LoyaltyLedger on {where} (chain id {manifest.chain_id}) at {ledger.address}")
         print(f"  deployed in block {manifest.deployed_at.block_number} by {manifest.deployer}")
+        params = manifest.parameters
+        behind = f" (the timelock, min delay {manifest.timelock.min_delay} s)" if manifest.timelock else ""
+        print(f"  admin {params.admin}{behind}, treasury {params.treasury}, pauser {params.pauser}")
         print(f"  epoch length {epoch_length} s, validity {validity} epochs")
         print(f"  current epoch {epoch}, ledger head 0x{head.hex()}")
+        # indexer_from_settings passes timelock=<the manifest's timelock or None>: its operations are mirrored
         with indexer_from_settings(settings, w3, manifest, engine) as indexer:
             block = indexer.sync()
             entries = indexer.stats.entries
@@ -258,6 +284,219 @@ def _reconcile(settings: Settings, block: int | None) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- the timelock
+
+
+def _timelock_clients(
+    settings: Settings, w3: Web3, *, write: bool
+) -> tuple[DeploymentManifest, Ledger, Timelock]:
+    """The verified deployment, its ledger and its timelock (signing with the settings' key if ``write``)."""
+    manifest = _open_deployment(settings, w3)
+    rpc = Rpc(w3, decoder=revert_decoder())
+    sender = _sender(settings, w3) if write else None
+    return manifest, open_ledger(manifest, rpc), open_timelock(manifest, rpc, sender)
+
+
+def _first_block(manifest: DeploymentManifest) -> int:
+    timelock = manifest.timelock
+    assert timelock is not None  # open_timelock refused a deployment without one
+    return int(timelock.deployed_at.block_number)
+
+
+def _describe_call(call: TimelockCall, ledger: Ledger, timelock: Timelock) -> str:
+    """``LoyaltyLedger.registerPartner(partnerId=7, ...)`` for a call of the ledger (or the timelock)."""
+    if call.target == ledger.address:
+        decoded, where = ledger.decode_call(call.data), "LoyaltyLedger"
+    elif call.target == timelock.address:
+        decoded, where = timelock.decode_call(call.data), "CoalitionTimelock"
+    else:
+        decoded, where = None, call.target
+    value = f" with {call.value} wei" if call.value else ""
+    if decoded is None:
+        return f"{where}: call with data 0x{call.data.hex()}{value}"
+    return f"{where}.{decoded}{value}"
+
+
+def _eta(ready_at: int | None, now: int) -> str:
+    if not ready_at:
+        return "eta -"
+    when = datetime.fromtimestamp(ready_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if ready_at <= now:
+        return f"eta {when} (ready)"
+    return f"eta {when} (in {ready_at - now} s)"
+
+
+_STATE_NAMES = {
+    OperationState.WAITING: "waiting",
+    OperationState.READY: "ready",
+    OperationState.DONE: "executed",
+    OperationState.UNSET: "cancelled",
+}
+
+
+def _show_operation(
+    op: ScheduledOperation, state: OperationState, ledger: Ledger, timelock: Timelock, now: int
+) -> list[str]:
+    eta = _eta(op.ready_at, now) if state in (OperationState.WAITING, OperationState.READY) else ""
+    calls = [_describe_call(c, ledger, timelock) for c in op.calls]
+    head = f"0x{op.id.hex()}  {_STATE_NAMES[state]:<9} {eta:<40} {calls[0] if len(calls) == 1 else ''}"
+    lines = [head.rstrip()]
+    if len(calls) > 1:
+        lines += [f"    {i}. {c}" for i, c in enumerate(calls, start=1)]
+    return lines
+
+
+def _timelock_list(settings: Settings, show_all: bool) -> int:
+    with open_chain(settings) as w3:
+        manifest, ledger, timelock = _timelock_clients(settings, w3, write=False)
+        head = int(timelock.rpc.block_number())
+        now = timelock.rpc.timestamp(head)
+        operations = timelock.scheduled_operations(from_block=_first_block(manifest), to_block=head)
+        lines = [
+            line
+            for op, state in operations
+            if show_all or state in (OperationState.WAITING, OperationState.READY)
+            for line in _show_operation(op, state, ledger, timelock, now)
+        ]
+    if not lines:
+        print(f"no {'' if show_all else 'pending '}operations on the timelock {timelock.address}")
+        return 0
+    print("\n".join(lines))
+    return 0
+
+
+_ROLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_ROLE$")
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _parse_argument(kind: str, raw: Any, name: str) -> Any:
+    """One command-line (or JSON) argument as the ABI type ``kind`` wants it."""
+    if kind.endswith("[]"):
+        items = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            raise CommandError(f"{name} ({kind}) must be a JSON list")
+        return [_parse_argument(kind[:-2], item, name) for item in items]
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise CommandError(f"{name} (bool) must be true or false, not {raw!r}")
+    if kind.startswith(("uint", "int")):
+        try:
+            return raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw), 0)
+        except ValueError:
+            raise CommandError(f"{name} ({kind}) must be an integer, not {raw!r}") from None
+    if kind == "address":
+        if not isinstance(raw, str) or not is_address(raw):
+            raise CommandError(f"{name} (address) must be a 0x-prefixed 20-byte address, not {raw!r}")
+        return to_checksum_address(raw)
+    if kind == "bytes32" and isinstance(raw, str) and _ROLE_NAME.match(raw):
+        return bytes(32) if raw == "DEFAULT_ADMIN_ROLE" else keccak(text=raw)
+    if kind.startswith("bytes"):
+        try:
+            value = bytes(HexBytes(str(raw))) if str(raw).startswith("0x") else None
+        except ValueError:
+            value = None
+        size = int(kind[5:]) if kind != "bytes" else None
+        if value is None or (size is not None and len(value) != size):
+            of_size = f" of {size} bytes" if size else ""
+            raise CommandError(f"{name} ({kind}) must be 0x-prefixed hex{of_size}")
+        return value
+    if kind == "string":
+        return str(raw)
+    raise CommandError(f"{name}: arguments of type {kind} are not supported here")
+
+
+def _schedule_request(args: argparse.Namespace) -> tuple[str, list[Any]]:
+    """The ledger function and its raw arguments, from the positionals or from ``--json``."""
+    if args.json is not None:
+        if args.function is not None:
+            raise CommandError("give the call either as arguments or with --json, not both")
+        try:
+            request = json.loads(args.json)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--json is not JSON: {exc}") from None
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("function"), str)
+            or not isinstance(request.get("args", []), list)
+        ):
+            raise CommandError('--json must be {"function": "<ledger function>", "args": [...]}')
+        return request["function"], list(request.get("args", []))
+    if args.function is None:
+        raise CommandError("name the ledger function to schedule (or give --json)")
+    return args.function, list(args.args)
+
+
+def _salt(text: str | None) -> bytes:
+    if text is None:
+        return secrets.token_bytes(32)  # a fresh operation id, even for a call scheduled before
+    try:
+        salt = bytes(HexBytes(text))
+    except ValueError:
+        salt = b""
+    if len(salt) != 32:
+        raise CommandError(f"--salt must be 32 bytes of 0x-prefixed hex, not {text!r}")
+    return salt
+
+
+def _timelock_schedule(settings: Settings, args: argparse.Namespace) -> int:
+    function, raw = _schedule_request(args)
+    with open_chain(settings) as w3:
+        _, ledger, timelock = _timelock_clients(settings, w3, write=False)
+        abi = ledger.function(function)
+        if len(raw) != len(abi.inputs):
+            raise CommandError(
+                f"{abi.signature} takes {len(abi.inputs)} arguments "
+                f"({', '.join(abi.input_names)}), got {len(raw)}"
+            )
+        values = [
+            _parse_argument(kind, value, name)
+            for kind, value, name in zip(abi.inputs, raw, abi.input_names, strict=True)
+        ]
+        call = ledger.call_of(abi.signature, *values)
+        if not args.no_check:
+            timelock.simulate(call)  # as the timelock would run it now: a mistaken call is refused here
+        timelock = timelock.with_sender(_sender(settings, w3))
+        op = timelock.schedule(call, delay=args.delay, salt=_salt(args.salt)).wait()
+        now = timelock.rpc.timestamp()
+        described = _describe_call(op.calls[0], ledger, timelock)
+    print(f"scheduled 0x{op.id.hex()}: {described}")
+    print(f"  on the timelock {timelock.address} in block {op.block_number}, {_eta(op.ready_at, now)}")
+    print(f"  salt 0x{op.salt.hex()}; once ready: loyalty timelock execute 0x{op.id.hex()}")
+    return 0
+
+
+def _operation_id(text: str) -> bytes:
+    try:
+        op_id = bytes(HexBytes(text))
+    except ValueError:
+        op_id = b""
+    if len(op_id) != 32:
+        raise CommandError(f"an operation id is 32 bytes of 0x-prefixed hex, not {text!r}")
+    return op_id
+
+
+def _timelock_finish(settings: Settings, text: str, *, cancel: bool) -> int:
+    op_id = _operation_id(text)
+    with open_chain(settings) as w3:
+        manifest, ledger, timelock = _timelock_clients(settings, w3, write=False)
+        op, state = timelock.find_operation(op_id, from_block=_first_block(manifest))
+        if state not in (OperationState.WAITING, OperationState.READY):
+            raise CommandError(f"operation 0x{op_id.hex()} is {_STATE_NAMES[state]} already")
+        now = timelock.rpc.timestamp()
+        if not cancel and state is OperationState.WAITING:
+            raise CommandError(f"operation 0x{op_id.hex()} is not ready yet: {_eta(op.ready_at, now)}")
+        timelock = timelock.with_sender(_sender(settings, w3))
+        receipt = (timelock.cancel(op) if cancel else timelock.execute(op)).wait()
+        described = "; ".join(_describe_call(c, ledger, timelock) for c in op.calls)
+    verb = "cancelled" if cancel else "executed"
+    print(f"{verb} 0x{op_id.hex()} in block {receipt.block_number}: {described}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -307,6 +546,34 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--once", action="store_true", help="catch up with the chain, then stop")
     check = commands.add_parser("reconcile", help="compare the mirror with the chain at the mirror's block")
     check.add_argument("--block", type=int, help="the block to compare at (must be the mirror's)")
+
+    timelock = commands.add_parser(
+        "timelock", help="admin operations through the ledger's timelock (schedule, list, execute, cancel)"
+    )
+    timelock_commands = timelock.add_subparsers(dest="timelock_command", required=True)
+    listing = timelock_commands.add_parser(
+        "list", help="pending operations: id, state, when they may execute, the decoded ledger call"
+    )
+    listing.add_argument("--all", action="store_true", help="executed and cancelled operations too")
+    schedule = timelock_commands.add_parser(
+        "schedule",
+        help="schedule a ledger call, e.g. `schedule registerPartner 7 0xOP 0xOP true true 1000`",
+        description="Arguments are read as the function's ABI types: integers (decimal or 0x), true/false, "
+        "addresses, 0x-hex bytes, role names such as TREASURY_ROLE for a bytes32 role.",
+    )
+    schedule.add_argument("function", nargs="?", help="the ledger function (e.g. registerPartner)")
+    schedule.add_argument("args", nargs="*", help="its arguments, in order")
+    schedule.add_argument(
+        "--json", help='the call as JSON instead: {"function": "registerPartner", "args": [7, "0x..", ...]}'
+    )
+    schedule.add_argument("--delay", type=int, help="seconds before it may execute (default: the minimum)")
+    schedule.add_argument("--salt", help="32 bytes of hex that fix the operation id (default: random)")
+    schedule.add_argument(
+        "--no-check", action="store_true", help="schedule even if the call would revert if executed now"
+    )
+    for verb in ("execute", "cancel"):
+        finish = timelock_commands.add_parser(verb, help=f"{verb} a scheduled operation by its id")
+        finish.add_argument("id", help="the operation id (0x + 64 hex digits)")
     return parser
 
 
@@ -343,6 +610,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(settings, args.once)
         if args.command == "reconcile":
             return _reconcile(settings, args.block)
+        if args.command == "timelock":
+            if args.timelock_command == "list":
+                return _timelock_list(settings, args.all)
+            if args.timelock_command == "schedule":
+                return _timelock_schedule(settings, args)
+            return _timelock_finish(settings, args.id, cancel=args.timelock_command == "cancel")
         return _run(settings)
     except (ChainError, IndexerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Chain layer: compiles, deploys, signs, sends and reads the ledger contracts. Knows nothing of SQL or HTTP.
 
 Start with :func:`connect` (a ``Web3`` for an RPC URL), a :class:`Signer` (:class:`Keystore`,
-:func:`dev_signers`, :class:`JsonRpcSigner`), a :class:`Sender` over an :class:`Rpc`, and the typed
-:class:`Ledger` client.
+:func:`dev_signers`, :class:`JsonRpcSigner`), a :class:`Sender` over an :class:`Rpc`, the typed
+:class:`Ledger` client, and the :class:`Timelock` client for a ledger whose admin is a CoalitionTimelock
+(:func:`deploy_ledger` with a :class:`TimelockConfig`).
 """
 
 from ._compile import (
@@ -15,6 +16,7 @@ from ._compile import (
     write_artifacts,
 )
 from ._deploy import (
+    DEFAULT_ADMIN_DELAY,
     DeploymentError,
     deploy_ledger,
 )
@@ -37,18 +39,28 @@ from ._errors import (
     UnknownRevert,
 )
 from ._ledger import (
+    ZERO_ADDRESS,
+    ConsentCancellation,
+    DecodedCall,
     EpochBalance,
     Issuance,
     Ledger,
     Partner,
+    PartnerStatus,
+    PendingAdmin,
+    PendingAdminDelay,
     Position,
     RedemptionConsent,
+    nonce_key,
+    nonce_sequence,
 )
 from ._manifest import (
     DeploymentManifest,
+    LedgerParameters,
     ManifestError,
     ManifestMismatch,
     ManifestNotFound,
+    TimelockDeployment,
     load_manifest,
     verify_manifest,
 )
@@ -94,20 +106,36 @@ from ._signer import (
     dev_signers,
     read_password,
 )
+from ._timelock import (
+    ANYONE,
+    OperationState,
+    ScheduledOperation,
+    Timelock,
+    TimelockCall,
+    TimelockConfig,
+    TimelockError,
+    state_bitmap,
+)
 from ._types import (
     Address,
     BlockNumber,
     Epoch,
     Log,
+    NonceKey,
+    OperationId,
     PartnerId,
     Points,
     ReasonCode,
     Receipt,
+    Role,
     Wei,
 )
 
 __all__ = [
+    "ANYONE",
+    "DEFAULT_ADMIN_DELAY",
     "SOLC_VERSION",
+    "ZERO_ADDRESS",
     "Address",
     "AlreadyKnown",
     "AnvilProcess",
@@ -117,7 +145,9 @@ __all__ = [
     "Call",
     "ChainError",
     "CompilationError",
+    "ConsentCancellation",
     "ContractRevert",
+    "DecodedCall",
     "DeploymentError",
     "DeploymentManifest",
     "DevKeyRefused",
@@ -134,6 +164,7 @@ __all__ = [
     "Keystore",
     "KeystoreError",
     "Ledger",
+    "LedgerParameters",
     "LocalSigner",
     "Log",
     "ManifestError",
@@ -141,10 +172,16 @@ __all__ = [
     "ManifestNotFound",
     "NodeUnreachable",
     "NonceAllocator",
+    "NonceKey",
     "NonceTooLow",
+    "OperationId",
+    "OperationState",
     "Partner",
     "PartnerId",
+    "PartnerStatus",
     "PasswordError",
+    "PendingAdmin",
+    "PendingAdminDelay",
     "PendingTransaction",
     "PermanentError",
     "Points",
@@ -160,15 +197,22 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "RevertDecoder",
+    "Role",
     "Rpc",
     "RpcError",
     "RpcTimeout",
     "RpcUnavailable",
+    "ScheduledOperation",
     "SendPolicy",
     "Sender",
     "SenderStats",
     "Signer",
     "SignerError",
+    "Timelock",
+    "TimelockCall",
+    "TimelockConfig",
+    "TimelockDeployment",
+    "TimelockError",
     "TransactionFailed",
     "TransactionTimeout",
     "UnknownRevert",
@@ -183,8 +227,11 @@ __all__ = [
     "fund",
     "load_artifact",
     "load_manifest",
+    "nonce_key",
+    "nonce_sequence",
     "read_password",
     "stale_artifacts",
+    "state_bitmap",
     "verify_manifest",
     "write_artifacts",
 ]

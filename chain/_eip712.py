@@ -1,12 +1,35 @@
-"""The customer's EIP-712 consent to a redemption (``Redemption`` in LoyaltyLedger)."""
+"""The customer's EIP-712 messages to LoyaltyLedger: consent to a redemption (``Redemption``) and the
+revocation of a consent (``ConsentCancellation``), both in the domain ``LoyaltyLedger`` / ``1``.
+
+A consent's ``nonce`` is keyed (OpenZeppelin ``NoncesKeyed``): ``key << 64 | sequence``, where the chain
+layer's default key for a redemption is the partner id. A cancellation names that full nonce; it consumes
+it (so the consent signed with it can never be redeemed), exactly as a redemption would.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
+from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 
-__all__ = ["redemption_typed_data", "sign_redemption"]
+__all__ = [
+    "CANCELLATION_FIELDS",
+    "DOMAIN_NAME",
+    "DOMAIN_VERSION",
+    "REDEMPTION_FIELDS",
+    "cancellation_typed_data",
+    "domain",
+    "redemption_typed_data",
+    "sign_cancellation",
+    "sign_redemption",
+    "typed_data_digest",
+]
+
+DOMAIN_NAME: Final = "LoyaltyLedger"
+DOMAIN_VERSION: Final = "1"
 
 REDEMPTION_FIELDS = [
     {"name": "customer", "type": "address"},
@@ -16,6 +39,21 @@ REDEMPTION_FIELDS = [
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
 ]
+
+CANCELLATION_FIELDS = [
+    {"name": "customer", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+]
+
+
+def domain(*, chain_id: int, contract: str) -> dict[str, Any]:
+    """The ledger's EIP-712 domain on chain ``chain_id`` at ``contract``."""
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": contract,
+    }
 
 
 def redemption_typed_data(
@@ -31,12 +69,7 @@ def redemption_typed_data(
 ) -> dict[str, Any]:
     """The full EIP-712 message (domain, types, message) a customer signs to consent to a redemption."""
     return {
-        "domain": {
-            "name": "LoyaltyLedger",
-            "version": "1",
-            "chainId": chain_id,
-            "verifyingContract": contract,
-        },
+        "domain": domain(chain_id=chain_id, contract=contract),
         "types": {"Redemption": REDEMPTION_FIELDS},
         "primaryType": "Redemption",
         "message": {
@@ -48,6 +81,30 @@ def redemption_typed_data(
             "deadline": deadline,
         },
     }
+
+
+def cancellation_typed_data(*, chain_id: int, contract: str, customer: str, nonce: int) -> dict[str, Any]:
+    """The full EIP-712 message a customer signs to revoke the consent it signed with ``nonce``."""
+    return {
+        "domain": domain(chain_id=chain_id, contract=contract),
+        "types": {"ConsentCancellation": CANCELLATION_FIELDS},
+        "primaryType": "ConsentCancellation",
+        "message": {"customer": customer, "nonce": nonce},
+    }
+
+
+def typed_data_digest(full_message: Mapping[str, Any]) -> bytes:
+    """``keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(message))``: what the ledger's
+    ``redemptionDigest`` / ``cancellationDigest`` return for the same values."""
+    signable = encode_typed_data(full_message=dict(full_message))
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def _sign(customer: LocalAccount, data: Mapping[str, Any]) -> bytes:
+    signed = customer.sign_typed_data(
+        domain_data=data["domain"], message_types=data["types"], message_data=data["message"]
+    )
+    return bytes(signed.signature)
 
 
 def sign_redemption(
@@ -72,7 +129,12 @@ def sign_redemption(
         nonce=nonce,
         deadline=deadline,
     )
-    signed = customer.sign_typed_data(
-        domain_data=data["domain"], message_types=data["types"], message_data=data["message"]
+    return _sign(customer, data)
+
+
+def sign_cancellation(customer: LocalAccount, *, chain_id: int, contract: str, nonce: int) -> bytes:
+    """Signs the revocation of the consent signed with ``nonce`` (anyone may then submit it)."""
+    data = cancellation_typed_data(
+        chain_id=chain_id, contract=contract, customer=customer.address, nonce=nonce
     )
-    return bytes(signed.signature)
+    return _sign(customer, data)

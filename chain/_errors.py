@@ -132,6 +132,15 @@ class RevertDecoder:
                 signature = f"{item['name']}({','.join(types)})"
                 self._errors[function_signature_to_4byte_selector(signature)] = (str(item["name"]), types)
 
+    @classmethod
+    def for_contracts(cls, *names: str) -> RevertDecoder:
+        """A decoder for the errors of the named committed contracts; by default every one of them (the
+        ledger, the CoalitionTimelock in front of it, and the test wallets), so that a timelock's refusal
+        decodes as well as the ledger's."""
+        from ._compile import CONTRACTS, load_artifact  # _compile imports this module
+
+        return cls(load_artifact(name).abi for name in (names or tuple(CONTRACTS)))
+
     def decode(self, data: bytes) -> ContractRevert:
         """Decodes raw revert bytes (selector + ABI-encoded arguments)."""
         known = self._errors.get(bytes(data[:4]))

@@ -1,9 +1,25 @@
-"""A typed client for one deployed LoyaltyLedger.
+"""A typed client for one deployed LoyaltyLedger (v2: separated roles, partner life cycle, settlements,
+pause-stopped clock, keyed and revocable consents).
 
-Writes go through a :class:`~chain.Sender` (the partner's, the admin's or a pauser's key) and return a
-:class:`~chain.PendingTransaction` at once, so many can be in flight; ``.wait()`` gives the receipt or raises
-the decoded :class:`~chain.ContractRevert`. A call that would revert raises that error before anything is
-sent. Views are ``eth_call``s, at ``latest`` or at any block (an auditor's reconciliation reads a fixed one).
+Writes go through a :class:`~chain.Sender` (the partner's, the admin's, the treasury's, the pauser's or a
+customer's key) and return a :class:`~chain.PendingTransaction` at once, so many can be in flight;
+``.wait()`` gives the receipt or raises the decoded :class:`~chain.ContractRevert`. A call that would revert
+raises that error before anything is sent. Views are ``eth_call``s, at ``latest`` or at any block (an
+auditor's reconciliation reads a fixed one): every view takes ``block=``.
+
+Who may send what (see contracts/README.md for the whole trust table):
+
+- admin (a :class:`~chain.Timelock` in production: build the call with :meth:`Ledger.call_of` and
+  schedule it): ``register_partner``, ``increase_partner_allowance``, ``rotate_partner_operator``,
+  ``set_partner_rights``, ``set_partner_settlement_address``, ``reactivate_partner``, ``offboard_partner``,
+  ``set_transfers_enabled``, ``grant_role`` / ``revoke_role``, the admin handover steps;
+- treasury: ``set_settlement_value``, ``record_settlement``; admin or treasury:
+  ``decrease_partner_allowance``;
+- pauser: ``pause``, ``unpause``; admin or pauser: ``suspend_partner``;
+- a partner's operator: ``issue*``, ``redeem``, ``rotate_partner_operator`` (its own key, while active);
+- a customer: ``revoke_consent`` (its own key); anyone: ``cancel_consent`` (with the customer's signature),
+  ``sweep_expired``.
+
 Calldata is encoded with eth-abi from selectors computed once: ``issue`` is the hot path.
 """
 
@@ -11,7 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from enum import IntEnum
+from typing import Any, NamedTuple
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
@@ -19,41 +36,83 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 
 from ._compile import Artifact, load_artifact
-from ._eip712 import redemption_typed_data
+from ._eip712 import cancellation_typed_data, redemption_typed_data
 from ._errors import PermanentError, abi_type
 from ._manifest import DeploymentManifest, verify_manifest
 from ._rpc import Rpc
 from ._sender import Call, PendingTransaction, Sender
 from ._signer import Signer
-from ._types import Address, BlockNumber, Epoch, PartnerId, Points, ReasonCode
+from ._types import Address, BlockNumber, Epoch, NonceKey, PartnerId, Points, ReasonCode, Role
 
 __all__ = [
+    "NONCE_KEY_BITS",
+    "ZERO_ADDRESS",
     "ZERO_HASH",
+    "ConsentCancellation",
+    "DecodedCall",
     "EpochBalance",
     "Issuance",
     "Ledger",
     "Partner",
+    "PartnerStatus",
+    "PendingAdmin",
+    "PendingAdminDelay",
     "Position",
     "RedemptionConsent",
+    "nonce_key",
+    "nonce_sequence",
 ]
 
 ZERO_HASH = b"\x00" * 32
+ZERO_ADDRESS: Address = to_checksum_address("0x" + "00" * 20)
+#: The low bits of a keyed nonce that count its sequence; the key is the rest (``uint192``).
+NONCE_KEY_BITS = 64
 Block = BlockNumber | int | str
+
+
+def nonce_key(nonce: int) -> NonceKey:
+    """The key of a keyed nonce (``nonce >> 64``; a redemption's default key is its partner id)."""
+    return NonceKey(nonce >> NONCE_KEY_BITS)
+
+
+def nonce_sequence(nonce: int) -> int:
+    """The sequence number of a keyed nonce within its key (its low 64 bits)."""
+    return nonce & ((1 << NONCE_KEY_BITS) - 1)
+
+
+class PartnerStatus(IntEnum):
+    """A partner's life cycle (``ILoyaltyLedger.PartnerStatus``). ``NONE`` is a rotated-away key's tombstone,
+    never the status of a registered partner."""
+
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    OFFBOARDED = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """A partner as the registry holds it (``partner(id)``)."""
+    """A partner as the registry holds it (``partner(id)``). Values are in settlement units, each entry at
+    the settlement value in force when it happened; ``settled_*`` are what the treasury recorded as paid."""
 
     partner_id: PartnerId
     operator: Address
     settlement: Address
-    active: bool
+    status: PartnerStatus
     can_issue: bool
     can_accept: bool
     allowance: Points
     issued: Points
     redeemed: Points
+    issued_value: int
+    redeemed_value: int
+    settled_points: int
+    settled_value: int
+
+    @property
+    def active(self) -> bool:
+        """Whether the partner may act now (neither suspended nor offboarded)."""
+        return self.status is PartnerStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +144,8 @@ class Issuance:
 
 @dataclass(frozen=True, slots=True)
 class RedemptionConsent:
-    """A customer's signed consent to redeem ``amount`` at ``partner_id`` (EIP-712 ``Redemption``)."""
+    """A customer's signed consent to redeem ``amount`` at ``partner_id`` (EIP-712 ``Redemption``).
+    ``nonce`` is keyed: ``key << 64 | sequence`` (the key defaults to the partner id)."""
 
     customer: Address
     partner_id: PartnerId
@@ -96,28 +156,107 @@ class RedemptionConsent:
     signature: bytes
 
 
-class _Function:
-    """Selector, input and output types of one ABI function."""
+@dataclass(frozen=True, slots=True)
+class ConsentCancellation:
+    """A customer's signed revocation of the consent it signed with ``nonce`` (EIP-712
+    ``ConsentCancellation``); anyone may submit it with :meth:`Ledger.cancel_consent`."""
 
-    __slots__ = ("inputs", "name", "outputs", "selector")
+    customer: Address
+    nonce: int
+    signature: bytes
+
+
+class PendingAdmin(NamedTuple):
+    """A scheduled admin handover: ``new_admin`` may accept from ``schedule`` (a timestamp; 0: none)."""
+
+    new_admin: Address
+    schedule: int
+
+
+class PendingAdminDelay(NamedTuple):
+    """A scheduled change of the admin handover delay to ``new_delay``, effective at ``schedule``
+    (0: none)."""
+
+    new_delay: int
+    schedule: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedCall:
+    """Calldata of one ledger function, decoded: ``function`` and its ``arguments`` by name, in order."""
+
+    function: str
+    signature: str
+    arguments: tuple[tuple[str, Any], ...]
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return tuple(value for _, value in self.arguments)
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{name}={_show_value(value)}" for name, value in self.arguments)
+        return f"{self.function}({shown})"
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show_value(v) for v in value) + "]"
+    return str(value)
+
+
+class AbiFunction:
+    """Selector, input and output types (and input names) of one ABI function."""
+
+    __slots__ = ("input_names", "inputs", "name", "outputs", "selector", "signature")
 
     def __init__(self, item: Mapping[str, Any]) -> None:
         self.name = str(item["name"])
-        self.inputs = [abi_type(p) for p in item.get("inputs", [])]
+        params = item.get("inputs", [])
+        self.inputs = [abi_type(p) for p in params]
+        self.input_names = [str(p.get("name") or f"arg{i}") for i, p in enumerate(params)]
         self.outputs = [abi_type(p) for p in item.get("outputs", [])]
-        self.selector = function_signature_to_4byte_selector(f"{self.name}({','.join(self.inputs)})")
+        self.signature = f"{self.name}({','.join(self.inputs)})"
+        self.selector = function_signature_to_4byte_selector(self.signature)
 
     def encode(self, args: Sequence[Any]) -> bytes:
+        if len(args) != len(self.inputs):
+            raise PermanentError(f"{self.signature} takes {len(self.inputs)} arguments, got {len(args)}")
         return self.selector + abi_encode(self.inputs, list(args))
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         return tuple(abi_decode(self.outputs, data))
+
+    def decode_input(self, data: bytes) -> DecodedCall:
+        values = abi_decode(self.inputs, bytes(data[4:]))
+        normalized = [
+            to_checksum_address(v) if t == "address" else v for t, v in zip(self.inputs, values, strict=True)
+        ]
+        return DecodedCall(self.name, self.signature, tuple(zip(self.input_names, normalized, strict=True)))
+
+
+def functions_of(abi: Sequence[Mapping[str, Any]]) -> dict[str, AbiFunction]:
+    """The ABI's functions by signature, and by bare name where the name is not overloaded."""
+    functions = [AbiFunction(item) for item in abi if item.get("type") == "function"]
+    by_key: dict[str, AbiFunction] = {f.signature: f for f in functions}
+    names = [f.name for f in functions]
+    by_key.update({f.name: f for f in functions if names.count(f.name) == 1})
+    return by_key
 
 
 def _bytes32(value: bytes, what: str) -> bytes:
     if not isinstance(value, bytes | bytearray) or len(value) != 32:
         raise PermanentError(f"{what} must be 32 bytes, got {value!r}")
     return bytes(value)
+
+
+def _uint(value: int, bits: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise PermanentError(f"{what} must be an integer in [0, 2**{bits}), got {value!r}")
+    return value
 
 
 class Ledger:
@@ -135,9 +274,8 @@ class Ledger:
         self.address: Address = to_checksum_address(address)
         self.sender = sender
         self.artifact = artifact or load_artifact("LoyaltyLedger")
-        self._functions = {
-            str(item["name"]): _Function(item) for item in self.artifact.abi if item.get("type") == "function"
-        }
+        self._functions = functions_of(self.artifact.abi)
+        self._by_selector = {f.selector: f for f in self._functions.values()}
 
     @classmethod
     def from_manifest(cls, rpc: Rpc, manifest: DeploymentManifest, *, sender: Sender | None = None) -> Ledger:
@@ -147,7 +285,7 @@ class Ledger:
         return cls(rpc, manifest.ledger.address, sender=sender)
 
     def with_sender(self, sender: Sender) -> Ledger:
-        """The same ledger, writing with another key (e.g. the admin's instead of a partner's)."""
+        """The same ledger, writing with another key (e.g. the treasury's instead of a partner's)."""
         return Ledger(self.rpc, self.address, sender=sender, artifact=self.artifact)
 
     def __repr__(self) -> str:
@@ -156,16 +294,37 @@ class Ledger:
 
     # ------------------------------------------------------------------ plumbing
 
+    def function(self, function: str) -> AbiFunction:
+        """The ABI function ``function`` (a bare name, or a full signature for an overloaded one)."""
+        try:
+            return self._functions[function]
+        except KeyError:
+            raise PermanentError(
+                f"LoyaltyLedger has no function {function!r} (an overloaded one needs its signature)"
+            ) from None
+
     def encode(self, function: str, *args: Any) -> bytes:
         """Calldata for ``function(*args)``."""
-        return self._functions[function].encode(args)
+        return self.function(function).encode(args)
 
     def decode(self, function: str, data: bytes) -> tuple[Any, ...]:
         """The return values of ``function`` from an ``eth_call`` answer (for batched reads)."""
-        return self._functions[function].decode(data)
+        return self.function(function).decode(data)
+
+    def decode_call(self, data: bytes) -> DecodedCall | None:
+        """Calldata of a ledger function decoded by its selector (e.g. a timelock operation's payload), or
+        ``None`` when no ledger function has that selector or the arguments do not decode."""
+        fn = self._by_selector.get(bytes(data[:4]))
+        if fn is None:
+            return None
+        try:
+            return fn.decode_input(data)
+        except Exception:  # malformed arguments: not a call this ledger could run
+            return None
 
     def call_of(self, function: str, *args: Any, gas: int | None = None) -> Call:
-        """The :class:`Call` that would run ``function(*args)`` (for ``Sender.submit_many``)."""
+        """The :class:`Call` that would run ``function(*args)`` (for ``Sender.submit_many`` or to schedule on
+        a :class:`~chain.Timelock`)."""
         return Call(to=self.address, data=self.encode(function, *args), gas=gas)
 
     def sender_or_fail(self, function: str) -> Sender:
@@ -183,7 +342,7 @@ class Ledger:
         return Call(to=self.address, data=data)
 
     def _view(self, function: str, *args: Any, block: Block = "latest") -> tuple[Any, ...]:
-        fn = self._functions[function]
+        fn = self.function(function)
         return fn.decode(self.rpc.call({"to": self.address, "data": fn.encode(args)}, block))
 
     def _one(self, function: str, *args: Any, block: Block = "latest") -> Any:
@@ -237,7 +396,7 @@ class Ledger:
         )
         return self.sender_or_fail("issueBatch").submit(call)
 
-    # ------------------------------------------------------------------ redeeming (accepting partners)
+    # ------------------------------------------------------------------ consents (customers, acceptors)
 
     def redemption_message(
         self, customer: str, partner_id: PartnerId, amount: Points, ref: bytes, nonce: int, deadline: int
@@ -264,10 +423,20 @@ class Ledger:
         deadline: int | None = None,
         valid_for: int = 3600,
         nonce: int | None = None,
+        nonce_key: NonceKey | int | None = None,
     ) -> RedemptionConsent:
-        """Signs a redemption consent with the customer's signer; nonce from the ledger unless given,
-        deadline ``valid_for`` seconds after the chain's latest block unless given."""
-        nonce = self.nonce_of(customer.address) if nonce is None else nonce
+        """Signs a redemption consent with the customer's signer.
+
+        The nonce is keyed: unless ``nonce`` is given, it is the customer's next nonce of ``nonce_key``
+        (default: the partner id, so outstanding consents at one partner never block another). A ``nonce``
+        given together with a ``nonce_key`` must belong to that key. The deadline is ``valid_for`` seconds
+        after the chain's latest block unless given.
+        """
+        key = partner_id if nonce_key is None else _uint(nonce_key, 192, "nonce_key")
+        if nonce is None:
+            nonce = self.nonce_of(customer.address, NonceKey(key))
+        elif nonce_key is not None and nonce >> NONCE_KEY_BITS != key:
+            raise PermanentError(f"nonce {nonce} belongs to key {nonce >> NONCE_KEY_BITS}, not to key {key}")
         deadline = self.rpc.timestamp() + valid_for if deadline is None else deadline
         message = self.redemption_message(customer.address, partner_id, amount, ref, nonce, deadline)
         signature = customer.sign_typed_data(message)
@@ -293,7 +462,30 @@ class Ledger:
             consent.signature,
         )
 
-    # ------------------------------------------------------------------ administration
+    def cancellation_message(self, customer: str, nonce: int) -> dict[str, Any]:
+        """The EIP-712 message a customer signs to revoke the consent it signed with ``nonce``."""
+        return cancellation_typed_data(
+            chain_id=self.rpc.chain_id(),
+            contract=self.address,
+            customer=to_checksum_address(customer),
+            nonce=_uint(nonce, 256, "nonce"),
+        )
+
+    def sign_cancellation(self, customer: Signer, nonce: int) -> ConsentCancellation:
+        """Signs the revocation of the customer's consent with ``nonce`` (e.g. ``consent.nonce``): once
+        submitted, that nonce is consumed and the consent can never be redeemed."""
+        signature = customer.sign_typed_data(self.cancellation_message(customer.address, nonce))
+        return ConsentCancellation(to_checksum_address(customer.address), nonce, signature)
+
+    def cancel_consent(self, cancellation: ConsentCancellation) -> PendingTransaction:
+        """Submits a customer's signed cancellation (any sender; works while paused)."""
+        return self._send("cancelConsent", cancellation.customer, cancellation.nonce, cancellation.signature)
+
+    def revoke_consent(self, nonce: int) -> PendingTransaction:
+        """Revokes the sender's own consent signed with ``nonce`` (a self-custody customer's direct call)."""
+        return self._send("revokeConsent", _uint(nonce, 256, "nonce"))
+
+    # ------------------------------------------------------------------ the partner registry (admin)
 
     def register_partner(
         self,
@@ -317,32 +509,94 @@ class Ledger:
             allowance,
         )
 
-    def set_partner_allowance(self, partner_id: PartnerId, allowance: Points) -> PendingTransaction:
-        return self._send("setPartnerAllowance", partner_id, allowance)
+    def increase_partner_allowance(self, partner_id: PartnerId, amount: Points) -> PendingTransaction:
+        """Tops up the partner's remaining allowance by ``amount`` (admin)."""
+        return self._send("increasePartnerAllowance", partner_id, amount)
+
+    def decrease_partner_allowance(self, partner_id: PartnerId, amount: Points) -> PendingTransaction:
+        """Cuts the partner's remaining allowance by ``amount`` (admin or treasury); refused rather than
+        clamped when the partner already spent part of it."""
+        return self._send("decreasePartnerAllowance", partner_id, amount)
+
+    def rotate_partner_operator(self, partner_id: PartnerId, new_operator: str) -> PendingTransaction:
+        """Moves the partner to a new operator key, keeping its id, references and counters (admin, or the
+        partner's own active operator). The old key is refused from then on."""
+        return self._send("rotatePartnerOperator", partner_id, to_checksum_address(new_operator))
+
+    def set_partner_rights(
+        self, partner_id: PartnerId, *, can_issue: bool, can_accept: bool
+    ) -> PendingTransaction:
+        return self._send("setPartnerRights", partner_id, can_issue, can_accept)
+
+    def set_partner_settlement_address(self, partner_id: PartnerId, settlement: str) -> PendingTransaction:
+        return self._send("setPartnerSettlementAddress", partner_id, to_checksum_address(settlement))
 
     def suspend_partner(self, partner_id: PartnerId) -> PendingTransaction:
+        """Suspends an active partner (admin or pauser)."""
         return self._send("suspendPartner", partner_id)
 
     def reactivate_partner(self, partner_id: PartnerId) -> PendingTransaction:
         return self._send("reactivatePartner", partner_id)
 
+    def offboard_partner(self, partner_id: PartnerId) -> PendingTransaction:
+        """Offboards the partner for good: its allowance drops to 0; history and positions stay (admin)."""
+        return self._send("offboardPartner", partner_id)
+
+    # ------------------------------------------------------------------ money and switches
+
     def set_settlement_value(self, value: int) -> PendingTransaction:
+        """The settlement value of one point for entries from now on (treasury)."""
         return self._send("setSettlementValue", value)
+
+    def record_settlement(
+        self, partner_id: PartnerId, *, points: int, value: int, payment_ref: bytes
+    ) -> PendingTransaction:
+        """Records a settlement with the partner (treasury): ``points`` and ``value`` leave its open position,
+        positive when the coalition paid the partner; ``payment_ref`` is usable once per partner."""
+        return self._send("recordSettlement", partner_id, points, value, _bytes32(payment_ref, "payment_ref"))
 
     def set_transfers_enabled(self, enabled: bool) -> PendingTransaction:
         return self._send("setTransfersEnabled", enabled)
 
     def pause(self) -> PendingTransaction:
+        """Pauses the ledger and stops its clock (pauser)."""
         return self._send("pause")
 
     def unpause(self) -> PendingTransaction:
         return self._send("unpause")
 
+    # ------------------------------------------------------------------ roles and the admin handover
+
     def grant_role(self, role: bytes, account: str) -> PendingTransaction:
+        """Grants ``role`` (admin); the default admin role is only handed over in two steps."""
         return self._send("grantRole", _bytes32(role, "role"), to_checksum_address(account))
 
     def revoke_role(self, role: bytes, account: str) -> PendingTransaction:
         return self._send("revokeRole", _bytes32(role, "role"), to_checksum_address(account))
+
+    def renounce_role(self, role: bytes, account: str) -> PendingTransaction:
+        """Gives up the sender's own ``role`` (``account`` must be the sender: a confirmation)."""
+        return self._send("renounceRole", _bytes32(role, "role"), to_checksum_address(account))
+
+    def begin_admin_transfer(self, new_admin: str) -> PendingTransaction:
+        """Schedules the handover of the default admin role to ``new_admin`` after the admin delay."""
+        return self._send("beginDefaultAdminTransfer", to_checksum_address(new_admin))
+
+    def accept_admin_transfer(self) -> PendingTransaction:
+        """Accepts a scheduled handover (sent by the new admin, once the delay has passed)."""
+        return self._send("acceptDefaultAdminTransfer")
+
+    def cancel_admin_transfer(self) -> PendingTransaction:
+        return self._send("cancelDefaultAdminTransfer")
+
+    def change_admin_delay(self, seconds: int) -> PendingTransaction:
+        """Schedules a new admin handover delay (``uint48`` seconds)."""
+        return self._send("changeDefaultAdminDelay", _uint(seconds, 48, "the admin delay"))
+
+    def rollback_admin_delay(self) -> PendingTransaction:
+        return self._send("rollbackDefaultAdminDelay")
+
+    # ------------------------------------------------------------------ anyone, customers
 
     def sweep_expired(self, accounts: Sequence[str]) -> PendingTransaction:
         """Turns the expired points of ``accounts`` into ``PointsExpired`` entries (anyone may call)."""
@@ -352,7 +606,7 @@ class Ledger:
         """A customer-to-customer transfer (only while the admin has transfers enabled)."""
         return self._send("transfer", to_checksum_address(to), amount)
 
-    # ------------------------------------------------------------------ views
+    # ------------------------------------------------------------------ views: balances and supply
 
     def balance_of(self, account: str, *, block: Block = "latest") -> Points:
         return Points(self._one("balanceOf", to_checksum_address(account), block=block))
@@ -363,24 +617,6 @@ class Ledger:
     def live_balances(self, account: str, *, block: Block = "latest") -> list[EpochBalance]:
         epochs, amounts = self._view("liveBalances", to_checksum_address(account), block=block)
         return [EpochBalance(Epoch(e), Points(a)) for e, a in zip(epochs, amounts, strict=True)]
-
-    def current_epoch(self, *, block: Block = "latest") -> Epoch:
-        return Epoch(self._one("currentEpoch", block=block))
-
-    def epoch_length(self) -> int:
-        return int(self._one("epochLength"))
-
-    def validity_duration(self) -> int:
-        return int(self._one("validityDuration"))
-
-    def genesis_timestamp(self) -> int:
-        return int(self._one("genesisTimestamp"))
-
-    def epoch_expires_at(self, epoch: Epoch) -> int:
-        return int(self._one("epochExpiresAt", epoch))
-
-    def is_epoch_expired(self, epoch: Epoch, *, block: Block = "latest") -> bool:
-        return bool(self._one("isEpochExpired", epoch, block=block))
 
     def epoch_supply(self, epoch: Epoch, *, block: Block = "latest") -> Points:
         return Points(self._one("epochSupply", epoch, block=block))
@@ -403,37 +639,98 @@ class Ledger:
     def pending_expiry(self, *, block: Block = "latest") -> Points:
         return Points(self._one("pendingExpiry", block=block))
 
+    # ------------------------------------------------------------------ views: the clock
+
+    def current_epoch(self, *, block: Block = "latest") -> Epoch:
+        return Epoch(self._one("currentEpoch", block=block))
+
+    def epoch_length(self, *, block: Block = "latest") -> int:
+        return int(self._one("epochLength", block=block))
+
+    def validity_duration(self, *, block: Block = "latest") -> int:
+        return int(self._one("validityDuration", block=block))
+
+    def genesis_timestamp(self, *, block: Block = "latest") -> int:
+        return int(self._one("genesisTimestamp", block=block))
+
+    def ledger_clock(self, *, block: Block = "latest") -> int:
+        """Seconds of ledger clock since genesis: wall time minus the time spent paused."""
+        return int(self._one("ledgerClock", block=block))
+
+    def paused_duration(self, *, block: Block = "latest") -> int:
+        """Seconds the ledger has spent paused, the ongoing pause included."""
+        return int(self._one("pausedDuration", block=block))
+
+    def epoch_expires_at(self, epoch: Epoch, *, block: Block = "latest") -> int:
+        return int(self._one("epochExpiresAt", epoch, block=block))
+
+    def is_epoch_expired(self, epoch: Epoch, *, block: Block = "latest") -> bool:
+        return bool(self._one("isEpochExpired", epoch, block=block))
+
+    # ------------------------------------------------------------------ views: partners and positions
+
     def partner(self, partner_id: PartnerId, *, block: Block = "latest") -> Partner:
         (view,) = self._view("partner", partner_id, block=block)
-        pid, operator, settlement, active, can_issue, can_accept, allowance, issued, redeemed = view
+        (
+            pid,
+            operator,
+            settlement,
+            status,
+            can_issue,
+            can_accept,
+            allowance,
+            issued,
+            redeemed,
+            issued_value,
+            redeemed_value,
+            settled_points,
+            settled_value,
+        ) = view
         return Partner(
             partner_id=PartnerId(pid),
             operator=to_checksum_address(operator),
             settlement=to_checksum_address(settlement),
-            active=active,
+            status=PartnerStatus(status),
             can_issue=can_issue,
             can_accept=can_accept,
             allowance=Points(allowance),
             issued=Points(issued),
             redeemed=Points(redeemed),
+            issued_value=int(issued_value),
+            redeemed_value=int(redeemed_value),
+            settled_points=int(settled_points),
+            settled_value=int(settled_value),
         )
 
     def partner_id_of(self, operator: str, *, block: Block = "latest") -> PartnerId:
+        """The partner ``operator`` operates, or operated before a rotation; 0 for none."""
         return PartnerId(self._one("partnerIdOf", to_checksum_address(operator), block=block))
 
     def partner_ids(self, *, block: Block = "latest") -> list[PartnerId]:
         return [PartnerId(p) for p in self._one("partnerIds", block=block)]
 
-    def partner_position(self, partner_id: PartnerId, *, block: Block = "latest") -> Position:
-        points, value = self._view("partnerPosition", partner_id, block=block)
+    def _position(self, function: str, *args: Any, block: Block) -> Position:
+        points, value = self._view(function, *args, block=block)
         return Position(int(points), int(value))
 
+    def partner_position(self, partner_id: PartnerId, *, block: Block = "latest") -> Position:
+        """All-time: redeemed at the partner minus issued by it (points, value)."""
+        return self._position("partnerPosition", partner_id, block=block)
+
+    def partner_open_position(self, partner_id: PartnerId, *, block: Block = "latest") -> Position:
+        """Open since the settlements so far: the all-time position minus what was settled."""
+        return self._position("partnerOpenPosition", partner_id, block=block)
+
     def coalition_position(self, *, block: Block = "latest") -> Position:
-        points, value = self._view("coalitionPosition", block=block)
-        return Position(int(points), int(value))
+        return self._position("coalitionPosition", block=block)
+
+    def coalition_open_position(self, *, block: Block = "latest") -> Position:
+        return self._position("coalitionOpenPosition", block=block)
 
     def settlement_value(self, *, block: Block = "latest") -> int:
         return int(self._one("settlementValue", block=block))
+
+    # ------------------------------------------------------------------ views: hash chain, references, nonces
 
     def ledger_head(self, *, block: Block = "latest") -> bytes:
         return bytes(self._one("ledgerHead", block=block))
@@ -441,9 +738,13 @@ class Ledger:
     def ledger_sequence(self, *, block: Block = "latest") -> int:
         return int(self._one("ledgerSequence", block=block))
 
-    def nonce_of(self, customer: str, *, block: Block = "latest") -> int:
-        """The customer's next redemption nonce."""
-        return int(self._one("nonces", to_checksum_address(customer), block=block))
+    def nonce_of(self, customer: str, key: NonceKey | int = 0, *, block: Block = "latest") -> int:
+        """The customer's next full keyed nonce of ``key`` (``key << 64 | sequence``)."""
+        return int(
+            self._one(
+                "nonces(address,uint192)", to_checksum_address(customer), _uint(key, 192, "key"), block=block
+            )
+        )
 
     def reference_used(self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest") -> bool:
         return bool(self._one("referenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
@@ -452,6 +753,13 @@ class Ledger:
         self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest"
     ) -> bool:
         return bool(self._one("redemptionReferenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
+
+    def settlement_reference_used(
+        self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest"
+    ) -> bool:
+        return bool(self._one("settlementReferenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
+
+    # ------------------------------------------------------------------ views: switches and roles
 
     def paused(self, *, block: Block = "latest") -> bool:
         return bool(self._one("paused", block=block))
@@ -462,29 +770,67 @@ class Ledger:
     def has_role(self, role: bytes, account: str, *, block: Block = "latest") -> bool:
         return bool(self._one("hasRole", _bytes32(role, "role"), to_checksum_address(account), block=block))
 
-    def admin_role(self) -> bytes:
-        return bytes(self._one("DEFAULT_ADMIN_ROLE"))
+    def admin_role(self, *, block: Block = "latest") -> Role:
+        return Role(bytes(self._one("DEFAULT_ADMIN_ROLE", block=block)))
 
-    def pauser_role(self) -> bytes:
-        return bytes(self._one("PAUSER_ROLE"))
+    def treasury_role(self, *, block: Block = "latest") -> Role:
+        return Role(bytes(self._one("TREASURY_ROLE", block=block)))
 
-    def max_amount(self) -> Points:
-        return Points(self._one("MAX_AMOUNT"))
+    def pauser_role(self, *, block: Block = "latest") -> Role:
+        return Role(bytes(self._one("PAUSER_ROLE", block=block)))
 
-    def name(self) -> str:
-        return str(self._one("name"))
+    def default_admin(self, *, block: Block = "latest") -> Address:
+        """The current holder of the default admin role (the zero address once renounced)."""
+        return to_checksum_address(self._one("defaultAdmin", block=block))
 
-    def symbol(self) -> str:
-        return str(self._one("symbol"))
+    def pending_default_admin(self, *, block: Block = "latest") -> PendingAdmin:
+        new_admin, schedule = self._view("pendingDefaultAdmin", block=block)
+        return PendingAdmin(to_checksum_address(new_admin), int(schedule))
 
-    def decimals(self) -> int:
-        return int(self._one("decimals"))
+    def default_admin_delay(self, *, block: Block = "latest") -> int:
+        """Seconds between beginning an admin handover and its acceptance."""
+        return int(self._one("defaultAdminDelay", block=block))
 
-    def domain_separator(self) -> bytes:
-        return bytes(self._one("DOMAIN_SEPARATOR"))
+    def pending_default_admin_delay(self, *, block: Block = "latest") -> PendingAdminDelay:
+        new_delay, schedule = self._view("pendingDefaultAdminDelay", block=block)
+        return PendingAdminDelay(int(new_delay), int(schedule))
+
+    # ------------------------------------------------------------------ views: constants and metadata
+
+    def max_amount(self, *, block: Block = "latest") -> Points:
+        return Points(self._one("MAX_AMOUNT", block=block))
+
+    def max_allowance(self, *, block: Block = "latest") -> Points:
+        return Points(self._one("MAX_ALLOWANCE", block=block))
+
+    def max_settlement_value(self, *, block: Block = "latest") -> int:
+        return int(self._one("MAX_SETTLEMENT_VALUE", block=block))
+
+    def max_validity(self, *, block: Block = "latest") -> int:
+        return int(self._one("MAX_VALIDITY", block=block))
+
+    def name(self, *, block: Block = "latest") -> str:
+        return str(self._one("name", block=block))
+
+    def symbol(self, *, block: Block = "latest") -> str:
+        return str(self._one("symbol", block=block))
+
+    def decimals(self, *, block: Block = "latest") -> int:
+        return int(self._one("decimals", block=block))
+
+    def domain_separator(self, *, block: Block = "latest") -> bytes:
+        return bytes(self._one("DOMAIN_SEPARATOR", block=block))
 
     def redemption_digest(
-        self, customer: str, partner_id: PartnerId, amount: Points, ref: bytes, nonce: int, deadline: int
+        self,
+        customer: str,
+        partner_id: PartnerId,
+        amount: Points,
+        ref: bytes,
+        nonce: int,
+        deadline: int,
+        *,
+        block: Block = "latest",
     ) -> bytes:
         """The EIP-712 digest the ledger checks (equals the hash of :meth:`redemption_message`)."""
         return bytes(
@@ -496,5 +842,10 @@ class Ledger:
                 _bytes32(ref, "ref"),
                 nonce,
                 deadline,
+                block=block,
             )
         )
+
+    def cancellation_digest(self, customer: str, nonce: int, *, block: Block = "latest") -> bytes:
+        """The EIP-712 digest of a cancellation (equals the hash of :meth:`cancellation_message`)."""
+        return bytes(self._one("cancellationDigest", to_checksum_address(customer), nonce, block=block))

@@ -5,8 +5,15 @@ node it talks to (:func:`verify_manifest`) before trusting any address in it. Wh
 it is checked:
 
 - ``chain_id``: must equal the node's ``eth_chainId``.
-- ``deployed_at``: the block that holds the deployment; the node's block of that number must have the
-  recorded hash (a restarted dev chain or a reorganisation that dropped the deployment fails here).
+- ``deployed_at``: the block that holds the ledger's deployment; the node's block of that number must have
+  the recorded hash (a restarted dev chain or a reorganisation that dropped the deployment fails here).
+- ``parameters``: the ledger's constructor arguments, the roles among them (``admin``, ``treasury``,
+  ``pauser``, ``admin_delay``; the zero address for a role left unheld). Recorded for clients and auditors;
+  roles change later through ledger entries, so they are not compared with the chain's current state.
+- ``timelock`` (``None`` without one): the CoalitionTimelock deployed in front of the ledger (its admin and
+  treasury), with its ``min_delay``, ``proposers``, ``executors`` as deployed and its own ``deployed_at``,
+  whose block hash is checked like the ledger's. Its code is one more entry of ``contracts``
+  (``CoalitionTimelock``), checked like every other one.
 - per contract, ``deployed_bytecode_sha256``: the SHA-256 of the runtime code the chain held right after the
   deployment, as read back from the chain. The artifact's ``deployedBytecode`` cannot be compared directly:
   LoyaltyLedger has immutables (genesis time, epoch length, validity; OpenZeppelin's EIP712 cached domain and
@@ -57,6 +64,7 @@ __all__ = [
     "ManifestError",
     "ManifestMismatch",
     "ManifestNotFound",
+    "TimelockDeployment",
     "code_matches_artifact",
     "load_manifest",
     "sha256_hex",
@@ -64,9 +72,11 @@ __all__ = [
 ]
 
 #: The manifest format written by this version; :func:`load_manifest` refuses any other.
-MANIFEST_VERSION: Final = 1
+MANIFEST_VERSION: Final = 2
 #: The name under which the ledger appears in ``DeploymentManifest.contracts``.
 LEDGER: Final = "LoyaltyLedger"
+#: The name under which the timelock (if any) appears in ``DeploymentManifest.contracts``.
+TIMELOCK: Final = "CoalitionTimelock"
 
 _PUSH32: Final = 0x7F
 _WORD: Final = 32
@@ -160,17 +170,39 @@ class ContractDeployment:
 
 @dataclass(frozen=True, slots=True)
 class LedgerParameters:
-    """The ledger's constructor arguments, as deployed."""
+    """The ledger's constructor arguments, as deployed (roles: the zero address when unheld)."""
 
     name: str
     symbol: str
+    #: The default admin (the timelock's address when there is one).
     admin: Address
+    #: TREASURY_ROLE (the timelock's address when there is one).
+    treasury: Address
+    #: PAUSER_ROLE: a direct key even behind a timelock (pausing only removes power).
+    pauser: Address
+    #: Seconds between beginning an admin handover and its acceptance.
+    admin_delay: int
     #: Seconds per ERC-7818 epoch.
     epoch_length: int
     #: How many epochs points stay valid.
     validity: int
     #: Settlement units per point.
     settlement_value: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelockDeployment:
+    """The CoalitionTimelock in front of the ledger, as deployed (its roles and delay may change later, only
+    through its own scheduled operations)."""
+
+    address: Address
+    #: Seconds between scheduling an operation and its earliest execution.
+    min_delay: int
+    #: May schedule and cancel operations.
+    proposers: tuple[Address, ...]
+    #: May execute ready operations (the zero address: anyone).
+    executors: tuple[Address, ...]
+    deployed_at: DeployedAt
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +216,8 @@ class DeploymentManifest:
     parameters: LedgerParameters
     #: When the manifest was made (UTC).
     created_at: datetime
+    #: The timelock that is the ledger's admin and treasury; ``None`` when a key is.
+    timelock: TimelockDeployment | None = None
     version: int = MANIFEST_VERSION
 
     @property
@@ -197,15 +231,12 @@ class DeploymentManifest:
     # ------------------------------------------------------------------ JSON
 
     def to_json(self) -> dict[str, Any]:
+        timelock = self.timelock
         return {
             "version": self.version,
             "chainId": self.chain_id,
             "deployer": self.deployer,
-            "deployedAt": {
-                "blockNumber": int(self.deployed_at.block_number),
-                "blockHash": self.deployed_at.block_hash,
-                "transactionHash": self.deployed_at.transaction_hash,
-            },
+            "deployedAt": _deployed_at_json(self.deployed_at),
             "contracts": {
                 name: {
                     "address": c.address,
@@ -220,9 +251,21 @@ class DeploymentManifest:
                 "name": self.parameters.name,
                 "symbol": self.parameters.symbol,
                 "admin": self.parameters.admin,
+                "treasury": self.parameters.treasury,
+                "pauser": self.parameters.pauser,
+                "adminDelay": self.parameters.admin_delay,
                 "epochLength": self.parameters.epoch_length,
                 "validity": self.parameters.validity,
                 "settlementValue": self.parameters.settlement_value,
+            },
+            "timelock": None
+            if timelock is None
+            else {
+                "address": timelock.address,
+                "minDelay": timelock.min_delay,
+                "proposers": list(timelock.proposers),
+                "executors": list(timelock.executors),
+                "deployedAt": _deployed_at_json(timelock.deployed_at),
             },
             "createdAt": self.created_at.astimezone(UTC).isoformat(),
         }
@@ -234,7 +277,6 @@ class DeploymentManifest:
         version = root.integer("version")
         if version != MANIFEST_VERSION:
             raise ManifestError(f"manifest version {version} is not supported (expected {MANIFEST_VERSION})")
-        at = root.object("deployedAt")
         params = root.object("parameters")
         contracts_obj = root.object("contracts")
         contracts = {}
@@ -256,20 +298,20 @@ class DeploymentManifest:
             version=version,
             chain_id=root.integer("chainId"),
             deployer=root.address("deployer"),
-            deployed_at=DeployedAt(
-                block_number=BlockNumber(at.integer("blockNumber")),
-                block_hash=at.text("blockHash"),
-                transaction_hash=at.text("transactionHash"),
-            ),
+            deployed_at=_deployed_at(root.object("deployedAt")),
             contracts=contracts,
             parameters=LedgerParameters(
                 name=params.text("name"),
                 symbol=params.text("symbol"),
                 admin=params.address("admin"),
+                treasury=params.address("treasury"),
+                pauser=params.address("pauser"),
+                admin_delay=params.integer("adminDelay"),
                 epoch_length=params.integer("epochLength"),
                 validity=params.integer("validity"),
                 settlement_value=params.integer("settlementValue"),
             ),
+            timelock=_timelock(root),
             created_at=created_at,
         )
 
@@ -293,6 +335,35 @@ class DeploymentManifest:
             raise ManifestError(f"cannot write the manifest {path}: {exc.strerror or exc}") from exc
 
 
+def _deployed_at_json(at: DeployedAt) -> dict[str, Any]:
+    return {
+        "blockNumber": int(at.block_number),
+        "blockHash": at.block_hash,
+        "transactionHash": at.transaction_hash,
+    }
+
+
+def _deployed_at(at: _Reader) -> DeployedAt:
+    return DeployedAt(
+        block_number=BlockNumber(at.integer("blockNumber")),
+        block_hash=at.text("blockHash"),
+        transaction_hash=at.text("transactionHash"),
+    )
+
+
+def _timelock(root: _Reader) -> TimelockDeployment | None:
+    if root.get_optional("timelock") is None:
+        return None
+    timelock = root.object("timelock")
+    return TimelockDeployment(
+        address=timelock.address("address"),
+        min_delay=timelock.integer("minDelay"),
+        proposers=timelock.addresses("proposers"),
+        executors=timelock.addresses("executors"),
+        deployed_at=_deployed_at(timelock.object("deployedAt")),
+    )
+
+
 def load_manifest(path: Path) -> DeploymentManifest:
     """Reads a manifest written by :meth:`DeploymentManifest.write` (not yet checked against any node)."""
     path = Path(path)
@@ -312,24 +383,29 @@ def load_manifest(path: Path) -> DeploymentManifest:
 def verify_manifest(manifest: DeploymentManifest, node: Rpc | Web3, *, check_artifacts: bool = True) -> None:
     """Checks ``manifest`` against the node; raises :class:`ManifestMismatch` naming the first difference.
 
-    Checked in this order: the chain id, the hash of the deployment block, then for each contract that it
-    has code, that the code's SHA-256 is the one recorded at deployment, and that the code is its artifact's
-    with only immutables filled in. With ``check_artifacts`` (the default), each contract's
-    ``bytecode_sha256`` must also match the artifact installed with this package.
+    Checked in this order: the chain id, the hash of the deployment block (and of the timelock's, if any),
+    that a recorded timelock is the ``CoalitionTimelock`` entry of ``contracts``, then for each contract
+    (the timelock included) that it has code, that the code's SHA-256 is the one recorded at deployment,
+    and that the code is its artifact's with only immutables filled in. With ``check_artifacts`` (the
+    default), each contract's ``bytecode_sha256`` must also match the artifact installed with this package.
     """
     rpc = node if isinstance(node, Rpc) else Rpc(node)
     chain_id = rpc.chain_id()
     if chain_id != manifest.chain_id:
         raise ManifestMismatch("chain id", manifest.chain_id, chain_id)
 
-    at = manifest.deployed_at
-    try:
-        block_hash = rpc.block_hash(at.block_number)
-    except ChainError:  # eth-tester raises for a block it does not have; JSON-RPC nodes answer null
-        block_hash = None
-    shown = HexBytes(block_hash).to_0x_hex() if block_hash is not None else "no such block"
-    if block_hash is None or shown.lower() != at.block_hash.lower():
-        raise ManifestMismatch(f"hash of deployment block {at.block_number}", at.block_hash, shown)
+    _check_block(rpc, manifest.deployed_at, "deployment block")
+    timelock = manifest.timelock
+    if timelock is not None:
+        _check_block(rpc, timelock.deployed_at, "the timelock's deployment block")
+        listed = manifest.contracts.get(TIMELOCK)
+        if listed is None or listed.address != timelock.address:
+            raise ManifestMismatch(
+                f"{TIMELOCK} contract entry",
+                timelock.address,
+                listed.address if listed else "none",
+                source="manifest's contracts",
+            )
 
     for name, contract in sorted(manifest.contracts.items()):
         where = f"bytecode of {name} at {contract.address}"
@@ -356,6 +432,16 @@ def verify_manifest(manifest: DeploymentManifest, node: Rpc | Web3, *, check_art
             )
 
 
+def _check_block(rpc: Rpc, at: DeployedAt, what: str) -> None:
+    try:
+        block_hash = rpc.block_hash(at.block_number)
+    except ChainError:  # eth-tester raises for a block it does not have; JSON-RPC nodes answer null
+        block_hash = None
+    shown = HexBytes(block_hash).to_0x_hex() if block_hash is not None else "no such block"
+    if block_hash is None or shown.lower() != at.block_hash.lower():
+        raise ManifestMismatch(f"hash of {what} {at.block_number}", at.block_hash, shown)
+
+
 class _Reader:
     """Typed access to one JSON object of a manifest; errors name the offending path."""
 
@@ -372,6 +458,9 @@ class _Reader:
         if key not in self._data:
             raise ManifestError(f"{self._path}.{key} is missing")
         return self._data[key]
+
+    def get_optional(self, key: str) -> Any:
+        return self._data.get(key)
 
     def object(self, key: str) -> _Reader:
         return _Reader(self._get(key), f"{self._path}.{key}")
@@ -393,6 +482,12 @@ class _Reader:
         if not is_address(value):
             raise ManifestError(f"{self._path}.{key} is not an address: {value!r}")
         return to_checksum_address(value)
+
+    def addresses(self, key: str) -> tuple[Address, ...]:
+        value = self._get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) and is_address(v) for v in value):
+            raise ManifestError(f"{self._path}.{key} must be a list of addresses")
+        return tuple(to_checksum_address(v) for v in value)
 
     def str_map(self, key: str) -> dict[str, str]:
         value = self._get(key)

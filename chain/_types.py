@@ -13,10 +13,13 @@ __all__ = [
     "Epoch",
     "Hash32",
     "Log",
+    "NonceKey",
+    "OperationId",
     "PartnerId",
     "Points",
     "ReasonCode",
     "Receipt",
+    "Role",
     "Wei",
 ]
 
@@ -32,6 +35,12 @@ PartnerId = NewType("PartnerId", int)
 ReasonCode = NewType("ReasonCode", int)
 #: An amount of wei (fees, balances of the native coin).
 Wei = NewType("Wei", int)
+#: An AccessControl role (``bytes32``, e.g. ``keccak256("TREASURY_ROLE")``; the default admin's is zero).
+Role = NewType("Role", bytes)
+#: The key of a keyed consent nonce (``uint192``): a nonce is ``key << 64 | sequence``.
+NonceKey = NewType("NonceKey", int)
+#: A TimelockController operation id (``bytes32``: ``hashOperation`` of its call, predecessor and salt).
+OperationId = NewType("OperationId", bytes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -787,6 +787,7 @@ contract LoyaltyLedger is
      * further pause (while paused: as if it ended now). Each later pause moves it by its length.
      */
     function epochExpiresAt(uint256 epoch) external view returns (uint256) {
+        if (epoch > type(uint64).max) return type(uint256).max; // never, in practice: saturate, not overflow
         return _genesis + pausedDuration() + (epoch + _validity) * _epochLength;
     }
 
@@ -952,28 +953,37 @@ contract LoyaltyLedger is
         }
     }
 
+    /// @dev A handover that replaces a pending one records the implicit cancellation first.
     function _beginDefaultAdminTransfer(address newAdmin) internal override {
         uint32 operated = _operators[newAdmin].partnerId;
         if (operated != 0) revert LedgerOperatorCannotHoldRole(newAdmin, operated);
+        _cancelDefaultAdminTransfer();
         super._beginDefaultAdminTransfer(newAdmin);
         (, uint48 schedule) = pendingDefaultAdmin();
         _recordHandover(_HANDOVER_SCHEDULED, newAdmin, 0, schedule);
     }
 
+    /// @dev Records a cancellation only when a handover was pending (scheduled, not yet accepted).
     function _cancelDefaultAdminTransfer() internal override {
+        (, uint48 schedule) = pendingDefaultAdmin();
         super._cancelDefaultAdminTransfer();
-        _recordHandover(_HANDOVER_CANCELLED, address(0), 0, 0);
+        if (schedule != 0) _recordHandover(_HANDOVER_CANCELLED, address(0), 0, 0);
     }
 
+    /// @dev A delay change that replaces a pending one records the implicit cancellation first.
     function _changeDefaultAdminDelay(uint48 newDelay) internal override {
+        _rollbackDefaultAdminDelay();
         super._changeDefaultAdminDelay(newDelay);
         (uint48 delay, uint48 schedule) = pendingDefaultAdminDelay();
         _recordHandover(_DELAY_SCHEDULED, address(0), delay, schedule);
     }
 
+    /// @dev Records a cancellation only when a delay change was pending (OpenZeppelin reports one that took
+    /// effect as not pending, and rolling back keeps it).
     function _rollbackDefaultAdminDelay() internal override {
+        (, uint48 schedule) = pendingDefaultAdminDelay();
         super._rollbackDefaultAdminDelay();
-        _recordHandover(_DELAY_CANCELLED, address(0), 0, 0);
+        if (schedule != 0) _recordHandover(_DELAY_CANCELLED, address(0), 0, 0);
     }
 
     /// @dev Pausing stops the ledger's clock: it records when.
@@ -1257,10 +1267,18 @@ contract LoyaltyLedger is
         (address signer, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
         if (error == ECDSA.RecoverError.NoError && signer == customer) return;
         if (customer.code.length != 0) {
-            (bool ok, bytes memory answer) = customer.staticcall{gas: ERC1271_GAS_LIMIT}(
-                abi.encodeCall(IERC1271.isValidSignature, (digest, signature))
-            );
-            if (ok && answer.length == 32 && bytes4(answer) == IERC1271.isValidSignature.selector) return;
+            bytes memory query = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
+            bool ok;
+            uint256 size;
+            bytes32 answer;
+            // OpenZeppelin SignatureChecker's call, with a gas stipend, and copying only the first word of
+            // the answer (into scratch space), so a wallet can make the ledger pay for neither
+            assembly ("memory-safe") {
+                ok := staticcall(ERC1271_GAS_LIMIT, customer, add(query, 0x20), mload(query), 0x00, 0x20)
+                size := returndatasize()
+                answer := mload(0x00)
+            }
+            if (ok && size >= 32 && bytes4(answer) == IERC1271.isValidSignature.selector) return;
             revert LedgerInvalidSigner(customer, address(0));
         }
         if (error != ECDSA.RecoverError.NoError) ECDSA.recover(digest, signature); // reverts with ECDSA's error

@@ -1,8 +1,10 @@
 """Indexer: mirrors the ledger's on-chain entries into SQL (SQLite embedded, PostgreSQL in production).
 
 ``Indexer`` backfills from the deployment block and follows new heads, undoing reorganisations within its
-window; ``reconcile`` compares the mirror with the chain at the mirror's block; ``queries`` answer
-time-aware questions (live balance, points expiring by a date) from the derived tables.
+window (and, given the ledger's timelock, the timelock's scheduled and executed operations);
+``reconcile`` compares the mirror with the chain at the mirror's block; ``MirrorView`` answers time-aware
+questions (live balance, points expiring by a date, on the ledger's pause-stopped clock), positions,
+settlements, role holders and admin operations from the derived tables.
 """
 
 from ._db import Lease, make_engine, migrate, scratch_schema
@@ -20,21 +22,31 @@ from ._queries import EpochHolding, MirrorView
 from ._reconcile import Difference, reconcile
 from ._schema import (
     AccountEpoch,
+    AdminOperation,
     Base,
     Block,
     Cursor,
     LedgerEntry,
     LedgerState,
     Partner,
+    PartnerChange,
     PartnerPeriod,
+    PartnerStatus,
+    PauseInterval,
+    RoleHolder,
+    Settlement,
     SupplyPoint,
     Tier,
+    TimelockEvent,
 )
-from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, Store, TierPolicy
+from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, PauseState, Store, TierPolicy
+from ._timelock import TIMELOCK_EVENTS, timelock_topics
 
 __all__ = [
     "ENTRY_EVENTS",
+    "TIMELOCK_EVENTS",
     "AccountEpoch",
+    "AdminOperation",
     "Base",
     "Block",
     "BlockNotMirrored",
@@ -56,13 +68,20 @@ __all__ = [
     "MirrorMismatch",
     "MirrorView",
     "Partner",
+    "PartnerChange",
     "PartnerPeriod",
+    "PartnerStatus",
+    "PauseInterval",
+    "PauseState",
     "Progress",
     "ReorgTooDeep",
+    "RoleHolder",
+    "Settlement",
     "Store",
     "SupplyPoint",
     "Tier",
     "TierPolicy",
+    "TimelockEvent",
     "UndecodableLog",
     "decode_logs",
     "entry_topics",
@@ -70,4 +89,5 @@ __all__ = [
     "migrate",
     "reconcile",
     "scratch_schema",
+    "timelock_topics",
 ]

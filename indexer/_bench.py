@@ -97,8 +97,7 @@ __all__ = [
 
 #: Seconds a mirror may take to reach a block before the run fails.
 CATCH_UP_TIMEOUT = 120.0
-#: The partner's issuance allowance: more than any run issues, small enough for SQLite's 64-bit integers
-#: (the mirror's ``partners.allowance`` is one there).
+#: The partner's issuance allowance: more than any run issues (at most MAX_ALLOWANCE, 2^64 - 1).
 ALLOWANCE = 10**15
 #: The issue's targets; the table marks each as met or missed.
 TARGET_SQLITE = 20_000

@@ -60,7 +60,27 @@ def _allowance(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
 
 def _status(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     (row["partner_id"],) = ix
-    row["seq"], row["active"] = d
+    row["seq"], row["status"] = d
+
+
+def _operator(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["partner_id"], row["account"] = ix
+    row["seq"], row["counterparty"] = d
+
+
+def _rights(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    (row["partner_id"],) = ix
+    row["seq"], row["can_issue"], row["can_accept"] = d
+
+
+def _settlement_address(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    (row["partner_id"],) = ix
+    row["seq"], row["counterparty"] = d
+
+
+def _settled(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    (row["partner_id"],) = ix
+    row["seq"], row["settled_points"], row["settled_value"], row["ref"] = d
 
 
 def _issued(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
@@ -101,7 +121,12 @@ def _transferred(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["seq"], row["epoch"], row["amount"] = d
 
 
-def _settlement(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+def _revoked(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    (row["account"],) = ix
+    row["seq"], row["nonce"] = d
+
+
+def _settlement_value(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["seq"], row["previous_value"], row["value"] = d
 
 
@@ -109,30 +134,39 @@ def _switch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["seq"], row["enabled"] = d
 
 
-def _pending(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
-    row["seq"] = d[0] if not isinstance(d[0], bool) else d[1]
+def _role(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["role"], row["account"] = ix
+    row["seq"], row["granted"], row["counterparty"] = d
+
+
+def _handover(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["seq"], row["kind"], row["account"], row["delay"], row["schedule"] = d
+
+
+def _pause(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["seq"], row["paused"], row["paused_duration"] = d
 
 
 _FILLERS: dict[str, Filler] = {
-    "PartnerOperatorChanged": _pending,
-    "PartnerRightsChanged": _pending,
-    "PartnerSettlementAddressChanged": _pending,
-    "SettlementRecorded": _pending,
-    "ConsentRevoked": _pending,
-    "RoleChanged": _pending,
-    "AdminHandoverChanged": _pending,
-    "PauseChanged": _pending,
     "PartnerRegistered": _registered,
     "PartnerAllowanceChanged": _allowance,
     "PartnerStatusChanged": _status,
+    "PartnerOperatorChanged": _operator,
+    "PartnerRightsChanged": _rights,
+    "PartnerSettlementAddressChanged": _settlement_address,
+    "SettlementRecorded": _settled,
     "PointsIssued": _issued,
     "PointsBatchIssued": _batch,
     "PointsIssuedInBatch": _batch_item,
     "PointsRedeemed": _redeemed,
     "PointsExpired": _expired,
     "PointsTransferred": _transferred,
-    "SettlementValueChanged": _settlement,
+    "ConsentRevoked": _revoked,
+    "SettlementValueChanged": _settlement_value,
     "TransfersEnabledChanged": _switch,
+    "RoleChanged": _role,
+    "AdminHandoverChanged": _handover,
+    "PauseChanged": _pause,
 }
 
 

@@ -33,6 +33,7 @@ from ._decode import decode_logs, entry_topics
 from ._errors import IndexerError, MirrorMismatch, ReorgTooDeep
 from ._source import LogSource
 from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, Store, TierPolicy
+from ._timelock import timelock_rows, timelock_topics
 
 __all__ = ["Indexer", "IndexerConfig", "IndexerStats", "Progress"]
 
@@ -84,7 +85,9 @@ def _selector(signature: str) -> bytes:
 
 
 class Indexer:
-    """Mirrors one ledger contract into the database behind ``engine``."""
+    """Mirrors one ledger contract into the database behind ``engine``; with ``timelock``, also the
+    operations of that TimelockController (the ledger's admin in production) into ``admin_operations``,
+    from the same ``eth_getLogs`` answers and in the same SQL transactions as the ledger's entries."""
 
     def __init__(
         self,
@@ -98,17 +101,20 @@ class Indexer:
         on_progress: Callable[[Progress], None] | None = None,
         on_commit: Callable[[int, int], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        timelock: str | None = None,
     ) -> None:
         self.config = config or IndexerConfig()
         self.source = LogSource(w3)
         self.engine = engine
         self.address = address.lower()
+        self.timelock = timelock.lower() if timelock else None
         self.deployment_block = deployment_block
         self.stats = IndexerStats()
         self._lease = Lease(engine, self.address, timeout=lease_timeout)
         self._conn: Connection | None = None
         self._store: Store | None = None
-        self._topics = entry_topics()
+        self._topics = entry_topics() + (timelock_topics() if self.timelock else [])
+        self._addresses: str | list[str] = [self.address, self.timelock] if self.timelock else self.address
         self._range = self.config.initial_range
         self._on_progress = on_progress
         self._on_commit = on_commit
@@ -130,7 +136,7 @@ class Indexer:
             return
         migrate(self.engine)
         self._conn = self._lease.acquire()
-        self._store = Store(self._conn, self.address, self.config.tiers)
+        self._store = Store(self._conn, self.address, self.config.tiers, timelock=self.timelock)
 
     def close(self) -> None:
         self._lease.release()
@@ -225,8 +231,18 @@ class Indexer:
             epoch_length=read("epochLength()"),
             validity=read("validityDuration()"),
         )
+        min_delay = None
+        if self.timelock is not None:
+            timelock = self.timelock
+            # None when the timelock comes after the ledger: its constructor's MinDelayChange sets it.
+            answer = self._retrying(lambda: self.source.call(timelock, _selector("getMinDelay()"), at))
+            min_delay = int.from_bytes(answer[:32], "big") if len(answer) >= 32 else None
         state = self.store.initialise(
-            chain_id=chain_id, deployment_block=block, params=params, settlement_value=settlement_value
+            chain_id=chain_id,
+            deployment_block=block,
+            params=params,
+            settlement_value=settlement_value,
+            timelock_min_delay=min_delay,
         )
         logger.info("mirroring %s from block %d", self.address, block)
         return state
@@ -237,6 +253,8 @@ class Indexer:
             raise MirrorMismatch("chain id", chain_id, cursor.chain_id)
         if cursor.deployment_block != self.deployment_block:
             raise MirrorMismatch("deployment block", self.deployment_block, cursor.deployment_block)
+        if cursor.timelock != self.timelock:
+            raise MirrorMismatch("timelock", self.timelock, cursor.timelock)
 
     def _backfill(self, cursor: CursorState, final: int, target: int) -> None:
         low = cursor.block_number + 1
@@ -251,7 +269,7 @@ class Indexer:
             if header is not None and bytes.fromhex(log["blockHash"][2:]) != header.hash:
                 self.stats.retries += 1  # the node changed its mind between the two reads: read again
                 return
-        rows = decode_logs(logs, {n: h.timestamp for n, h in headers.items()})
+        rows, timelock = self._decode(logs, {n: h.timestamp for n, h in headers.items()})
         to_block = headers[high]
         added = self.store.commit_batch(
             rows,
@@ -260,6 +278,7 @@ class Indexer:
             blocks=(to_block,),
             keep_from=high - self.config.window,
             chain_seq=self._sequence_at(to_block),
+            timelock_rows=timelock,
         )
         self._committed(added, high)
         if len(logs) < self.config.target_logs // 2:
@@ -305,7 +324,7 @@ class Indexer:
             if bytes.fromhex(log["blockHash"][2:]) != by_number[int(log["blockNumber"], 16)].hash:
                 self.stats.retries += 1
                 return "retry"
-        rows = decode_logs(logs, {h.number: h.timestamp for h in chain})
+        rows, timelock = self._decode(logs, {h.number: h.timestamp for h in chain})
         chain_seq = self._sequence_at(by_number[high])
         if high == asked and before is not None and chain_seq is not None:
             chain_seq = min(before, chain_seq)
@@ -317,9 +336,21 @@ class Indexer:
             blocks=kept,
             keep_from=high - self.config.window,
             chain_seq=chain_seq,
+            timelock_rows=timelock,
         )
         self._committed(added, high)
         return "follow"
+
+    def _decode(
+        self, logs: list[dict[str, Any]], timestamps: dict[int, int]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The ledger entries' rows and the timelock's rows of one answer (which holds both when a timelock
+        is mirrored: the ledger's come to the hot path untouched otherwise)."""
+        if self.timelock is None:
+            return decode_logs(logs, timestamps), []
+        ledger = [log for log in logs if log["address"].lower() == self.address]
+        timelock = [log for log in logs if log["address"].lower() == self.timelock]
+        return decode_logs(ledger, timestamps), timelock_rows(timelock, timestamps)
 
     def _sequence_at(self, block: BlockRow) -> int | None:
         """``ledgerSequence()`` at ``block``'s number (a reorganisation in between fails the check and the
@@ -384,7 +415,7 @@ class Indexer:
         delays = self._backoff()
         while True:
             try:
-                return self.source.logs(self.address, self._topics, low, high), high
+                return self.source.logs(self._addresses, self._topics, low, high), high
             except RangeTooLarge as exc:
                 suggested = exc.suggested
                 if suggested is not None and suggested[0] <= low <= suggested[1] < high:

@@ -2,28 +2,43 @@
 
 Raw (what the chain said, in on-chain order)::
 
-    cursors          one row per indexed contract: how far the mirror is, and the ledger's fixed parameters
+    cursors          one row per indexed contract: how far the mirror is, the ledger's fixed parameters and
+                     the timelock mirrored with it (if any)
     blocks           number, hash, parent hash, timestamp of the unfinalised window (reorg detection)
     ledger_entries   every ledger entry (an event with a ``seq``), typed argument columns, the entry hash
                      and the hash-chain head after it; keyed by ``seq``, unique on (block, log index)
+    timelock_events  the timelock's CallScheduled / CallSalt / CallExecuted / Cancelled / MinDelayChange
+                     logs as the node sent them (topics and data), keyed by (block, log index)
 
-Derived (a pure function of the entries; rebuilt or reversed on a reorg)::
+Derived (a pure function of the raw rows; reversed or recomputed on a reorg)::
 
-    ledger_state     per contract: last seq, hash-chain head, totals, settlement value, transfer switch
+    ledger_state     per contract: last seq, hash-chain head, totals, settlement value, transfer switch,
+                     the pause state (the ledger clock's offset), a pending admin handover or delay change,
+                     the timelock's minimum delay
     account_epochs   points held and earned per (account, epoch): live balance and "expiring on date X"
-    partners         registry, status, remaining allowance, points issued and redeemed at it
-    partner_periods  per partner and period (ledger epoch of the entry's block): points issued and redeemed
+    partners         registry (operator, settlement address, status, rights), remaining allowance, points
+                     issued and redeemed at it and their value, what was settled with it
+    partner_history  every registration, operator rotation, rights, status, settlement address and
+                     allowance change, one row per entry
+    partner_periods  per partner and period (ledger epoch of the entry): points issued and redeemed
+    settlements      one row per recorded settlement (a closed period)
+    role_holders     who holds each role now
+    pause_intervals  every pause: when it began and ended (open while the ledger is paused)
+    admin_operations the timelock's operations, one row per call: scheduled, executed or cancelled
     supply_history   cumulative issued / redeemed / expired after every block that changed them
     tiers            rolling qualifying points and tier per account, as of the cursor's block
 
-Points and other uint256 values are exact: ``NUMERIC(78, 0)`` on PostgreSQL; on SQLite a 64-bit
-``INTEGER`` (a value that does not fit raises ``OverflowError`` instead of losing precision).
-Addresses are stored as lower-case ``0x`` hex, hashes as 32 raw bytes.
+Points summed in SQL are exact: ``NUMERIC(78, 0)`` on PostgreSQL; on SQLite a 64-bit ``INTEGER`` (a
+value that does not fit raises ``OverflowError`` instead of losing precision). Figures that can pass
+2^63 (allowances, partner counters, values up to 2^128, signed settlement amounts) are ``NUMERIC(78, 0)``
+on PostgreSQL and decimal text on SQLite, added up in Python. Addresses are stored as lower-case ``0x``
+hex, hashes as 32 raw bytes.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import IntEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -45,15 +60,24 @@ from sqlalchemy.types import TypeEngine
 
 __all__ = [
     "AccountEpoch",
+    "AdminOperation",
     "Base",
+    "BigInt",
+    "BigUint",
     "Block",
     "Cursor",
     "LedgerEntry",
     "LedgerState",
     "Partner",
+    "PartnerChange",
     "PartnerPeriod",
+    "PartnerStatus",
+    "PauseInterval",
+    "RoleHolder",
+    "Settlement",
     "SupplyPoint",
     "Tier",
+    "TimelockEvent",
     "Uint",
 ]
 
@@ -84,8 +108,8 @@ class Uint(TypeDecorator[int]):
 
 
 class BigUint(TypeDecorator[int]):
-    """A uint256 that is compared but never summed (allowances, settlement values): ``NUMERIC(78, 0)`` on
-    PostgreSQL, decimal text on SQLite (whose integers stop at 2^63)."""
+    """A uint256 that is never summed in SQL (allowances, settlement values, values of partner counters):
+    ``NUMERIC(78, 0)`` on PostgreSQL, decimal text on SQLite (whose integers stop at 2^63)."""
 
     impl = Text
     cache_ok = True
@@ -102,6 +126,22 @@ class BigUint(TypeDecorator[int]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
         return None if value is None else int(value)
+
+
+class BigInt(BigUint):
+    """A signed int256 stored as :class:`BigUint` is (``NUMERIC(78, 0)``, decimal text on SQLite): the
+    settled points and value, which move either way."""
+
+    cache_ok = True
+
+
+class PartnerStatus(IntEnum):
+    """The contract's ``PartnerStatus`` (``NONE`` is a rotated-away key's tombstone, never a partner's)."""
+
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    OFFBOARDED = 3
 
 
 Hash = LargeBinary(32)
@@ -130,6 +170,8 @@ class Cursor(Base):
     genesis_timestamp: Mapped[int] = mapped_column(BigInteger)
     epoch_length: Mapped[int] = mapped_column(BigInteger)
     validity_epochs: Mapped[int] = mapped_column(Integer)
+    #: The TimelockController whose operations are mirrored with the ledger's entries (None: none).
+    timelock: Mapped[str | None] = mapped_column(Address)
 
 
 class Block(Base):
@@ -145,7 +187,34 @@ class Block(Base):
 
 class LedgerEntry(Base):
     """One ledger entry (an event with a ``seq``), in on-chain order. Which argument columns are filled
-    depends on ``event``; a batch item carries its header's partner, epoch, reference, reason and rule."""
+    depends on ``event``; a batch item carries its header's partner, epoch, reference, reason and rule.
+
+    ================================  =====================================================================
+    event                             columns
+    ================================  =====================================================================
+    PartnerRegistered                 partner_id, account (operator), counterparty (settlement address),
+                                      can_issue, can_accept, value (allowance)
+    PartnerAllowanceChanged           partner_id, previous_value, value (remaining allowance)
+    PartnerStatusChanged              partner_id, status (:class:`PartnerStatus`)
+    PartnerOperatorChanged            partner_id, account (new operator), counterparty (previous operator)
+    PartnerRightsChanged              partner_id, can_issue, can_accept
+    PartnerSettlementAddressChanged   partner_id, counterparty (settlement address)
+    SettlementRecorded                partner_id, settled_points, settled_value, ref (payment reference)
+    PointsIssued                      partner_id, account, epoch, amount, ref, reason, rule_hash
+    PointsBatchIssued                 partner_id, epoch, ref, reason, rule_hash, batch_count, amount (total)
+    PointsIssuedInBatch               account, amount, batch_seq (+ the header's partner, epoch, ref, ...)
+    PointsRedeemed                    partner_id, account (customer), epoch, amount, ref, nonce
+    PointsExpired                     account, epoch, amount
+    PointsTransferred                 account (from), counterparty (to), epoch, amount
+    ConsentRevoked                    account (customer), nonce
+    SettlementValueChanged            previous_value, value
+    TransfersEnabledChanged           enabled
+    RoleChanged                       role, account, granted, counterparty (the sender)
+    AdminHandoverChanged              kind (1 handover scheduled, 2 cancelled, 3 delay change scheduled,
+                                      4 cancelled), account (new admin), delay, schedule
+    PauseChanged                      paused, paused_duration (before this pause / including it)
+    ================================  =====================================================================
+    """
 
     __tablename__ = "ledger_entries"
     # (block, log index) is the on-chain order and, within one chain, a log's identity; it also serves the
@@ -164,9 +233,10 @@ class LedgerEntry(Base):
     log_index: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(32))
     partner_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    #: recipient (issue, batch item), customer (redeem), holder (expire), sender (transfer), operator
+    #: recipient (issue, batch item), customer (redeem, revocation), holder (expire), sender (transfer),
+    #: operator (registration, rotation), role holder, new admin
     account: Mapped[str | None] = mapped_column(Address, index=True)
-    #: recipient of a transfer, settlement address of a registration
+    #: recipient of a transfer, settlement address, previous operator, sender of a role change
     counterparty: Mapped[str | None] = mapped_column(Address)
     epoch: Mapped[int | None] = mapped_column(BigInteger)
     amount: Mapped[int | None] = mapped_column(Uint)
@@ -180,14 +250,47 @@ class LedgerEntry(Base):
     #: new allowance / settlement value; the value it replaced
     value: Mapped[int | None] = mapped_column(BigUint)
     previous_value: Mapped[int | None] = mapped_column(BigUint)
-    #: partner status (``active``), transfer switch (``enabled``), registration rights
-    active: Mapped[bool | None] = mapped_column(Boolean)
+    #: partner status (a :class:`PartnerStatus`)
+    status: Mapped[int | None] = mapped_column(Integer)
+    #: transfer switch, registration and rights changes
     enabled: Mapped[bool | None] = mapped_column(Boolean)
     can_issue: Mapped[bool | None] = mapped_column(Boolean)
     can_accept: Mapped[bool | None] = mapped_column(Boolean)
+    #: settlement record: points and value leaving the partner's open position (signed)
+    settled_points: Mapped[int | None] = mapped_column(BigInt)
+    settled_value: Mapped[int | None] = mapped_column(BigInt)
+    #: role change: the role (bytes32) and whether it was granted (else revoked)
+    role: Mapped[bytes | None] = mapped_column(Hash)
+    granted: Mapped[bool | None] = mapped_column(Boolean)
+    #: admin handover step: its kind, the new delay, when it takes effect
+    kind: Mapped[int | None] = mapped_column(Integer)
+    delay: Mapped[int | None] = mapped_column(BigInteger)
+    schedule: Mapped[int | None] = mapped_column(BigInteger)
+    #: pause or resume, and the seconds spent paused (before this pause, or including it)
+    paused: Mapped[bool | None] = mapped_column(Boolean)
+    paused_duration: Mapped[int | None] = mapped_column(BigInteger)
     entry_hash: Mapped[bytes] = mapped_column(Hash)
     #: the hash-chain head after this entry: ``keccak(head_before ‖ entry_hash)``
     head: Mapped[bytes] = mapped_column(Hash)
+
+
+class TimelockEvent(Base):
+    """One log of the mirrored timelock, as the node sent it (the timelock has no sequence: a log's
+    identity is its block and log index). Decoded into :class:`AdminOperation` rows."""
+
+    __tablename__ = "timelock_events"
+
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    block_hash: Mapped[bytes] = mapped_column(Hash)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[bytes] = mapped_column(Hash)
+    event: Mapped[str] = mapped_column(String(32))
+    #: the operation's id (every event but MinDelayChange)
+    operation_id: Mapped[bytes | None] = mapped_column(Hash, index=True)
+    #: topics 1..n concatenated, and the data, raw
+    topics: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # --------------------------------------------------------------------------- derived
@@ -208,6 +311,19 @@ class LedgerState(Base):
     transfers_enabled: Mapped[bool] = mapped_column(Boolean)
     #: the epoch the ``tiers`` rows are computed for
     tiers_as_of: Mapped[int | None] = mapped_column(BigInteger)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    #: seconds spent paused in the pauses that ended (the contract's ``pausedDuration()`` when not paused)
+    paused_duration: Mapped[int] = mapped_column(BigInteger)
+    #: when the ongoing pause began (None when not paused)
+    paused_since: Mapped[int | None] = mapped_column(BigInteger)
+    #: a scheduled admin handover: the new admin and the time from which it may accept
+    pending_admin: Mapped[str | None] = mapped_column(Address)
+    pending_admin_schedule: Mapped[int | None] = mapped_column(BigInteger)
+    #: a scheduled change of the handover delay: the new delay and when it takes effect
+    pending_delay: Mapped[int | None] = mapped_column(BigInteger)
+    pending_delay_schedule: Mapped[int | None] = mapped_column(BigInteger)
+    #: the mirrored timelock's minimum delay (None without a timelock, or before it was deployed)
+    timelock_min_delay: Mapped[int | None] = mapped_column(BigUint)
 
 
 class AccountEpoch(Base):
@@ -222,23 +338,59 @@ class AccountEpoch(Base):
 
 
 class Partner(Base):
+    """A partner as ``partner(id)`` returns it. Values are in settlement units, each entry valued at the
+    settlement value in force when it happened; settled amounts are signed (positive: paid to it)."""
+
     __tablename__ = "partners"
 
     partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     operator: Mapped[str] = mapped_column(Address)
     settlement: Mapped[str] = mapped_column(Address)
+    #: a :class:`PartnerStatus`
+    status: Mapped[int] = mapped_column(Integer)
     can_issue: Mapped[bool] = mapped_column(Boolean)
     can_accept: Mapped[bool] = mapped_column(Boolean)
-    active: Mapped[bool] = mapped_column(Boolean)
     #: remaining issuance allowance
-    allowance: Mapped[int] = mapped_column(Uint)
-    issued: Mapped[int] = mapped_column(Uint)
-    redeemed: Mapped[int] = mapped_column(Uint)
+    allowance: Mapped[int] = mapped_column(BigUint)
+    issued: Mapped[int] = mapped_column(BigUint)
+    redeemed: Mapped[int] = mapped_column(BigUint)
+    issued_value: Mapped[int] = mapped_column(BigUint)
+    redeemed_value: Mapped[int] = mapped_column(BigUint)
+    settled_points: Mapped[int] = mapped_column(BigInt)
+    settled_value: Mapped[int] = mapped_column(BigInt)
     registered_seq: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def active(self) -> bool:
+        return self.status == PartnerStatus.ACTIVE
+
+
+class PartnerChange(Base):
+    """One change of a partner's registry entry: its registration, an operator rotation, a rights, status
+    or settlement address change, or an allowance change. Only the columns of that change are set."""
+
+    __tablename__ = "partner_history"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: the ledger entry: PartnerRegistered, PartnerOperatorChanged, PartnerRightsChanged,
+    #: PartnerStatusChanged, PartnerSettlementAddressChanged or PartnerAllowanceChanged
+    event: Mapped[str] = mapped_column(String(32))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[bytes] = mapped_column(Hash)
+    operator: Mapped[str | None] = mapped_column(Address)
+    previous_operator: Mapped[str | None] = mapped_column(Address)
+    settlement: Mapped[str | None] = mapped_column(Address)
+    status: Mapped[int | None] = mapped_column(Integer)
+    can_issue: Mapped[bool | None] = mapped_column(Boolean)
+    can_accept: Mapped[bool | None] = mapped_column(Boolean)
+    allowance: Mapped[int | None] = mapped_column(BigUint)
+    previous_allowance: Mapped[int | None] = mapped_column(BigUint)
 
 
 class PartnerPeriod(Base):
-    """Settlement figures of one partner in one period (the ledger epoch in which the entries were mined)."""
+    """Settlement figures of one partner in one period (the ledger epoch in which the entries happened)."""
 
     __tablename__ = "partner_periods"
 
@@ -246,6 +398,80 @@ class PartnerPeriod(Base):
     period: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     issued: Mapped[int] = mapped_column(Uint)
     redeemed: Mapped[int] = mapped_column(Uint)
+
+
+class Settlement(Base):
+    """A settlement the treasury recorded with a partner: ``points`` and ``value`` left its open position
+    (positive: the coalition paid the partner; negative: the partner paid)."""
+
+    __tablename__ = "settlements"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    points: Mapped[int] = mapped_column(BigInt)
+    value: Mapped[int] = mapped_column(BigInt)
+    payment_ref: Mapped[bytes] = mapped_column(Hash)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[bytes] = mapped_column(Hash)
+
+
+class RoleHolder(Base):
+    """``account`` holds ``role`` (bytes32; the default admin role is 32 zero bytes), granted by the
+    entry ``granted_seq``."""
+
+    __tablename__ = "role_holders"
+
+    role: Mapped[bytes] = mapped_column(Hash, primary_key=True)
+    account: Mapped[str] = mapped_column(Address, primary_key=True)
+    granted_seq: Mapped[int] = mapped_column(BigInteger)
+    granted_by: Mapped[str] = mapped_column(Address)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class PauseInterval(Base):
+    """One pause of the ledger: its clock stood still from ``started_at`` to ``ended_at`` (None: still
+    paused). ``paused_before``: seconds spent paused before it."""
+
+    __tablename__ = "pause_intervals"
+
+    started_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    started_block: Mapped[int] = mapped_column(BigInteger)
+    paused_before: Mapped[int] = mapped_column(BigInteger)
+    ended_seq: Mapped[int | None] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+    ended_block: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AdminOperation(Base):
+    """One call of an operation of the mirrored timelock (a batch has one row per call, same id).
+
+    ``status``: ``scheduled`` (pending; ready from ``ready_at``), ``executed`` or ``cancelled``.
+    ``function``: the called function's name when the target is the ledger or the timelock itself."""
+
+    __tablename__ = "admin_operations"
+
+    operation_id: Mapped[bytes] = mapped_column(Hash, primary_key=True)
+    call_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    timelock: Mapped[str] = mapped_column(Address)
+    target: Mapped[str] = mapped_column(Address)
+    value: Mapped[int] = mapped_column(BigUint)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    function: Mapped[str | None] = mapped_column(String(64))
+    predecessor: Mapped[bytes] = mapped_column(Hash)
+    salt: Mapped[bytes | None] = mapped_column(Hash)
+    delay: Mapped[int] = mapped_column(BigUint)
+    ready_at: Mapped[int] = mapped_column(BigUint)
+    status: Mapped[str] = mapped_column(String(16))
+    scheduled_block: Mapped[int] = mapped_column(BigInteger)
+    scheduled_at: Mapped[int] = mapped_column(BigInteger)
+    scheduled_tx: Mapped[bytes] = mapped_column(Hash)
+    executed_block: Mapped[int | None] = mapped_column(BigInteger)
+    executed_tx: Mapped[bytes | None] = mapped_column(Hash)
+    cancelled_block: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_tx: Mapped[bytes | None] = mapped_column(Hash)
 
 
 class SupplyPoint(Base):

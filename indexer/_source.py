@@ -64,11 +64,12 @@ class LogSource:
         return out
 
     def logs(
-        self, address: str, topics: Sequence[str], from_block: int, to_block: int
+        self, address: str | Sequence[str], topics: Sequence[str], from_block: int, to_block: int
     ) -> list[dict[str, Any]]:
-        """Raw ``eth_getLogs`` of ``address`` under any of ``topics`` (topic0), in on-chain order."""
+        """Raw ``eth_getLogs`` of ``address`` (or of any of several addresses) under any of ``topics``
+        (topic0), in on-chain order."""
         query = {
-            "address": address,
+            "address": address if isinstance(address, str) else list(address),
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
             "topics": [list(topics)],
@@ -79,7 +80,9 @@ class LogSource:
         logs = self._web3(
             lambda: self.w3.eth.get_logs(
                 {
-                    "address": Web3.to_checksum_address(address),
+                    "address": Web3.to_checksum_address(address)
+                    if isinstance(address, str)
+                    else [Web3.to_checksum_address(a) for a in address],
                     "fromBlock": from_block,
                     "toBlock": to_block,
                     "topics": [list(topics)],

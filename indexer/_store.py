@@ -1,10 +1,19 @@
 """Writes to the mirror: one SQL transaction per batch, entries and derived rows and the cursor together.
 
-Every derived figure is a sum over entries (points held, earned, issued, redeemed, expired, the allowance)
-or the value of the last entry of a kind (partner status, settlement value, transfer switch, the hash-chain
-head). A batch adds its entries' contributions; a reorganisation subtracts the contributions of the entries
-it removes (the same code with the sign flipped) and re-reads the "last value" fields from the entries that
-remain. Rows whose sums are all zero are deleted, so the tables equal a fresh index of the same chain.
+Every derived figure is a sum over entries (points held, earned, issued, redeemed, expired, the allowance,
+the value of what a partner issued and redeemed, what was settled with it) or the value of the last entry of
+a kind (a partner's operator, settlement address, status and rights; the settlement value, the transfer
+switch, the pause state, a pending admin handover; the hash-chain head). A batch adds its entries'
+contributions; a reorganisation subtracts the contributions of the entries it removes (the same code with
+the sign flipped) and re-reads the "last value" fields from the entries that remain. Rows of one entry each
+(partner history, settlements, pause intervals) are deleted with their entries; role holders and the
+timelock's operations are recomputed from what remains. Rows whose sums are all zero are deleted, so the
+tables equal a fresh index of the same chain.
+
+Value accrues per entry: an issue or redemption is worth ``amount * settlement value in force``, the value
+the last ``SettlementValueChanged`` before it set (the constructor's before the first), exactly as the
+contract counts it. A batch walks its entries in order from the value in force at its start; a rollback
+walks the removed entries from the value in force before the first of them.
 """
 
 from __future__ import annotations
@@ -16,7 +25,20 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Table, and_, bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,30 +47,88 @@ from chain import RetryableError
 from ._decode import keccak
 from ._schema import (
     AccountEpoch,
+    AdminOperation,
     Block,
     Cursor,
     LedgerEntry,
     LedgerState,
     Partner,
+    PartnerChange,
     PartnerPeriod,
+    PartnerStatus,
+    PauseInterval,
+    RoleHolder,
+    Settlement,
     SupplyPoint,
     Tier,
+    TimelockEvent,
 )
+from ._timelock import decode_timelock_log, fold_operations
 
-__all__ = ["BlockRow", "CursorState", "IncompleteLogs", "LedgerParams", "Store", "TierPolicy"]
+__all__ = [
+    "BlockRow",
+    "CursorState",
+    "IncompleteLogs",
+    "LedgerParams",
+    "PauseState",
+    "Store",
+    "TierPolicy",
+]
 
 ZERO_HASH = bytes(32)
-#: ``ledger_entries`` columns of type BigUint: decimal text on SQLite.
-_TEXT_COLUMNS = frozenset({"nonce", "value", "previous_value"})
+#: OpenZeppelin's DEFAULT_ADMIN_ROLE.
+DEFAULT_ADMIN_ROLE = bytes(32)
+#: ``ledger_entries`` columns of type BigUint / BigInt: decimal text on SQLite.
+_TEXT_COLUMNS = frozenset({"nonce", "value", "previous_value", "settled_points", "settled_value"})
 ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
 ACCOUNT_EPOCHS: Table = AccountEpoch.__table__  # type: ignore[assignment]
 PARTNERS: Table = Partner.__table__  # type: ignore[assignment]
+HISTORY: Table = PartnerChange.__table__  # type: ignore[assignment]
 PERIODS: Table = PartnerPeriod.__table__  # type: ignore[assignment]
+SETTLEMENTS: Table = Settlement.__table__  # type: ignore[assignment]
+ROLES: Table = RoleHolder.__table__  # type: ignore[assignment]
+PAUSES: Table = PauseInterval.__table__  # type: ignore[assignment]
+OPERATIONS: Table = AdminOperation.__table__  # type: ignore[assignment]
+TIMELOCK_EVENTS: Table = TimelockEvent.__table__  # type: ignore[assignment]
 SUPPLY: Table = SupplyPoint.__table__  # type: ignore[assignment]
 TIERS: Table = Tier.__table__  # type: ignore[assignment]
 BLOCKS: Table = Block.__table__  # type: ignore[assignment]
 CURSORS: Table = Cursor.__table__  # type: ignore[assignment]
 STATE: Table = LedgerState.__table__  # type: ignore[assignment]
+
+#: A partner's summed figures, in the order of ``_Deltas.partners``' lists.
+_PARTNER_SUMS = (
+    "allowance",
+    "issued",
+    "redeemed",
+    "issued_value",
+    "redeemed_value",
+    "settled_points",
+    "settled_value",
+)
+#: Entries that set a partner's "last value" fields.
+_PARTNER_CHANGES = (
+    "PartnerStatusChanged",
+    "PartnerOperatorChanged",
+    "PartnerRightsChanged",
+    "PartnerSettlementAddressChanged",
+)
+_HISTORY_EVENTS = frozenset({"PartnerRegistered", "PartnerAllowanceChanged", *_PARTNER_CHANGES})
+#: Entries that set the ledger state's switches: the transfer switch, the pause, the admin handover (a
+#: change of the default admin role ends a pending handover).
+_SWITCHES = ("TransfersEnabledChanged", "PauseChanged", "AdminHandoverChanged")
+_HANDOVER_SCHEDULED, _HANDOVER_CANCELLED, _DELAY_SCHEDULED, _DELAY_CANCELLED = 1, 2, 3, 4
+#: The ledger state's switches before any entry.
+_INITIAL_SWITCHES: dict[str, Any] = {
+    "transfers_enabled": False,
+    "paused": False,
+    "paused_duration": 0,
+    "paused_since": None,
+    "pending_admin": None,
+    "pending_admin_schedule": None,
+    "pending_delay": None,
+    "pending_delay_schedule": None,
+}
 
 
 class IncompleteLogs(RetryableError):
@@ -63,21 +143,47 @@ class IncompleteLogs(RetryableError):
 
 @dataclass(frozen=True, slots=True)
 class LedgerParams:
-    """The ledger's fixed epoch parameters (set in its constructor)."""
+    """The ledger's fixed epoch parameters (set in its constructor). Times are block timestamps; ``paused``
+    is the ledger's ``pausedDuration()`` at that time (the clock stands still while paused)."""
 
     genesis: int
     epoch_length: int
     validity: int
 
-    def epoch_at(self, timestamp: int) -> int:
-        return max(timestamp - self.genesis, 0) // self.epoch_length
+    def clock(self, timestamp: int, paused: int = 0) -> int:
+        """``ledgerClock()``: seconds of ledger time since genesis."""
+        return max(timestamp - self.genesis - paused, 0)
 
-    def expires_at(self, epoch: int) -> int:
-        """The first second at which points of ``epoch`` are expired."""
-        return self.genesis + (epoch + self.validity) * self.epoch_length
+    def epoch_at(self, timestamp: int, paused: int = 0) -> int:
+        return self.clock(timestamp, paused) // self.epoch_length
 
-    def first_live_epoch(self, timestamp: int) -> int:
-        return self.epoch_at(timestamp) - self.validity + 1
+    def expires_at(self, epoch: int, paused: int = 0) -> int:
+        """The first second at which points of ``epoch`` are expired (``epochExpiresAt``), if the ledger is
+        not paused again."""
+        return self.genesis + paused + (epoch + self.validity) * self.epoch_length
+
+    def first_live_epoch(self, timestamp: int, paused: int = 0) -> int:
+        return self.epoch_at(timestamp, paused) - self.validity + 1
+
+
+@dataclass(frozen=True, slots=True)
+class PauseState:
+    """The ledger's pause state after some entry: ``duration`` seconds spent in pauses that ended, and the
+    start of the ongoing pause (``since``), if any."""
+
+    paused: bool = False
+    duration: int = 0
+    since: int | None = None
+
+    def seconds_at(self, timestamp: int) -> int:
+        """``pausedDuration()`` in a block with ``timestamp`` (no later pause or resume in between)."""
+        if self.since is None:
+            return self.duration
+        return self.duration + max(timestamp - self.since, 0)
+
+    @classmethod
+    def of_state(cls, state: Mapping[str, Any]) -> PauseState:
+        return cls(bool(state["paused"]), int(state["paused_duration"]), state["paused_since"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +231,7 @@ class CursorState:
     block_number: int
     block_hash: bytes | None
     params: LedgerParams
+    timelock: str | None = None
 
 
 @dataclass
@@ -133,8 +240,8 @@ class _Deltas:
 
     held: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     earned: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
-    # partner -> [allowance, issued, redeemed]
-    partners: defaultdict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    # partner -> the figures of _PARTNER_SUMS
+    partners: defaultdict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0] * 7))
     # (partner, period) -> [issued, redeemed]
     periods: defaultdict[tuple[int, int], list[int]] = field(
         default_factory=lambda: defaultdict(lambda: [0, 0])
@@ -146,7 +253,12 @@ class _Deltas:
     by_block: dict[int, list[int]] = field(default_factory=dict)
 
 
-def _deltas(rows: Iterable[Mapping[str, Any]], sign: int, params: LedgerParams) -> _Deltas:
+def _deltas(
+    rows: Iterable[Mapping[str, Any]], sign: int, params: LedgerParams, *, value: int, paused: int
+) -> _Deltas:
+    """The contributions of ``rows`` (in on-chain order), given the settlement value and the time spent in
+    ended pauses in force before the first of them. Points move only while the ledger is not paused, so
+    the ledger clock of an issue or redemption is its block time minus the pauses ended before it."""
     d = _Deltas()
     for r in rows:
         event = r["event"]
@@ -174,19 +286,124 @@ def _deltas(rows: Iterable[Mapping[str, Any]], sign: int, params: LedgerParams) 
         elif event == "PartnerAllowanceChanged":
             d.partners[r["partner_id"]][0] += sign * (r["value"] - r["previous_value"])
             continue
+        elif event == "SettlementRecorded":
+            partner = d.partners[r["partner_id"]]
+            partner[5] += sign * r["settled_points"]
+            partner[6] += sign * r["settled_value"]
+            continue
+        elif event == "SettlementValueChanged":
+            value = r["value"]
+            continue
+        elif event == "PauseChanged":
+            paused = r["paused_duration"]  # on resume: every pause so far (on pause: no points move)
+            continue
         if event in ("PointsIssued", "PointsBatchIssued"):
             partner = d.partners[r["partner_id"]]
             partner[0] -= sign * amount
             partner[1] += sign * amount
-            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"]))][0] += sign * amount
+            partner[3] += sign * amount * value
+            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][0] += sign * amount
             d.issued += sign * amount
             _per_block(d, r)[1] += sign * amount
         elif event == "PointsRedeemed":
-            d.partners[r["partner_id"]][2] += sign * amount
-            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"]))][1] += sign * amount
+            partner = d.partners[r["partner_id"]]
+            partner[2] += sign * amount
+            partner[4] += sign * amount * value
+            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][1] += sign * amount
             d.redeemed += sign * amount
             _per_block(d, r)[2] += sign * amount
     return d
+
+
+def _switches(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ledger state's switch columns that ``rows`` (in order) set, with the values they leave."""
+    out: dict[str, Any] = {}
+    for r in rows:
+        event = r["event"]
+        if event == "TransfersEnabledChanged":
+            out["transfers_enabled"] = r["enabled"]
+        elif event == "PauseChanged":
+            out["paused"] = r["paused"]
+            out["paused_duration"] = r["paused_duration"]
+            out["paused_since"] = r["block_timestamp"] if r["paused"] else None
+        elif event == "AdminHandoverChanged":
+            kind = r["kind"]
+            if kind == _HANDOVER_SCHEDULED:
+                out["pending_admin"], out["pending_admin_schedule"] = r["account"], r["schedule"]
+            elif kind == _HANDOVER_CANCELLED:
+                out["pending_admin"] = out["pending_admin_schedule"] = None
+            elif kind == _DELAY_SCHEDULED:
+                out["pending_delay"], out["pending_delay_schedule"] = r["delay"], r["schedule"]
+            elif kind == _DELAY_CANCELLED:
+                out["pending_delay"] = out["pending_delay_schedule"] = None
+        elif event == "RoleChanged" and bytes(r["role"]) == DEFAULT_ADMIN_ROLE:
+            # the handover's acceptance (or the admin renouncing after a handover to the zero address)
+            out["pending_admin"] = out["pending_admin_schedule"] = None
+    return out
+
+
+def _partner_changes(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Partner id -> the registry fields that ``rows`` (in order) leave."""
+    last: defaultdict[int, dict[str, Any]] = defaultdict(dict)
+    for r in rows:
+        event = r["event"]
+        if event == "PartnerRegistered":
+            last[r["partner_id"]].update(
+                operator=r["account"],
+                settlement=r["counterparty"],
+                status=PartnerStatus.ACTIVE.value,
+                can_issue=r["can_issue"],
+                can_accept=r["can_accept"],
+            )
+        elif event == "PartnerStatusChanged":
+            last[r["partner_id"]]["status"] = r["status"]
+        elif event == "PartnerOperatorChanged":
+            last[r["partner_id"]]["operator"] = r["account"]
+        elif event == "PartnerRightsChanged":
+            last[r["partner_id"]].update(can_issue=r["can_issue"], can_accept=r["can_accept"])
+        elif event == "PartnerSettlementAddressChanged":
+            last[r["partner_id"]]["settlement"] = r["counterparty"]
+    return dict(last)
+
+
+def _history_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "seq": r["seq"],
+        "partner_id": r["partner_id"],
+        "event": r["event"],
+        "block_number": r["block_number"],
+        "block_timestamp": r["block_timestamp"],
+        "tx_hash": r["tx_hash"],
+        "operator": None,
+        "previous_operator": None,
+        "settlement": None,
+        "status": None,
+        "can_issue": None,
+        "can_accept": None,
+        "allowance": None,
+        "previous_allowance": None,
+    }
+    event = r["event"]
+    if event == "PartnerRegistered":
+        row.update(
+            operator=r["account"],
+            settlement=r["counterparty"],
+            status=PartnerStatus.ACTIVE.value,
+            can_issue=r["can_issue"],
+            can_accept=r["can_accept"],
+            allowance=r["value"],
+        )
+    elif event == "PartnerOperatorChanged":
+        row.update(operator=r["account"], previous_operator=r["counterparty"])
+    elif event == "PartnerRightsChanged":
+        row.update(can_issue=r["can_issue"], can_accept=r["can_accept"])
+    elif event == "PartnerStatusChanged":
+        row["status"] = r["status"]
+    elif event == "PartnerSettlementAddressChanged":
+        row["settlement"] = r["counterparty"]
+    elif event == "PartnerAllowanceChanged":
+        row.update(allowance=r["value"], previous_allowance=r["previous_value"])
+    return row
 
 
 def _per_block(d: _Deltas, r: Mapping[str, Any]) -> list[int]:
@@ -214,12 +431,21 @@ def _upsert_add(conn: Connection, table: Table, keys: Sequence[str], rows: list[
 
 
 class Store:
-    """The mirror of one ledger contract, on one connection (the one holding the write lease)."""
+    """The mirror of one ledger contract (and of its timelock, if one is mirrored with it), on one
+    connection (the one holding the write lease)."""
 
-    def __init__(self, conn: Connection, contract: str, tiers: TierPolicy = TierPolicy()) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        contract: str,
+        tiers: TierPolicy = TierPolicy(),
+        *,
+        timelock: str | None = None,
+    ) -> None:
         self.conn = conn
         self.contract = contract.lower()
         self.tiers = tiers
+        self.timelock = timelock.lower() if timelock else None
 
     # ------------------------------------------------------------------ reading
 
@@ -236,6 +462,7 @@ class Store:
             block_number=row["block_number"],
             block_hash=row["block_hash"],
             params=LedgerParams(row["genesis_timestamp"], row["epoch_length"], row["validity_epochs"]),
+            timelock=row["timelock"],
         )
 
     def window(self) -> dict[int, bytes]:
@@ -248,9 +475,17 @@ class Store:
     # ------------------------------------------------------------------ writing
 
     def initialise(
-        self, *, chain_id: int, deployment_block: int, params: LedgerParams, settlement_value: int
+        self,
+        *,
+        chain_id: int,
+        deployment_block: int,
+        params: LedgerParams,
+        settlement_value: int,
+        timelock_min_delay: int | None = None,
     ) -> CursorState:
-        """The cursor just before the deployment block, and the ledger state the constructor set."""
+        """The cursor just before the deployment block, and the ledger state the constructor set (its role
+        grants are entries of the deployment block). ``timelock_min_delay``: the mirrored timelock's, if it
+        was deployed before the ledger (otherwise its constructor's ``MinDelayChange`` sets it)."""
         with self.conn.begin():
             self.conn.execute(
                 insert(CURSORS).values(
@@ -262,6 +497,7 @@ class Store:
                     genesis_timestamp=params.genesis,
                     epoch_length=params.epoch_length,
                     validity_epochs=params.validity,
+                    timelock=self.timelock,
                 )
             )
             self.conn.execute(
@@ -273,8 +509,9 @@ class Store:
                     total_redeemed=0,
                     total_expired=0,
                     settlement_value=settlement_value,
-                    transfers_enabled=False,
                     tiers_as_of=None,
+                    timelock_min_delay=timelock_min_delay,
+                    **_INITIAL_SWITCHES,
                 )
             )
         state = self.cursor()
@@ -290,12 +527,14 @@ class Store:
         blocks: Sequence[BlockRow] = (),
         keep_from: int | None = None,
         chain_seq: int | None = None,
+        timelock_rows: Sequence[dict[str, Any]] = (),
     ) -> int:
-        """Adds ``rows`` (decoded entries of blocks after the cursor, in order), stores ``blocks`` of the
-        window (dropping those below ``keep_from``) and moves the cursor to ``to_block``, in one transaction.
-        Entries the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``,
-        the ledger's ``ledgerSequence()`` at ``to_block`` when known, must not exceed the last entry's: a
-        node that dropped entries at the end of a range raises :class:`IncompleteLogs`, leaving no hole.
+        """Adds ``rows`` (decoded entries of blocks after the cursor, in order) and ``timelock_rows`` (the
+        mirrored timelock's logs of the same blocks), stores ``blocks`` of the window (dropping those below
+        ``keep_from``) and moves the cursor to ``to_block``, in one transaction. Entries and timelock logs
+        the mirror already holds are skipped, so replaying a range changes nothing. ``chain_seq``, the
+        ledger's ``ledgerSequence()`` at ``to_block`` when known, must not exceed the last entry's: a node
+        that dropped entries at the end of a range raises :class:`IncompleteLogs`, leaving no hole.
         Returns how many entries were added."""
         conn = self.conn
         with conn.begin():
@@ -319,10 +558,20 @@ class Store:
                 )
             if fresh:
                 self._insert_entries(fresh)
-                d = _deltas(fresh, +1, params)
-                self._apply_last_values(fresh)  # registrations first: the sums add to their rows
+                d = _deltas(
+                    fresh, +1, params, value=state["settlement_value"], paused=state["paused_duration"]
+                )
+                self._insert_registrations(fresh)  # first: the sums add to their rows
                 self._apply(d)
+                self._update_partners(d.partners, _partner_changes(fresh))
                 self._append_supply(d, state)
+                self._append_records(fresh)
+                self._apply_roles(fresh)
+                values = _switches(fresh)
+                for r in fresh:
+                    if r["event"] == "SettlementValueChanged":
+                        values["settlement_value"] = r["value"]
+                state.update(values)
                 conn.execute(
                     update(STATE)
                     .where(STATE.c.contract == self.contract)
@@ -332,8 +581,11 @@ class Store:
                         total_issued=STATE.c.total_issued + d.issued,
                         total_redeemed=STATE.c.total_redeemed + d.redeemed,
                         total_expired=STATE.c.total_expired + d.expired,
+                        **values,
                     )
                 )
+            if timelock_rows:
+                self._add_timelock_events(timelock_rows)
             if blocks:
                 stmt = _insert(conn, BLOCKS)
                 conn.execute(
@@ -357,13 +609,14 @@ class Store:
                 )
             if keep_from is not None:
                 conn.execute(delete(BLOCKS).where(BLOCKS.c.number < keep_from))
-            self._refresh_tiers(params.epoch_at(to_block.timestamp), fresh, +1)
+            paused = PauseState.of_state(state).seconds_at(to_block.timestamp)
+            self._refresh_tiers(params.epoch_at(to_block.timestamp, paused), fresh, +1)
             self._move_cursor(to_block)
         return len(fresh)
 
     def rollback_to(self, ancestor: BlockRow, params: LedgerParams) -> int:
-        """Removes every entry after block ``ancestor`` and its contributions, in one transaction; the cursor
-        moves back to ``ancestor``. Returns how many entries were removed."""
+        """Removes every entry and timelock log after block ``ancestor`` and their contributions, in one
+        transaction; the cursor moves back to ``ancestor``. Returns how many entries were removed."""
         conn = self.conn
         with conn.begin():
             removed = [
@@ -376,12 +629,33 @@ class Store:
                 conn.execute(select(STATE).where(STATE.c.contract == self.contract)).mappings().one()
             )
             if removed:
-                d = _deltas(removed, -1, params)
+                first = removed[0]["seq"]
+                events = {r["event"] for r in removed}
+                # The values in force just before the first removed entry, from the entries that remain.
+                values: dict[str, Any] = {}
+                changes = [r for r in removed if r["event"] == "SettlementValueChanged"]
+                if changes:  # the value the first removed change replaced
+                    values["settlement_value"] = changes[0]["previous_value"]
+                if events & {*_SWITCHES, "RoleChanged"}:
+                    values.update(_INITIAL_SWITCHES)
+                    values.update(_switches(self._remaining_switches(first)))
+                value = changes[0]["previous_value"] if changes else state["settlement_value"]
+                paused = self.conn.execute(
+                    select(ENTRIES.c.paused_duration)
+                    .where(ENTRIES.c.event == "PauseChanged", ENTRIES.c.seq < first)
+                    .order_by(ENTRIES.c.seq.desc())
+                    .limit(1)
+                ).scalar()
+                d = _deltas(removed, -1, params, value=value, paused=paused or 0)
                 conn.execute(delete(ENTRIES).where(ENTRIES.c.block_number > ancestor.number))
                 self._apply(d)
-                first = removed[0]["seq"]
                 conn.execute(delete(PARTNERS).where(PARTNERS.c.registered_seq >= first))
-                self._restore_last_values(removed, state)
+                changed = {r["partner_id"] for r in removed if r["event"] in _PARTNER_CHANGES}
+                self._update_partners(d.partners, {p: self._partner_fields(p) for p in changed})
+                self._remove_records(first)
+                if "RoleChanged" in events:
+                    self._recompute_roles()
+                state.update(values)
                 last = conn.execute(
                     select(ENTRIES.c.seq, ENTRIES.c.head).order_by(ENTRIES.c.seq.desc()).limit(1)
                 ).first()
@@ -394,17 +668,21 @@ class Store:
                         total_issued=STATE.c.total_issued + d.issued,
                         total_redeemed=STATE.c.total_redeemed + d.redeemed,
                         total_expired=STATE.c.total_expired + d.expired,
+                        **values,
                     )
                 )
+            self._remove_timelock_events(ancestor.number)
             conn.execute(delete(SUPPLY).where(SUPPLY.c.block_number > ancestor.number))
             conn.execute(delete(BLOCKS).where(BLOCKS.c.number > ancestor.number))
-            self._refresh_tiers(params.epoch_at(ancestor.timestamp), removed, -1)
+            paused_at = PauseState.of_state(state).seconds_at(ancestor.timestamp)
+            self._refresh_tiers(params.epoch_at(ancestor.timestamp, paused_at), removed, -1)
             self._move_cursor(ancestor)
         return len(removed)
 
     def rewind_to_last_entry(self, floor: int) -> int:
         """Moves the cursor back to the block of the last entry held (``floor`` when there is none), so the
-        blocks after it are read again; entries already held are skipped then. Returns the new cursor."""
+        blocks after it are read again; entries and timelock logs already held are skipped then. Returns the
+        new cursor."""
         with self.conn.begin():
             last = self.conn.execute(
                 select(ENTRIES.c.block_number, ENTRIES.c.block_hash).order_by(ENTRIES.c.seq.desc()).limit(1)
@@ -478,22 +756,6 @@ class Store:
             ]
             if shrunk:
                 self._delete_zero(ACCOUNT_EPOCHS, ("account", "epoch"), ("held", "earned"), shrunk)
-        if d.partners:
-            # Registration rows are inserted by _apply_last_values before this runs (forward), or the
-            # partner exists already; a plain UPDATE adds to it.
-            conn.execute(
-                update(PARTNERS)
-                .where(PARTNERS.c.partner_id == bindparam("pid"))
-                .values(
-                    allowance=PARTNERS.c.allowance + bindparam("allowance"),
-                    issued=PARTNERS.c.issued + bindparam("issued"),
-                    redeemed=PARTNERS.c.redeemed + bindparam("redeemed"),
-                ),
-                [
-                    {"pid": p, "allowance": v[0], "issued": v[1], "redeemed": v[2]}
-                    for p, v in d.partners.items()
-                ],
-            )
         if d.periods:
             _upsert_add(
                 conn,
@@ -523,77 +785,250 @@ class Store:
             rows,
         )
 
-    def _apply_last_values(self, rows: list[dict[str, Any]]) -> None:
-        """Registrations, status changes, settlement value and the transfer switch of a forward batch."""
-        conn = self.conn
+    def _insert_registrations(self, rows: list[dict[str, Any]]) -> None:
+        """Partner rows for the registrations of a forward batch, with their sums at zero."""
         registered = [r for r in rows if r["event"] == "PartnerRegistered"]
-        if registered:
-            conn.execute(
-                insert(PARTNERS),
-                [
-                    {
-                        "partner_id": r["partner_id"],
-                        "operator": r["account"],
-                        "settlement": r["counterparty"],
-                        "can_issue": r["can_issue"],
-                        "can_accept": r["can_accept"],
-                        "active": True,
-                        "allowance": 0,  # the registration's allowance is added with the other sums
-                        "issued": 0,
-                        "redeemed": 0,
-                        "registered_seq": r["seq"],
-                    }
-                    for r in registered
-                ],
-            )
-        status: dict[int, bool] = {}
-        values: dict[str, Any] = {}
-        for r in rows:
-            if r["event"] == "PartnerStatusChanged":
-                status[r["partner_id"]] = r["active"]
-            elif r["event"] == "SettlementValueChanged":
-                values["settlement_value"] = r["value"]
-            elif r["event"] == "TransfersEnabledChanged":
-                values["transfers_enabled"] = r["enabled"]
-        if status:
-            conn.execute(
-                update(PARTNERS)
-                .where(PARTNERS.c.partner_id == bindparam("pid"))
-                .values(active=bindparam("active")),
-                [{"pid": p, "active": a} for p, a in status.items()],
-            )
-        if values:
-            conn.execute(update(STATE).where(STATE.c.contract == self.contract).values(**values))
+        if not registered:
+            return
+        self.conn.execute(
+            insert(PARTNERS),
+            [
+                {
+                    "partner_id": r["partner_id"],
+                    "operator": r["account"],
+                    "settlement": r["counterparty"],
+                    "status": PartnerStatus.ACTIVE.value,
+                    "can_issue": r["can_issue"],
+                    "can_accept": r["can_accept"],
+                    **dict.fromkeys(_PARTNER_SUMS, 0),  # the registration's allowance is one of the sums
+                    "registered_seq": r["seq"],
+                }
+                for r in registered
+            ],
+        )
 
-    def _restore_last_values(self, removed: list[dict[str, Any]], state: Mapping[str, Any]) -> None:
-        """After a rollback: the "last value" fields as the remaining entries leave them."""
-        conn = self.conn
-        for pid in {r["partner_id"] for r in removed if r["event"] == "PartnerStatusChanged"}:
-            last = conn.execute(
-                select(ENTRIES.c.active)
-                .where(ENTRIES.c.event == "PartnerStatusChanged", ENTRIES.c.partner_id == pid)
-                .order_by(ENTRIES.c.seq.desc())
-                .limit(1)
-            ).scalar()
-            conn.execute(
-                update(PARTNERS)
-                .where(PARTNERS.c.partner_id == pid)
-                .values(active=True if last is None else last)
+    def _update_partners(
+        self, sums: Mapping[int, list[int]], fields: Mapping[int, Mapping[str, Any]]
+    ) -> None:
+        """Adds ``sums`` to the partners' figures and sets their registry ``fields``. The figures can pass
+        2^63 (values reach 2^128), beyond SQLite's integers: they are added here, under the write lease."""
+        ids = set(sums) | set(fields)
+        if not ids:
+            return
+        rows = self.conn.execute(
+            select(PARTNERS.c.partner_id, *(PARTNERS.c[c] for c in _PARTNER_SUMS)).where(
+                PARTNERS.c.partner_id.in_(ids)
             )
-        values: dict[str, Any] = {}
-        settlement = [r for r in removed if r["event"] == "SettlementValueChanged"]
-        if settlement:  # the value the first removed change replaced
-            values["settlement_value"] = settlement[0]["previous_value"]
-        if any(r["event"] == "TransfersEnabledChanged" for r in removed):
-            last = conn.execute(
-                select(ENTRIES.c.enabled)
-                .where(ENTRIES.c.event == "TransfersEnabledChanged")
-                .order_by(ENTRIES.c.seq.desc())
-                .limit(1)
+        ).all()
+        updates = []
+        for row in rows:
+            pid = row[0]
+            delta = sums.get(pid, (0,) * len(_PARTNER_SUMS))
+            values: dict[str, Any] = {
+                c: v + dv for c, v, dv in zip(_PARTNER_SUMS, row[1:], delta, strict=True)
+            }
+            values.update(fields.get(pid, {}))
+            values["b_pid"] = pid
+            updates.append(values)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for values in updates:  # executemany needs the same columns in every row
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        for group in groups.values():
+            self.conn.execute(update(PARTNERS).where(PARTNERS.c.partner_id == bindparam("b_pid")), group)
+
+    def _partner_fields(self, partner_id: int) -> dict[str, Any]:
+        """A partner's registry fields as the entries held leave them (after a rollback)."""
+        rows = self.conn.execute(
+            select(ENTRIES)
+            .where(
+                ENTRIES.c.partner_id == partner_id,
+                ENTRIES.c.event.in_(("PartnerRegistered", *_PARTNER_CHANGES)),
+            )
+            .order_by(ENTRIES.c.seq)
+        ).mappings()
+        return _partner_changes([dict(r) for r in rows]).get(partner_id, {})
+
+    def _append_records(self, rows: list[dict[str, Any]]) -> None:
+        """Partner history, settlements and pause intervals of a forward batch: one row per entry."""
+        conn = self.conn
+        history = [_history_row(r) for r in rows if r["event"] in _HISTORY_EVENTS]
+        if history:
+            conn.execute(insert(HISTORY), history)
+        settlements = [
+            {
+                "seq": r["seq"],
+                "partner_id": r["partner_id"],
+                "points": r["settled_points"],
+                "value": r["settled_value"],
+                "payment_ref": r["ref"],
+                "block_number": r["block_number"],
+                "block_timestamp": r["block_timestamp"],
+                "tx_hash": r["tx_hash"],
+            }
+            for r in rows
+            if r["event"] == "SettlementRecorded"
+        ]
+        if settlements:
+            conn.execute(insert(SETTLEMENTS), settlements)
+        for r in rows:
+            if r["event"] != "PauseChanged":
+                continue
+            if r["paused"]:
+                conn.execute(
+                    insert(PAUSES).values(
+                        started_seq=r["seq"],
+                        started_at=r["block_timestamp"],
+                        started_block=r["block_number"],
+                        paused_before=r["paused_duration"],
+                        ended_seq=None,
+                        ended_at=None,
+                        ended_block=None,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(PAUSES)
+                    .where(PAUSES.c.ended_seq.is_(None))
+                    .values(ended_seq=r["seq"], ended_at=r["block_timestamp"], ended_block=r["block_number"])
+                )
+
+    def _remove_records(self, first: int) -> None:
+        """Undoes :meth:`_append_records` for the entries from ``first`` on."""
+        conn = self.conn
+        conn.execute(delete(HISTORY).where(HISTORY.c.seq >= first))
+        conn.execute(delete(SETTLEMENTS).where(SETTLEMENTS.c.seq >= first))
+        conn.execute(delete(PAUSES).where(PAUSES.c.started_seq >= first))
+        conn.execute(
+            update(PAUSES)
+            .where(PAUSES.c.ended_seq >= first)
+            .values(ended_seq=None, ended_at=None, ended_block=None)
+        )
+
+    def _apply_roles(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The role holders after ``rows``: a grant adds a holder, a revocation removes it."""
+        last: dict[tuple[bytes, str], Mapping[str, Any]] = {}
+        for r in rows:
+            if r["event"] == "RoleChanged":
+                last[(bytes(r["role"]), r["account"])] = r
+        if not last:
+            return
+        self.conn.execute(
+            delete(ROLES).where(
+                ROLES.c.role == bindparam("b_role"), ROLES.c.account == bindparam("b_account")
+            ),
+            [{"b_role": role, "b_account": account} for role, account in last],
+        )
+        holders = [
+            {
+                "role": role,
+                "account": account,
+                "granted_seq": r["seq"],
+                "granted_by": r["counterparty"],
+                "block_number": r["block_number"],
+                "block_timestamp": r["block_timestamp"],
+            }
+            for (role, account), r in last.items()
+            if r["granted"]
+        ]
+        if holders:
+            self.conn.execute(insert(ROLES), holders)
+
+    def _recompute_roles(self) -> None:
+        """The role holders from every role change held (after a rollback; role changes are few)."""
+        self.conn.execute(delete(ROLES))
+        changes = self.conn.execute(
+            select(ENTRIES).where(ENTRIES.c.event == "RoleChanged").order_by(ENTRIES.c.seq)
+        ).mappings()
+        self._apply_roles([dict(r) for r in changes])
+
+    def _remaining_switches(self, before: int) -> list[dict[str, Any]]:
+        """The held entries before seq ``before`` that set the ledger state's switches, in order."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                select(ENTRIES)
+                .where(
+                    ENTRIES.c.seq < before,
+                    or_(
+                        ENTRIES.c.event.in_(_SWITCHES),
+                        and_(ENTRIES.c.event == "RoleChanged", ENTRIES.c.role == DEFAULT_ADMIN_ROLE),
+                    ),
+                )
+                .order_by(ENTRIES.c.seq)
+            ).mappings()
+        ]
+
+    # ------------------------------------------------------------------ the timelock
+
+    def _timelock(self) -> str:
+        if self.timelock is None:
+            self.timelock = self.conn.execute(
+                select(CURSORS.c.timelock).where(CURSORS.c.contract == self.contract)
             ).scalar()
-            values["transfers_enabled"] = bool(last)
-        if values:
-            conn.execute(update(STATE).where(STATE.c.contract == self.contract).values(**values))
+        if self.timelock is None:
+            raise RuntimeError(f"the mirror of {self.contract} mirrors no timelock")
+        return self.timelock
+
+    def _add_timelock_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        conn = self.conn
+        stmt = _insert(conn, TIMELOCK_EVENTS).on_conflict_do_nothing(
+            index_elements=["block_number", "log_index"]
+        )
+        conn.execute(stmt, list(rows))
+        self._recompute_operations({r["operation_id"] for r in rows if r["operation_id"] is not None})
+        if any(r["event"] == "MinDelayChange" for r in rows):
+            last = (
+                conn.execute(
+                    select(TIMELOCK_EVENTS)
+                    .where(TIMELOCK_EVENTS.c.event == "MinDelayChange")
+                    .order_by(TIMELOCK_EVENTS.c.block_number.desc(), TIMELOCK_EVENTS.c.log_index.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .one()
+            )
+            self._set_min_delay(decode_timelock_log(dict(last))["newDuration"])
+
+    def _remove_timelock_events(self, after: int) -> None:
+        conn = self.conn
+        removed = [
+            dict(r)
+            for r in conn.execute(
+                select(TIMELOCK_EVENTS)
+                .where(TIMELOCK_EVENTS.c.block_number > after)
+                .order_by(TIMELOCK_EVENTS.c.block_number, TIMELOCK_EVENTS.c.log_index)
+            ).mappings()
+        ]
+        if not removed:
+            return
+        conn.execute(delete(TIMELOCK_EVENTS).where(TIMELOCK_EVENTS.c.block_number > after))
+        self._recompute_operations({r["operation_id"] for r in removed if r["operation_id"] is not None})
+        changes = [r for r in removed if r["event"] == "MinDelayChange"]
+        if changes:  # the delay the first removed change replaced
+            self._set_min_delay(decode_timelock_log(changes[0])["oldDuration"])
+
+    def _set_min_delay(self, delay: int) -> None:
+        self.conn.execute(
+            update(STATE).where(STATE.c.contract == self.contract).values(timelock_min_delay=delay)
+        )
+
+    def _recompute_operations(self, ids: set[bytes]) -> None:
+        """The ``admin_operations`` rows of operations ``ids`` from every event of theirs held."""
+        if not ids:
+            return
+        conn = self.conn
+        events = [
+            dict(r)
+            for r in conn.execute(
+                select(TIMELOCK_EVENTS)
+                .where(TIMELOCK_EVENTS.c.operation_id.in_(ids))
+                .order_by(TIMELOCK_EVENTS.c.block_number, TIMELOCK_EVENTS.c.log_index)
+            ).mappings()
+        ]
+        conn.execute(delete(OPERATIONS).where(OPERATIONS.c.operation_id.in_(ids)))
+        operations = fold_operations(events, timelock=self._timelock(), ledger=self.contract)
+        if operations:
+            conn.execute(insert(OPERATIONS), operations)
 
     def _append_supply(self, d: _Deltas, state: Mapping[str, Any]) -> None:
         issued, redeemed, expired = state["total_issued"], state["total_redeemed"], state["total_expired"]

@@ -503,11 +503,21 @@ def table_digests(engine: Engine) -> dict[str, str]:
 
 def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> list[LocalAccount]:
     """One of every kind of ledger entry, sent through the chain layer: single and batch issues, a
-    redemption, an allowance change, a suspension and reactivation, a settlement value change, the transfer
-    switch and a transfer between customers. ``salt`` varies the amounts (two runs make different chains)."""
-    admin = chain_ledger(ledger, ledger.actors.admin)
-    partner = chain_ledger(ledger, ledger.actors.partner)
+    redemption, an allowance top-up and cut, a suspension and reactivation, a partner registered with a key
+    made for this run and rotated by itself, a rights and a settlement address change, a settlement value
+    change (between the issues and the redemption, so they carry different values), a settlement record,
+    the transfer switch and a transfer, a role grant and revocation, an admin handover begun and cancelled
+    and an admin delay change scheduled and rolled back, an offboarding, a pause with time passing (a consent
+    revoked during it) and the resume, and an issue after it. ``salt`` varies the amounts (two runs make
+    different chains)."""
     people = [new_customer() for _ in range(customers)]
+    # First: new_partner and fund send as the admin outside the admin client, which tracks its nonce.
+    operator = new_partner(ledger, ROTATED_PARTNER)
+    fund(ledger.w3, people[1].address, 10**18)
+    admin = chain_ledger(ledger, ledger.actors.admin)
+    treasury = chain_ledger(ledger, ledger.actors.treasury)
+    pauser = chain_ledger(ledger, ledger.actors.pauser)
+    partner = chain_ledger(ledger, ledger.actors.partner)
     pending = [
         partner.issue(c.address, Points(100 + i + salt), random_ref(), ReasonCode(1))
         for i, c in enumerate(people)
@@ -519,19 +529,41 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
     )
     for p in pending:
         p.wait()
+    treasury.set_settlement_value(12 + salt).wait()
     consent = partner.sign_redemption(
         LocalSigner(people[0]), PartnerId(ACTIVE), Points(30 + salt), random_ref()
     )
     partner.redeem(consent).wait()
-    admin.set_partner_allowance(PartnerId(ACTIVE), Points(10**8 + salt)).wait()
-    admin.suspend_partner(PartnerId(ISSUE_ONLY)).wait()
+    admin.increase_partner_allowance(PartnerId(ACTIVE), Points(10**6 + salt)).wait()
+    treasury.decrease_partner_allowance(PartnerId(ACTIVE), Points(1_000 + salt)).wait()
+    pauser.suspend_partner(PartnerId(ISSUE_ONLY)).wait()
     admin.reactivate_partner(PartnerId(ISSUE_ONLY)).wait()
-    admin.set_settlement_value(12 + salt).wait()
-    admin.set_transfers_enabled(True).wait()
-    fund(ledger.w3, people[1].address, 10**18)
+    # The partner of its own rotates its key itself; then the admin changes its rights and payee.
     rpc = Rpc(ledger.w3, decoder=ledger.decoder)
+    own = ChainLedger(rpc, ledger.address, sender=Sender(rpc, operator))
+    rotated_to = new_customer()
+    own.rotate_partner_operator(PartnerId(ROTATED_PARTNER), rotated_to.address).wait()
+    admin.set_partner_rights(PartnerId(ROTATED_PARTNER), can_issue=False, can_accept=True).wait()
+    admin.set_partner_settlement_address(PartnerId(ROTATED_PARTNER), new_customer().address).wait()
+    treasury.record_settlement(
+        PartnerId(ACTIVE), points=-(50 + salt), value=-(500 + salt), payment_ref=random_ref()
+    ).wait()
+    admin.set_transfers_enabled(True).wait()
     holder = ChainLedger(rpc, ledger.address, sender=Sender(rpc, LocalSigner(people[1])))
     holder.transfer(people[2].address, Points(5 + salt)).wait()
+    role = admin.pauser_role()
+    admin.grant_role(role, ledger.actors.stranger).wait()
+    admin.revoke_role(role, ledger.actors.stranger).wait()
+    admin.begin_admin_transfer(ledger.actors.stranger).wait()
+    admin.cancel_admin_transfer().wait()
+    admin.change_admin_delay(2 * ADMIN_DELAY).wait()
+    admin.rollback_admin_delay().wait()
+    admin.offboard_partner(PartnerId(ACCEPT_ONLY)).wait()  # its allowance dropped, then its status
+    pauser.pause().wait()
+    holder.revoke_consent(holder.nonce_of(people[1].address, ACTIVE)).wait()  # works while paused
+    ledger.node.advance_time(ACTIVITY_PAUSE + salt)
+    pauser.unpause().wait()
+    partner.issue(people[-1].address, Points(7 + salt), random_ref(), ReasonCode(2)).wait()
     return people
 
 
@@ -579,3 +611,9 @@ def fresh_digests(ledger: Ledger, url: str, **config: Any) -> dict[str, str]:
         return table_digests(indexer.engine)
     finally:
         indexer.close()
+
+
+#: The partner :func:`ledger_activity` registers (with a key made at runtime) and rotates.
+ROTATED_PARTNER = 10
+#: How long :func:`ledger_activity` keeps the ledger paused (two days: every later expiry moves by it).
+ACTIVITY_PAUSE = 2 * 24 * 3600

@@ -33,6 +33,7 @@ from conftest import AnvilNode
 from indexer import make_engine
 
 SCRYPT_N = 16  # tests only: production mode refuses anything below 2**18
+ZERO = "0x" + "00" * 20
 
 
 @dataclass
@@ -210,17 +211,24 @@ def test_deploy_with_a_keystore_key_writes_a_manifest_that_verifies(cli: Cli, an
     params = manifest.parameters
     assert (params.name, params.symbol, params.admin) == ("Sky Miles", "PTS", deployer)
     assert (params.epoch_length, params.validity, params.settlement_value) == (3600, 3, 1)
+    # Dev mode without a timelock: the admin key is also the treasury and the pauser.
+    assert (params.treasury, params.pauser, params.admin_delay) == (deployer, deployer, 3 * 24 * 3600)
+    assert manifest.timelock is None
     lines = result.out.splitlines()
     assert lines[0] == f"LoyaltyLedger deployed at {manifest.ledger.address} on chain 31337"
     assert lines[1] == f"  block {manifest.deployed_at.block_number} ({manifest.deployed_at.block_hash})"
+    assert lines[4] == f"  treasury {deployer}, pauser {deployer}, admin delay 259200 s"
     assert lines[-1] == f"manifest written to {cli.manifest_path}"
 
 
 def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli, anvil: AnvilNode) -> None:
     # Dev mode, no signer named: anvil's dev account 0 deploys.
-    admin = Account.create().address
+    admin, treasury, pauser = (Account.create().address for _ in range(3))
     cli.env("TOKEN_SYMBOL", "CUP")
     cli.env("LEDGER_ADMIN", admin)
+    cli.env("TREASURY_ADDRESS", treasury)
+    cli.env("PAUSER_ADDRESS", pauser)
+    cli.env("ADMIN_DELAY_S", "600")
     cli.env("SETTLEMENT_VALUE", "7")
 
     assert cli("deploy").code == 0
@@ -231,6 +239,13 @@ def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli
         admin,
         7,
     )
+    assert (first.parameters.treasury, first.parameters.pauser, first.parameters.admin_delay) == (
+        treasury,
+        pauser,
+        600,
+    )
+    reader = ChainLedger(Rpc(anvil.w3), first.ledger.address)
+    assert reader.has_role(reader.treasury_role(), treasury) and reader.has_role(reader.pauser_role(), pauser)
 
     refused = cli("deploy")
     assert refused.code == 1
@@ -296,7 +311,8 @@ def test_index_then_reconcile_and_a_tampered_mirror(cli: Cli, anvil: AnvilNode) 
 
     indexed = cli("index", "--once")
     assert indexed.code == 0, indexed.err
-    assert indexed.out.startswith(f"mirror at block {anvil.w3.eth.block_number}: 2 entries added")
+    # 3 role grants of the constructor (admin, treasury, pauser: all the dev key here), then the two calls
+    assert indexed.out.startswith(f"mirror at block {anvil.w3.eth.block_number}: 5 entries added")
     assert "backfill" in indexed.err or indexed.err == ""  # progress goes to stderr, never stdout
 
     agreed = cli("reconcile")
@@ -319,6 +335,163 @@ def test_index_refuses_the_embedded_chain(cli: Cli) -> None:
     result = cli("index", "--once")
     assert result.code == 1
     assert "lives only inside one command" in result.err
+
+
+# --------------------------------------------------------------------------- the timelock
+
+TIMELOCK_DELAY = 3600
+
+
+def operation_id(result: Result) -> str:
+    """The id in ``scheduled 0x<id>: ...``."""
+    assert result.code == 0, result.err
+    assert result.out.startswith("scheduled 0x"), result.out
+    return result.out.split()[1].rstrip(":")
+
+
+def test_production_mode_refuses_a_deploy_without_a_timelock(cli: Cli, anvil: AnvilNode) -> None:
+    cli.env("MODE", "production")
+    cli.env("KEYSTORE_SCRYPT_N", None)
+    cli.env("SIGNER_ADDRESS", Account.create().address)  # no key needed: refused before any is loaded
+    block = anvil.w3.eth.block_number
+
+    refused = cli("deploy")
+
+    assert refused.code == 1
+    assert refused.err == (
+        "error: production mode deploys the ledger behind a timelock: set LOYALTY_TIMELOCK_DELAY_S "
+        "(seconds between scheduling an admin operation and its execution)\n"
+    )
+    cli.env("TIMELOCK_DELAY_S", "0")
+    assert cli("deploy").err == "error: production mode needs LOYALTY_TIMELOCK_DELAY_S above 0\n"
+    assert not cli.manifest_path.exists()
+    assert anvil.w3.eth.block_number == block, "nothing was sent"
+
+
+def test_a_timelock_cannot_be_combined_with_an_admin_key(cli: Cli) -> None:
+    cli.env("TIMELOCK_DELAY_S", "60")
+    cli.env("LEDGER_ADMIN", Account.create().address)
+    result = cli("deploy")
+    assert result.code == 1
+    assert (
+        "the timelock is the ledger's admin and treasury: unset ledger_admin and treasury_address"
+        in result.err
+    )
+
+
+def test_production_deploys_behind_a_timelock(cli: Cli, anvil: AnvilNode) -> None:
+    cli.env("KEYSTORE_SCRYPT_N", None)  # production mode: the standard work factor
+    deployer = new_key_address(cli("keys", "new"))
+    fund(anvil, deployer)
+    proposer, pauser = Account.create().address, Account.create().address
+    cli.env("MODE", "production")
+    cli.env("SIGNER_ADDRESS", deployer)
+    cli.env("TIMELOCK_DELAY_S", "86400")
+    cli.env("TIMELOCK_PROPOSERS", proposer)
+    cli.env("PAUSER_ADDRESS", pauser)
+
+    result = cli("deploy")
+
+    assert result.code == 0, result.err
+    manifest = load_manifest(cli.manifest_path)
+    verify_manifest(manifest, anvil.w3)
+    timelock = manifest.timelock
+    assert timelock is not None
+    assert (timelock.min_delay, timelock.proposers, timelock.executors) == (86400, (proposer,), (ZERO,))
+    params = manifest.parameters
+    assert (params.admin, params.treasury, params.pauser) == (timelock.address, timelock.address, pauser)
+    assert (
+        f"  timelock {timelock.address} (admin and treasury): min delay 86400 s, proposers {proposer}, "
+        f"executors {ZERO}" in result.out.splitlines()
+    )
+    reader = ChainLedger(Rpc(anvil.w3), manifest.ledger.address)
+    assert reader.default_admin() == timelock.address
+    assert not reader.has_role(reader.admin_role(), deployer)
+
+
+def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -> None:
+    proposer = dev_signers(31337)[0].address  # dev mode: the deploying key proposes
+    pauser = dev_signers(31337)[2].address
+    cli.env("TIMELOCK_DELAY_S", str(TIMELOCK_DELAY))
+    cli.env("PAUSER_ADDRESS", pauser)
+    assert cli("deploy").code == 0
+    manifest = load_manifest(cli.manifest_path)
+    assert manifest.timelock is not None and manifest.timelock.proposers == (proposer,)
+    ledger = ChainLedger(Rpc(anvil.w3), manifest.ledger.address)
+    assert (
+        cli("timelock", "list").out == f"no pending operations on the timelock {manifest.timelock.address}\n"
+    )
+
+    operator = Account.create().address
+    scheduled = cli(
+        "timelock", "schedule", "registerPartner", "7", operator, operator, "true", "false", "1_000"
+    )
+    op_id = operation_id(scheduled)
+    call = (
+        f"LoyaltyLedger.registerPartner(partnerId=7, operator={operator}, settlement={operator}, "
+        "canIssue=true, canAccept=false, issuanceAllowance=1000)"
+    )
+    assert scheduled.out.splitlines()[0] == f"scheduled {op_id}: {call}"
+    assert f"(in {TIMELOCK_DELAY} s)" in scheduled.out
+
+    listed = cli("timelock", "list")
+    assert listed.code == 0
+    [line] = listed.out.splitlines()
+    assert line.startswith(f"{op_id}  waiting   eta ") and line.endswith(call)
+    early = cli("timelock", "execute", op_id)
+    assert early.code == 1 and early.err.startswith(f"error: operation {op_id} is not ready yet: eta ")
+    assert 7 not in ledger.partner_ids()
+
+    anvil.advance_time(TIMELOCK_DELAY)
+    assert "ready" in cli("timelock", "list").out
+    executed = cli("timelock", "execute", op_id)
+    assert executed.code == 0, executed.err
+    assert executed.out.startswith(f"executed {op_id} in block ") and executed.out.rstrip().endswith(call)
+    assert ledger.partner(PartnerId(7)).operator == operator
+    assert cli("timelock", "list").out.startswith("no pending operations")
+    assert cli("timelock", "list", "--all").out.startswith(f"{op_id}  executed")
+    again = cli("timelock", "execute", op_id)
+    assert (again.code, again.err) == (1, f"error: operation {op_id} is executed already\n")
+
+    # The JSON form, a role by its name, and a cancellation.
+    request = {"function": "grantRole", "args": ["PAUSER_ROLE", Account.create().address]}
+    other = operation_id(cli("timelock", "schedule", "--json", json.dumps(request), "--delay", "7200"))
+    assert "LoyaltyLedger.grantRole(role=0x" in cli("timelock", "list").out
+    cancelled = cli("timelock", "cancel", other)
+    assert cancelled.code == 0 and cancelled.out.startswith(f"cancelled {other} in block ")
+    assert cli("timelock", "list").out.startswith("no pending operations")
+    assert f"{other}  cancelled" in cli("timelock", "list", "--all").out
+
+    # A call that would revert now is refused before it is scheduled, with the ledger's error.
+    exists = cli("timelock", "schedule", "registerPartner", "7", operator, operator, "true", "true", "1")
+    assert (exists.code, exists.err) == (1, "error: LedgerPartnerExists(7)\n")
+    wrong = cli("timelock", "schedule", "setSettlementValue")
+    assert (wrong.code, wrong.err) == (
+        1,
+        "error: setSettlementValue(uint256) takes 1 arguments (value), got 0\n",
+    )
+    unknown = cli("timelock", "schedule", "mintForFree", "1")
+    assert unknown.code == 1 and "LoyaltyLedger has no function 'mintForFree'" in unknown.err
+    bad = cli("timelock", "schedule", "setTransfersEnabled", "maybe")
+    assert (bad.code, bad.err) == (1, "error: enabled (bool) must be true or false, not 'maybe'\n")
+    missing = cli("timelock", "execute", "0x" + "ab" * 32)
+    assert missing.code == 1 and "no operation 0x" + "ab" * 32 + " was scheduled" in missing.err
+
+    # The mirror follows the ledger and its timelock.
+    cli.env("DATABASE_URL", f"sqlite:///{cli.tmp / 'mirror.db'}")
+    indexed = cli("index", "--once")
+    assert indexed.code == 0, indexed.err
+
+
+def test_timelock_commands_need_a_deployment_with_a_timelock(cli: Cli, anvil: AnvilNode) -> None:
+    assert cli("deploy").code == 0
+    manifest = load_manifest(cli.manifest_path)
+    result = cli("timelock", "list")
+    assert (result.code, result.err) == (
+        1,
+        f"error: the ledger at {manifest.ledger.address} has no timelock: its admin is the key "
+        f"{manifest.parameters.admin}\n",
+    )
 
 
 # --------------------------------------------------------------------------- settings and dev keys

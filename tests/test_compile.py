@@ -15,6 +15,8 @@ from chain import SOLC_VERSION, CompilationError, compile_contracts, load_artifa
 from chain._compile import CONTRACTS, EVM_VERSION
 from conftest import ROOT
 
+EIP170_MAX_CODE_SIZE = 24_576  # bytes of deployed code a contract may have on Ethereum mainnet and L2s
+
 
 @pytest.fixture(scope="module")
 def fresh() -> dict[str, object]:
@@ -22,6 +24,10 @@ def fresh() -> dict[str, object]:
 
 
 def test_committed_artifacts_match_the_sources(fresh: dict[str, object]) -> None:
+    assert sorted(fresh) == sorted(
+        ["LoyaltyLedger", "ReferenceERC20", "CoalitionTimelock", "ERC1271Wallet", "GasBurningWallet"]
+    )
+    assert sorted(fresh) == sorted(CONTRACTS)
     stale = stale_artifacts(fresh)  # type: ignore[arg-type]
     assert not stale, "stale artifacts (run `loyalty compile`): " + ", ".join(
         f"{name} ({', '.join(fields)})" for name, fields in sorted(stale.items())
@@ -32,10 +38,13 @@ def test_artifacts_record_compiler_settings_and_source_hashes() -> None:
     artifact = load_artifact("LoyaltyLedger")
     assert artifact.compiler["version"] == SOLC_VERSION
     assert artifact.compiler["settings"]["evmVersion"] == EVM_VERSION
-    assert artifact.compiler["settings"]["optimizer"] == {"enabled": True, "runs": 10_000}
+    # via-IR, optimised for size (runs 1): the ledger's code is close to EIP-170's limit
+    assert artifact.compiler["settings"]["viaIR"] is True
+    assert artifact.compiler["settings"]["optimizer"] == {"enabled": True, "runs": 1}
     assert "contracts/LoyaltyLedger.sol" in artifact.source_hashes
     assert any(path.startswith("@openzeppelin/contracts/") for path in artifact.source_hashes)
     assert len(bytes.fromhex(artifact.deployed_bytecode[2:])) > 10_000  # hex, and the real contract
+    assert len(bytes.fromhex(artifact.deployed_bytecode[2:])) <= EIP170_MAX_CODE_SIZE  # deployable
     assert len(bytes.fromhex(artifact.bytecode[2:])) > len(bytes.fromhex(artifact.deployed_bytecode[2:]))
 
 
@@ -48,12 +57,13 @@ def _copy_project(tmp_path: Path) -> Path:
 def test_a_changed_source_is_reported_stale_by_contract_name(tmp_path: Path) -> None:
     root = _copy_project(tmp_path)
     source = root / CONTRACTS["LoyaltyLedger"]
-    source.write_text(
-        source.read_text().replace(
-            "uint256 public constant MAX_AMOUNT = type(uint64).max;",
-            "uint256 public constant MAX_AMOUNT = type(uint64).max - 1;",
-        )
+    original = source.read_text()
+    changed = original.replace(
+        "uint256 public constant MAX_AMOUNT = type(uint64).max;",
+        "uint256 public constant MAX_AMOUNT = type(uint64).max - 1;",
     )
+    assert changed != original
+    source.write_text(changed)
     stale = stale_artifacts(compile_contracts(root))
     assert set(stale) == {"LoyaltyLedger"}
     assert "bytecode" in stale["LoyaltyLedger"] and "source_hashes" in stale["LoyaltyLedger"]
@@ -62,7 +72,9 @@ def test_a_changed_source_is_reported_stale_by_contract_name(tmp_path: Path) -> 
 def test_a_compile_error_carries_solcs_formatted_messages(tmp_path: Path) -> None:
     root = _copy_project(tmp_path)
     source = root / CONTRACTS["ReferenceERC20"]
-    source.write_text(source.read_text().replace("_mint(to, value);", "_mint(to, value)"))
+    original = source.read_text()
+    assert "_mint(to, value);" in original
+    source.write_text(original.replace("_mint(to, value);", "_mint(to, value)"))
     with pytest.raises(CompilationError) as excinfo:
         compile_contracts(root)
     assert len(excinfo.value.messages) == 1

@@ -4,6 +4,7 @@ Points credited in epoch ``e`` are live during epochs ``e`` … ``e + validity -
 second of epoch ``e + validity``. Expiry itself emits nothing; ``sweepExpired`` (anyone may call it) burns
 expired points with a ``PointsExpired`` entry, and so does reusing a storage bucket that still holds them.
 At every step: totalIssued == totalRedeemed + totalExpired + pendingExpiry + outstandingSupply.
+Epochs run on the ledger's clock, which pauses stop (tests/test_pause_clock.py); no pause happens here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from contract_helpers import warp_to
 from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import ContractCustomError
 
@@ -20,8 +22,8 @@ from conftest import (
     VALIDITY,
     Ledger,
     Node,
-    deploy,
     deploy_ledger,
+    deploy_ledger_contract,
     new_customer,
     random_ref,
     revert_decoder,
@@ -29,25 +31,11 @@ from conftest import (
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 TIME_BASED = 1  # IERC7818.EPOCH_TYPE.TIME_BASED
+MAX_VALIDITY = 120
+MAX_SETTLEMENT_VALUE = 2**64 - 1
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def warp_to(node: Node, timestamp: int) -> None:
-    """Mines a block at exactly ``timestamp`` (views then read that block's ``block.timestamp``).
-
-    ``node.advance_time`` is exact on eth-tester, but anvil's ``evm_increaseTime`` counts from the wall clock,
-    which may tick between reading the latest timestamp and mining; anvil is pinned with
-    ``evm_setNextBlockTimestamp`` instead.
-    """
-    assert timestamp > node.timestamp()
-    if node.kind == "anvil":
-        node.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-        node.mine()
-    else:
-        node.advance_time(timestamp - node.timestamp())
-    assert node.timestamp() == timestamp
 
 
 def to_epoch(ledger: Ledger, epoch: int) -> None:
@@ -322,27 +310,42 @@ def test_epoch_views_do_not_overflow_for_huge_epochs(ledger: Ledger) -> None:
 # --------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize(
-    ("epoch_length", "validity"),
-    [(0, VALIDITY), (EPOCH, 0), (EPOCH, 1025)],
-    ids=["zero-epoch-length", "zero-validity", "validity-over-1024"],
-)
-def test_constructor_rejects_an_invalid_configuration(node: Node, epoch_length: int, validity: int) -> None:
+def deployment_revert(node: Node, **parameters: Any) -> tuple[str, tuple[Any, ...]]:
+    """The custom error a deployment with these parameters reverts with, as ``(name, arguments)``."""
     admin = node.accounts[0]
     # The deployment fails while web3 estimates its gas: eth-tester raises TransactionFailed, anvil
     # ContractCustomError; both carry the revert data, decoded the same way.
     with pytest.raises((TransactionFailed, ContractCustomError)) as excinfo:
-        deploy(
-            node, "LoyaltyLedger", "Coalition Points", "PTS", admin, epoch_length, validity, 10, sender=admin
-        )
-
+        deploy_ledger_contract(node, admin, **parameters)
     revert = revert_decoder().from_exception(excinfo.value)
     assert revert is not None
-    assert (revert.name, revert.arguments) == ("LedgerInvalidConfiguration", (epoch_length, validity))
+    return revert.name, revert.arguments
+
+
+@pytest.mark.parametrize(
+    ("epoch_length", "validity"),
+    [(0, VALIDITY), (EPOCH, 0), (EPOCH, MAX_VALIDITY + 1), (EPOCH, 1024)],
+    ids=["zero-epoch-length", "zero-validity", "validity-over-max", "validity-1024"],
+)
+def test_constructor_rejects_an_invalid_configuration(node: Node, epoch_length: int, validity: int) -> None:
+    assert deployment_revert(node, epoch_length=epoch_length, validity=validity) == (
+        "LedgerInvalidConfiguration",
+        (epoch_length, validity),
+    )
 
 
 def test_constructor_accepts_the_largest_validity(node: Node) -> None:
-    admin = node.accounts[0]
-    contract = deploy(node, "LoyaltyLedger", "Coalition Points", "PTS", admin, 1, 1024, 10, sender=admin)
-    assert contract.functions.validityDuration().call() == 1024
+    """MAX_VALIDITY bounds the buckets balanceOf, redeem and sweep of one account read."""
+    contract = deploy_ledger_contract(node, node.accounts[0], epoch_length=1, validity=MAX_VALIDITY)
+    assert contract.functions.MAX_VALIDITY().call() == MAX_VALIDITY
+    assert contract.functions.validityDuration().call() == MAX_VALIDITY
     assert contract.functions.epochLength().call() == 1
+
+
+def test_constructor_bounds_the_settlement_value(node: Node) -> None:
+    assert deployment_revert(node, settlement_value=MAX_SETTLEMENT_VALUE + 1) == (
+        "LedgerInvalidSettlementValue",
+        (MAX_SETTLEMENT_VALUE + 1, MAX_SETTLEMENT_VALUE),
+    )
+    contract = deploy_ledger_contract(node, node.accounts[0], settlement_value=MAX_SETTLEMENT_VALUE)
+    assert contract.functions.settlementValue().call() == MAX_SETTLEMENT_VALUE

@@ -4,16 +4,20 @@ The interface (``contracts/interfaces/ILoyaltyLedger.sol``) defines: every event
 a ledger entry; ``entryHash = keccak256(topic0 ‖ topic1 ‖ … ‖ data)`` of its raw log;
 ``head = keccak256(head ‖ entryHash)`` starting from 32 zero bytes; ``seq`` numbers the entries 1, 2, 3, …
 without gaps. An auditor holding only the logs must be able to reproduce ``ledgerHead()``: these tests do
-exactly that after every step of a scenario touching every kind of entry, on both backends, and check that
-a mirror missing, reordering or altering an entry does not reproduce the head.
+exactly that after every step of a scenario touching every kind of entry (issuance, redemption, expiry,
+transfers, the partner registry, settlements, consent revocations, roles, the admin handover and pauses),
+on both backends, and check that a mirror missing, reordering or altering an entry does not reproduce the
+head.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import pytest
+from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation
 from eth_account.signers.local import LocalAccount
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
@@ -21,7 +25,18 @@ from eth_utils.crypto import keccak
 from web3.types import TxReceipt
 
 from chain import ContractRevert, load_artifact
-from conftest import ACTIVE, ISSUE_ONLY, SUSPENDED, Ledger, Node, deploy_ledger, new_customer
+from chain._devnode import fund
+from conftest import (
+    ACCEPT_ONLY,
+    ACTIVE,
+    ADMIN_DELAY,
+    ISSUE_ONLY,
+    SUSPENDED,
+    Ledger,
+    Node,
+    deploy_ledger,
+    new_customer,
+)
 
 EPOCH_LENGTH = 3600
 VALIDITY = 3
@@ -43,6 +58,46 @@ def _entry_events() -> dict[bytes, tuple[str, list[str]]]:
 
 
 ENTRY_EVENTS = _entry_events()
+
+#: Every ledger entry of ILoyaltyLedger (v2).
+ENTRY_NAMES = sorted(
+    [
+        # points
+        "PointsIssued",
+        "PointsBatchIssued",
+        "PointsIssuedInBatch",
+        "PointsRedeemed",
+        "PointsExpired",
+        "PointsTransferred",
+        "ConsentRevoked",
+        # partners and settlement
+        "PartnerRegistered",
+        "PartnerAllowanceChanged",
+        "PartnerStatusChanged",
+        "PartnerOperatorChanged",
+        "PartnerRightsChanged",
+        "PartnerSettlementAddressChanged",
+        "SettlementRecorded",
+        # governance
+        "SettlementValueChanged",
+        "TransfersEnabledChanged",
+        "RoleChanged",
+        "AdminHandoverChanged",
+        "PauseChanged",
+    ]
+)
+DEFAULT_ADMIN_ROLE = b"\x00" * 32
+
+
+def is_static_word(abi_type: str) -> bool:
+    """An ABI type encoded as one 32-byte word: uintN/intN, address, bool, bytesN (enums are uint8)."""
+    if abi_type in ("address", "bool"):
+        return True
+    if match := re.fullmatch(r"u?int(\d+)", abi_type):
+        return int(match[1]) in range(8, 257, 8)
+    if match := re.fullmatch(r"bytes(\d+)", abi_type):
+        return 1 <= int(match[1]) <= 32
+    return False
 
 
 # --------------------------------------------------------------------------- a mirror from raw bytes only
@@ -85,21 +140,28 @@ def entry_seq(log: LogLike) -> int:
 
 
 def test_entry_selectors_cover_every_entry_event() -> None:
-    assert sorted(name for name, _ in ENTRY_EVENTS.values()) == sorted(
-        [
-            "PartnerRegistered",
-            "PartnerAllowanceChanged",
-            "PartnerStatusChanged",
-            "PointsIssued",
-            "PointsBatchIssued",
-            "PointsIssuedInBatch",
-            "PointsRedeemed",
-            "PointsExpired",
-            "PointsTransferred",
-            "SettlementValueChanged",
-            "TransfersEnabledChanged",
-        ]
-    )
+    assert sorted(name for name, _ in ENTRY_EVENTS.values()) == ENTRY_NAMES
+
+
+def test_every_entry_event_is_static_with_its_indexed_parameters_first() -> None:
+    """What makes ``keccak(topic0 ‖ topics ‖ data)`` of a raw log equal the contract's
+    ``keccak(abi.encode(selector, args))``: every parameter is one 32-byte word (static), and the indexed
+    ones (the topics) come first."""
+    checked = []
+    for item in load_artifact("LoyaltyLedger").abi:
+        if item.get("type") != "event" or "seq" not in [p["name"] for p in item["inputs"]]:
+            continue
+        name, inputs = str(item["name"]), item["inputs"]
+        assert not item.get("anonymous"), name  # topic0 is the selector
+        for param in inputs:
+            assert is_static_word(str(param["type"])), f"{name}.{param['name']}: {param['type']}"
+        indexed = [bool(p["indexed"]) for p in inputs]
+        assert indexed == sorted(indexed, reverse=True), f"{name}: indexed parameters must come first"
+        assert sum(indexed) <= 3, name
+        seq = next(p for p in inputs if p["name"] == "seq")
+        assert (seq["type"], seq["indexed"]) == ("uint64", False), name
+        checked.append(name)
+    assert sorted(checked) == ENTRY_NAMES
 
 
 def test_fold_of_nothing_is_the_zero_head() -> None:
@@ -175,8 +237,29 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     carol = new_customer()
     mirror = Mirror(ledger, first_block)
 
-    # registrations (4) and the suspension from the fixture
-    assert _names(mirror.entries) == ["PartnerRegistered"] * 4 + ["PartnerStatusChanged"]
+    # the constructor's role grants (seq 1-3), the registrations (4) and the suspension from the fixture
+    assert _names(mirror.entries) == ["RoleChanged"] * 3 + ["PartnerRegistered"] * 4 + [
+        "PartnerStatusChanged"
+    ]
+    grants = [_decoded(ledger, log) for log in mirror.entries[:3]]
+    assert grants == [
+        {"role": DEFAULT_ADMIN_ROLE, "account": admin, "seq": 1, "granted": True, "sender": admin},
+        {
+            "role": ledger.call("TREASURY_ROLE"),
+            "account": actors.treasury,
+            "seq": 2,
+            "granted": True,
+            "sender": admin,
+        },
+        {
+            "role": ledger.call("PAUSER_ROLE"),
+            "account": actors.pauser,
+            "seq": 3,
+            "granted": True,
+            "sender": admin,
+        },
+    ]
+    assert [entry_seq(log) for log in mirror.entries[3:]] == [4, 5, 6, 7, 8]
     mirror.check()
 
     # epoch 0: an issue and a batch
@@ -235,13 +318,23 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     assert _names(new) == ["PointsTransferred"]
 
     # administration
-    assert _names(mirror.step("suspendPartner", ACTIVE, sender=admin)) == ["PartnerStatusChanged"]
-    assert _names(mirror.step("reactivatePartner", ACTIVE, sender=admin)) == ["PartnerStatusChanged"]
-    assert _names(mirror.step("reactivatePartner", SUSPENDED, sender=admin)) == ["PartnerStatusChanged"]
-    assert _names(mirror.step("setPartnerAllowance", ISSUE_ONLY, 777, sender=admin)) == [
+    # status entries carry the PartnerStatus (uint8): 1 Active, 2 Suspended, 3 Offboarded
+    assert _decoded(ledger, mirror.entries[7]) == {"partnerId": SUSPENDED, "seq": 8, "status": 2}
+    for fn, partner_id, sender, status in (
+        ("suspendPartner", ACTIVE, actors.pauser, 2),
+        ("reactivatePartner", ACTIVE, admin, 1),
+        ("reactivatePartner", SUSPENDED, admin, 1),
+    ):
+        (entry,) = mirror.step(fn, partner_id, sender=sender)
+        assert _decoded(ledger, entry) == {"partnerId": partner_id, "seq": entry_seq(entry), "status": status}
+    assert _names(mirror.step("increasePartnerAllowance", ISSUE_ONLY, 777, sender=admin)) == [
         "PartnerAllowanceChanged"
     ]
-    assert _names(mirror.step("setSettlementValue", 25, sender=admin)) == ["SettlementValueChanged"]
+    assert _names(mirror.step("decreasePartnerAllowance", ISSUE_ONLY, 77, sender=actors.treasury)) == [
+        "PartnerAllowanceChanged"
+    ]
+    assert _names(mirror.step("setSettlementValue", 25, sender=actors.treasury)) == ["SettlementValueChanged"]
+    _v2_entries(ledger, mirror, carol)
 
     # a reverted transaction adds no entry and leaves the head alone
     head_before = bytes(ledger.call("ledgerHead"))
@@ -259,6 +352,103 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     assert len(mirror.get_logs()) > len(mirror.entries)
 
     _assert_tampered_mirrors_diverge(mirror.entries, bytes(ledger.call("ledgerHead")))
+
+
+def _decoded(ledger: Ledger, log: LogLike) -> dict[str, Any]:
+    """An entry log's arguments, decoded with the ABI (to check what the raw words say)."""
+    event = getattr(ledger.contract.events, entry_name(log))()
+    return dict(event.process_log(log)["args"])
+
+
+def _v2_entries(ledger: Ledger, mirror: Mirror, carol: LocalAccount) -> None:
+    """Settlements, rights, settlement address, rotation, roles, consent revocations, a pause, the admin
+    handover's steps and an offboarding: each is an entry that extends the chain."""
+    node, actors = ledger.node, ledger.actors
+    admin, treasury, pauser = actors.admin, actors.treasury, actors.pauser
+
+    # settlements, positive and negative (two's-complement words hash like any other)
+    new = mirror.step("recordSettlement", ACTIVE, 100, 1_000, b"\x0a" * 32, sender=treasury)
+    assert _names(new) == ["SettlementRecorded"]
+    new = mirror.step("recordSettlement", ACCEPT_ONLY, -3, -30, b"\x0b" * 32, sender=treasury)
+    assert _decoded(ledger, new[0])["points"] == -3
+    assert entry_word(new[0], "value") == 2**256 - 30
+
+    # the registry
+    assert _names(mirror.step("setPartnerRights", ACCEPT_ONLY, True, True, sender=admin)) == [
+        "PartnerRightsChanged"
+    ]
+    new = mirror.step("setPartnerSettlementAddress", ACTIVE, new_customer().address, sender=admin)
+    assert _names(new) == ["PartnerSettlementAddressChanged"]
+    rotated_to = new_customer().address
+    new = mirror.step("rotatePartnerOperator", ISSUE_ONLY, rotated_to, sender=admin)
+    assert _names(new) == ["PartnerOperatorChanged"]
+    assert _decoded(ledger, new[0])["previousOperator"] == actors.issue_only
+
+    # roles
+    pauser_role = ledger.call("PAUSER_ROLE")
+    new = mirror.step("grantRole", pauser_role, actors.stranger, sender=admin)
+    assert [_decoded(ledger, log)["granted"] for log in new] == [True]
+    new = mirror.step("revokeRole", pauser_role, actors.stranger, sender=admin)
+    assert [_decoded(ledger, log)["granted"] for log in new] == [False]
+
+    # consent revocations: the customer's own call, and a signed cancellation a stranger submits
+    dave = new_customer()
+    fund(ledger.w3, dave.address, 10**18)
+    new = mirror.add(send_signed(ledger, dave, "revokeConsent", keyed(ACTIVE)))
+    mirror.check()
+    assert _names(new) == ["ConsentRevoked"]
+    nonce = ledger.call("nonces", carol.address, ACTIVE)
+    assert nonce == keyed(ACTIVE, 1)  # carol redeemed once at ACTIVE
+    signature = sign_cancellation(ledger, carol, nonce)
+    new = mirror.step("cancelConsent", carol.address, nonce, signature, sender=actors.stranger)
+    assert _decoded(ledger, new[0]) == {"customer": carol.address, "seq": entry_seq(new[0]), "nonce": nonce}
+
+    # a pause of exactly 100 seconds, with a revocation while paused
+    (pause,) = mirror.step("pause", sender=pauser)
+    assert _decoded(ledger, pause) == {"seq": entry_seq(pause), "paused": True, "pausedDuration": 0}
+    paused_at = node.timestamp()
+    nonce = keyed(ACTIVE, 2)
+    signature = sign_cancellation(ledger, carol, nonce)
+    new = mirror.step("cancelConsent", carol.address, nonce, signature, sender=actors.stranger)
+    assert _names(new) == ["ConsentRevoked"]
+    next_block_at(node, paused_at + 100)
+    (resume,) = mirror.step("unpause", sender=pauser)
+    assert _decoded(ledger, resume) == {"seq": entry_seq(resume), "paused": False, "pausedDuration": 100}
+
+    # the admin handover's steps: schedule and cancel a handover, schedule and roll back a delay change
+    new = mirror.step("beginDefaultAdminTransfer", actors.customer, sender=admin)
+    scheduled = _decoded(ledger, new[0])
+    assert (scheduled["kind"], scheduled["newAdmin"], scheduled["delay"]) == (1, actors.customer, 0)
+    assert scheduled["schedule"] == node.timestamp() + ADMIN_DELAY
+    new = mirror.step("cancelDefaultAdminTransfer", sender=admin)
+    assert [_decoded(ledger, log)["kind"] for log in new] == [2]
+    new = mirror.step("changeDefaultAdminDelay", ADMIN_DELAY - 3600, sender=admin)
+    changed = _decoded(ledger, new[0])
+    assert (changed["kind"], changed["delay"], changed["schedule"]) == (
+        3,
+        ADMIN_DELAY - 3600,
+        node.timestamp() + 3600,
+    )
+    new = mirror.step("rollbackDefaultAdminDelay", sender=admin)
+    assert [_decoded(ledger, log)["kind"] for log in new] == [4]
+
+    # offboarding drops the remaining allowance (its own entry) before the status entry
+    new = mirror.step("offboardPartner", SUSPENDED, sender=admin)
+    assert _names(new) == ["PartnerAllowanceChanged", "PartnerStatusChanged"]
+    assert entry_word(new[1], "status") == 3  # Offboarded
+
+    # an accepted handover is the pair of role entries: the old admin's revocation, the new admin's grant
+    mirror.step("beginDefaultAdminTransfer", actors.customer, sender=admin)
+    node.advance_time(ADMIN_DELAY + 1)
+    new = mirror.step("acceptDefaultAdminTransfer", sender=actors.customer)
+    assert [(_decoded(ledger, log)["account"], _decoded(ledger, log)["granted"]) for log in new] == [
+        (admin, False),
+        (actors.customer, True),
+    ]
+    assert all(_decoded(ledger, log)["role"] == DEFAULT_ADMIN_ROLE for log in new)
+
+    # every kind of entry is in the chain now
+    assert sorted(set(_names(mirror.entries))) == ENTRY_NAMES
 
 
 def _assert_tampered_mirrors_diverge(entries: list[LogLike], head: bytes) -> None:

@@ -21,6 +21,9 @@ from conftest import (
 from indexer import Indexer, MirrorView, Tier, reconcile
 from indexer._store import TierPolicy
 
+#: Where ``redeemed`` sits in reconcile's ``partner`` figures (``partner(id)`` without the id).
+REDEEMED = 7
+
 
 def assert_matches_chain(indexer: Indexer, ledger: Ledger, accounts: list[str]) -> None:
     client = chain_ledger(ledger, ledger.actors.admin)
@@ -111,7 +114,10 @@ def test_reconcile_reports_a_row_altered_by_hand(anvil_ledger: Ledger, database:
         assert found.pop(("balanceOf", customer.lower())) == (41, 40)
         assert found.pop(("outstandingSupply", None)) == (41, 40)
         mirrored, on_chain = found.pop(("partner", str(ACTIVE)))
-        assert (mirrored[-1], on_chain[-1]) == (7, 0)
+        assert (mirrored[REDEEMED], on_chain[REDEEMED]) == (7, 0)
+        # the partner's positions follow from its counters: both show the altered count
+        assert found.pop(("partnerPosition", str(ACTIVE))) == ((7 - 40, -400), (-40, -400))
+        assert found.pop(("partnerOpenPosition", str(ACTIVE))) == ((7 - 40, -400), (-40, -400))
         assert found == {}
         with indexer.engine.begin() as conn:
             conn.execute(text("UPDATE ledger_state SET seq = seq - 1"))

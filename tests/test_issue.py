@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from contract_helpers import STATUS_ACTIVE, partner_view
 from eth_account import Account
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
@@ -34,7 +35,7 @@ from conftest import (
 )
 
 MAX_AMOUNT = 2**64 - 1
-MAX_ALLOWANCE = 2**128 - 1
+MAX_ALLOWANCE = 2**64 - 1
 ZERO = "0x0000000000000000000000000000000000000000"
 RULE = bytes(Web3.keccak(text="purchase: 1 point per euro"))
 PURCHASE, BIRTHDAY = 1, 65535
@@ -68,18 +69,29 @@ def issue_batch(
 
 
 def partner(ledger: Ledger, partner_id: int) -> dict[str, Any]:
-    fields = (
-        "partnerId",
-        "operator",
-        "settlement",
-        "active",
-        "canIssue",
-        "canAccept",
-        "allowance",
-        "issued",
-        "redeemed",
-    )
-    return dict(zip(fields, ledger.call("partner", partner_id), strict=True))
+    return partner_view(ledger, partner_id)
+
+
+def cut_allowance_to(ledger: Ledger, partner_id: int, allowance: int) -> None:
+    """Brings the partner's remaining allowance down to ``allowance`` (the admin cuts by a delta)."""
+    remaining = partner(ledger, partner_id)["allowance"]
+    assert remaining >= allowance
+    if remaining > allowance:
+        ledger.transact(
+            "decreasePartnerAllowance", partner_id, remaining - allowance, sender=ledger.actors.admin
+        )
+    assert partner(ledger, partner_id)["allowance"] == allowance
+
+
+def top_up_allowance_to(ledger: Ledger, partner_id: int, allowance: int) -> None:
+    """Raises the partner's remaining allowance to ``allowance`` (the admin tops up by a delta)."""
+    remaining = partner(ledger, partner_id)["allowance"]
+    assert remaining <= allowance
+    if remaining < allowance:
+        ledger.transact(
+            "increasePartnerAllowance", partner_id, allowance - remaining, sender=ledger.actors.admin
+        )
+    assert partner(ledger, partner_id)["allowance"] == allowance
 
 
 Refs = tuple[tuple[int, bytes], ...]  # (partner id, reference) pairs
@@ -183,12 +195,16 @@ def test_issue_credits_the_current_epoch_and_records_one_ledger_entry(ledger: Le
         "partnerId": ACTIVE,
         "operator": ledger.actors.partner,
         "settlement": ledger.actors.partner,
-        "active": True,
+        "status": STATUS_ACTIVE,
         "canIssue": True,
         "canAccept": True,
         "allowance": ALLOWANCE - 250,
         "issued": 250,
         "redeemed": 0,
+        "issuedValue": 250 * SETTLEMENT_VALUE,
+        "redeemedValue": 0,
+        "settledPoints": 0,
+        "settledValue": 0,
     }
     assert ledger.call("referenceUsed", ACTIVE, ref) is True
     assert ledger.call("referenceUsed", ISSUE_ONLY, ref) is False
@@ -390,7 +406,7 @@ def test_an_empty_batch_is_rejected(ledger: Ledger) -> None:
 
 def test_a_single_issue_above_the_remaining_allowance_is_rejected(ledger: Ledger) -> None:
     to, ref = fresh_address(), random_ref()
-    ledger.transact("setPartnerAllowance", ACTIVE, 100, sender=ledger.actors.admin)
+    cut_allowance_to(ledger, ACTIVE, 100)
     issue(ledger, to, 60, random_ref())
 
     assert_rejected(
@@ -436,7 +452,7 @@ def test_the_default_allowance_is_exhausted_exactly(ledger: Ledger) -> None:
 def test_a_batch_is_checked_against_the_allowance_by_its_total(ledger: Ledger) -> None:
     """Each item fits the allowance, their sum does not: the whole batch is rejected."""
     recipients, ref = [fresh_address(), fresh_address()], random_ref()
-    ledger.transact("setPartnerAllowance", ACTIVE, 100, sender=ledger.actors.admin)
+    cut_allowance_to(ledger, ACTIVE, 100)
     assert_rejected(
         ledger,
         lambda: issue_batch(ledger, recipients, [60, 41], ref),
@@ -451,9 +467,9 @@ def test_a_batch_is_checked_against_the_allowance_by_its_total(ledger: Ledger) -
     assert partner(ledger, ACTIVE)["allowance"] == 0
 
 
-def test_after_the_admin_sets_a_new_allowance_the_partner_can_issue_again(ledger: Ledger) -> None:
+def test_after_the_admin_tops_up_the_allowance_the_partner_can_issue_again(ledger: Ledger) -> None:
     to = fresh_address()
-    ledger.transact("setPartnerAllowance", ACTIVE, 10, sender=ledger.actors.admin)
+    cut_allowance_to(ledger, ACTIVE, 10)
     issue(ledger, to, 10, random_ref())
     assert_rejected(
         ledger,
@@ -465,7 +481,7 @@ def test_after_the_admin_sets_a_new_allowance_the_partner_can_issue_again(ledger
         accounts=(to,),
     )
 
-    receipt = ledger.transact("setPartnerAllowance", ACTIVE, 50, sender=ledger.actors.admin)
+    receipt = ledger.transact("increasePartnerAllowance", ACTIVE, 50, sender=ledger.actors.admin)
     assert ledger.events(receipt, "PartnerAllowanceChanged")[0]["args"] == {
         "partnerId": ACTIVE,
         "seq": ledger.call("ledgerSequence"),
@@ -479,7 +495,7 @@ def test_after_the_admin_sets_a_new_allowance_the_partner_can_issue_again(ledger
 
 
 def test_the_allowance_is_per_partner(ledger: Ledger) -> None:
-    ledger.transact("setPartnerAllowance", ACTIVE, 0, sender=ledger.actors.admin)
+    cut_allowance_to(ledger, ACTIVE, 0)
     to = fresh_address()
     assert_rejected(
         ledger,
@@ -564,7 +580,7 @@ def test_max_amount_is_two_to_the_64_minus_one(ledger: Ledger) -> None:
 
 def test_an_amount_above_max_amount_cannot_be_issued(ledger: Ledger) -> None:
     to, ref = fresh_address(), random_ref()
-    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=ledger.actors.admin)
+    top_up_allowance_to(ledger, ACTIVE, MAX_ALLOWANCE)
     assert_rejected(
         ledger,
         lambda: issue(ledger, to, MAX_AMOUNT + 1, ref),
@@ -579,8 +595,9 @@ def test_an_amount_above_max_amount_cannot_be_issued(ledger: Ledger) -> None:
 
 
 def test_a_batch_item_above_max_amount_is_rejected_whole(ledger: Ledger) -> None:
+    """MAX_AMOUNT bounds each item; the batch's total is bounded by the allowance (at most MAX_ALLOWANCE)."""
     recipients, ref = [fresh_address(), fresh_address()], random_ref()
-    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=ledger.actors.admin)
+    top_up_allowance_to(ledger, ACTIVE, MAX_ALLOWANCE)
     assert_rejected(
         ledger,
         lambda: issue_batch(ledger, recipients, [1, 2**64], ref),
@@ -590,8 +607,20 @@ def test_a_batch_item_above_max_amount_is_rejected_whole(ledger: Ledger) -> None
         accounts=tuple(recipients),
         refs=((ACTIVE, ref),),
     )
-    issue_batch(ledger, recipients, [MAX_AMOUNT, MAX_AMOUNT], ref)  # the limit is per item, not per batch
-    assert [ledger.call("balanceOf", to) for to in recipients] == [MAX_AMOUNT, MAX_AMOUNT]
+    # every item within MAX_AMOUNT, the total above the allowance: refused by the allowance
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, [MAX_AMOUNT, 1], ref),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        MAX_ALLOWANCE,
+        MAX_AMOUNT + 1,
+        accounts=tuple(recipients),
+        refs=((ACTIVE, ref),),
+    )
+    issue_batch(ledger, recipients, [MAX_AMOUNT - 1, 1], ref)  # the whole allowance in one batch
+    assert [ledger.call("balanceOf", to) for to in recipients] == [MAX_AMOUNT - 1, 1]
+    assert (partner(ledger, ACTIVE)["allowance"], partner(ledger, ACTIVE)["issued"]) == (0, MAX_ALLOWANCE)
 
 
 def test_points_cannot_be_issued_to_the_zero_address(ledger: Ledger) -> None:
@@ -648,12 +677,16 @@ def test_a_registered_partner_is_recorded_and_can_issue_at_once(ledger: Ledger) 
         "partnerId": 9,
         "operator": operator,
         "settlement": settlement,
-        "active": True,
+        "status": STATUS_ACTIVE,
         "canIssue": True,
         "canAccept": False,
         "allowance": MAX_ALLOWANCE - 3,
         "issued": 3,
         "redeemed": 0,
+        "issuedValue": 3 * SETTLEMENT_VALUE,
+        "redeemedValue": 0,
+        "settledPoints": 0,
+        "settledValue": 0,
     }
 
 
@@ -690,15 +723,25 @@ REGISTRATION_ERRORS: dict[str, tuple[Arguments, str, Arguments]] = {
         "LedgerInvalidOperator",
         lambda lg: (lg.actors.admin,),
     ),
+    "operator holding the treasury role": (
+        lambda lg: (9, lg.actors.treasury, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (lg.actors.treasury,),
+    ),
+    "operator holding the pauser role": (
+        lambda lg: (9, lg.actors.pauser, fresh_address(), True, True, 1),
+        "LedgerInvalidOperator",
+        lambda lg: (lg.actors.pauser,),
+    ),
     "zero settlement": (
         lambda lg: (9, lg.actors.stranger, ZERO, True, True, 1),
         "LedgerInvalidSettlementAddress",
         lambda lg: (ZERO,),
     ),
-    "allowance above 2**128 - 1": (
-        lambda lg: (9, lg.actors.stranger, fresh_address(), True, True, 2**128),
+    "allowance above 2**64 - 1": (
+        lambda lg: (9, lg.actors.stranger, fresh_address(), True, True, 2**64),
         "LedgerAmountTooLarge",
-        lambda lg: (2**128, MAX_ALLOWANCE),
+        lambda lg: (2**64, MAX_ALLOWANCE),
     ),
 }
 
@@ -717,20 +760,85 @@ def test_register_partner_validates_its_arguments(ledger: Ledger, case: str) -> 
     assert ledger.call("partnerIdOf", ledger.actors.stranger) == 0
 
 
-def test_set_partner_allowance_validates_its_arguments(ledger: Ledger) -> None:
-    admin = ledger.actors.admin
+def test_max_allowance_is_two_to_the_64_minus_one(ledger: Ledger) -> None:
+    assert ledger.call("MAX_ALLOWANCE") == MAX_ALLOWANCE
+
+
+#: (function, partner id, amount, expected error, its arguments) for allowance changes by the admin.
+ALLOWANCE_ERRORS: dict[str, tuple[str, int, int, str, tuple[Any, ...]]] = {
+    "top-up above MAX_ALLOWANCE": (
+        "increasePartnerAllowance",
+        ACTIVE,
+        MAX_ALLOWANCE - ALLOWANCE + 1,
+        "LedgerAmountTooLarge",
+        (MAX_ALLOWANCE - ALLOWANCE + 1, MAX_ALLOWANCE - ALLOWANCE),
+    ),
+    "top-up of zero": ("increasePartnerAllowance", ACTIVE, 0, "LedgerZeroAmount", ()),
+    "top-up of an unknown partner": ("increasePartnerAllowance", 9, 1, "LedgerPartnerNotFound", (9,)),
+    "cut below zero": (
+        "decreasePartnerAllowance",
+        ACTIVE,
+        ALLOWANCE + 1,
+        "LedgerAllowanceExceeded",
+        (ACTIVE, ALLOWANCE, ALLOWANCE + 1),
+    ),
+    "cut of zero": ("decreasePartnerAllowance", ACTIVE, 0, "LedgerZeroAmount", ()),
+    "cut of an unknown partner": ("decreasePartnerAllowance", 9, 1, "LedgerPartnerNotFound", (9,)),
+}
+
+
+@pytest.mark.parametrize("case", ALLOWANCE_ERRORS)
+def test_allowance_changes_validate_their_arguments(ledger: Ledger, case: str) -> None:
+    fn, partner_id, amount, error, error_args = ALLOWANCE_ERRORS[case]
     assert_rejected(
         ledger,
-        lambda: ledger.transact("setPartnerAllowance", ACTIVE, 2**128, sender=admin),
-        "LedgerAmountTooLarge",
-        2**128,
-        MAX_ALLOWANCE,
+        lambda: ledger.transact(fn, partner_id, amount, sender=ledger.actors.admin),
+        error,
+        *error_args,
     )
+
+
+def test_allowance_changes_are_deltas_recorded_with_the_previous_allowance(ledger: Ledger) -> None:
+    seq = ledger.call("ledgerSequence")
+    receipt = ledger.transact(
+        "increasePartnerAllowance", ACTIVE, MAX_ALLOWANCE - ALLOWANCE, sender=ledger.actors.admin
+    )
+    assert logs(ledger, receipt) == [
+        (
+            "PartnerAllowanceChanged",
+            {"partnerId": ACTIVE, "seq": seq + 1, "previousAllowance": ALLOWANCE, "allowance": MAX_ALLOWANCE},
+        )
+    ]
+    receipt = ledger.transact("decreasePartnerAllowance", ACTIVE, 7, sender=ledger.actors.treasury)
+    assert logs(ledger, receipt) == [
+        (
+            "PartnerAllowanceChanged",
+            {
+                "partnerId": ACTIVE,
+                "seq": seq + 2,
+                "previousAllowance": MAX_ALLOWANCE,
+                "allowance": MAX_ALLOWANCE - 7,
+            },
+        )
+    ]
+    assert partner(ledger, ACTIVE)["allowance"] == MAX_ALLOWANCE - 7
+
+
+def test_a_cut_after_the_partner_spent_fails_instead_of_overwriting(ledger: Ledger) -> None:
+    """The admin means to take the remaining 100 away; the partner spends 60 first: the cut of 100 fails,
+    so the partner cannot spend the old allowance and keep a fresh one (no blind overwrite)."""
+    cut_allowance_to(ledger, ACTIVE, 100)
+    issue(ledger, fresh_address(), 60, random_ref())
     assert_rejected(
-        ledger, lambda: ledger.transact("setPartnerAllowance", 9, 1, sender=admin), "LedgerPartnerNotFound", 9
+        ledger,
+        lambda: ledger.transact("decreasePartnerAllowance", ACTIVE, 100, sender=ledger.actors.admin),
+        "LedgerAllowanceExceeded",
+        ACTIVE,
+        40,
+        100,
     )
-    ledger.transact("setPartnerAllowance", ACTIVE, MAX_ALLOWANCE, sender=admin)
-    assert partner(ledger, ACTIVE)["allowance"] == MAX_ALLOWANCE
+    ledger.transact("decreasePartnerAllowance", ACTIVE, 40, sender=ledger.actors.admin)
+    assert (partner(ledger, ACTIVE)["allowance"], partner(ledger, ACTIVE)["issued"]) == (0, 60)
 
 
 # --------------------------------------------------------------------------- settlement positions
@@ -753,10 +861,36 @@ def test_positions_net_redeemed_against_issued_and_sum_to_zero(ledger: Ledger) -
     total = sum(ledger.call("partnerPosition", pid)[0] for pid in ledger.call("partnerIds"))
     assert total + ledger.call("coalitionPosition")[0] == 0
 
-    ledger.transact("setSettlementValue", 3, sender=ledger.actors.admin)
-    for pid, net in expected.items():
-        assert ledger.call("partnerPosition", pid) == [net, net * 3]
-    assert ledger.call("coalitionPosition") == [60, 180]
+    values = [ledger.call("partnerPosition", pid)[1] for pid in ledger.call("partnerIds")]
+    assert sum(values) + ledger.call("coalitionPosition")[1] == 0
+
+
+def test_a_settlement_value_change_prices_later_entries_only(ledger: Ledger) -> None:
+    customer = new_customer()
+    issue(ledger, customer.address, 100, random_ref())
+    ledger.redeem(customer, 70, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY)
+
+    ledger.transact("setSettlementValue", 3, sender=ledger.actors.treasury)
+
+    assert ledger.call("partnerPosition", ACTIVE) == [
+        -100,
+        -100 * SETTLEMENT_VALUE,
+    ]  # history keeps its value
+    assert ledger.call("partnerPosition", ACCEPT_ONLY) == [70, 70 * SETTLEMENT_VALUE]
+    assert ledger.call("coalitionPosition") == [30, 30 * SETTLEMENT_VALUE]
+
+    issue(ledger, customer.address, 10, random_ref())  # valued at 3
+    ledger.redeem(customer, 4, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY)  # valued at 3
+
+    assert ledger.call("partnerPosition", ACTIVE) == [-110, -100 * SETTLEMENT_VALUE - 10 * 3]
+    assert ledger.call("partnerPosition", ACCEPT_ONLY) == [74, 70 * SETTLEMENT_VALUE + 4 * 3]
+    assert ledger.call("coalitionPosition") == [36, 30 * SETTLEMENT_VALUE + 6 * 3]
+    active, acceptor = partner(ledger, ACTIVE), partner(ledger, ACCEPT_ONLY)
+    assert (active["issued"], active["issuedValue"]) == (110, 100 * SETTLEMENT_VALUE + 10 * 3)
+    assert (acceptor["redeemed"], acceptor["redeemedValue"]) == (74, 70 * SETTLEMENT_VALUE + 4 * 3)
+    for field in (0, 1):  # points and value
+        total = sum(ledger.call("partnerPosition", pid)[field] for pid in ledger.call("partnerIds"))
+        assert total + ledger.call("coalitionPosition")[field] == 0
 
 
 def test_positions_start_at_zero(ledger: Ledger) -> None:

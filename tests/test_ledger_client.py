@@ -1,25 +1,43 @@
-"""The typed Ledger client on both backends: every write and view, and every custom error of the contract
-decoded with its arguments when the chain layer refuses a call before sending it."""
+"""The typed Ledger client on both backends: every write and view round-trips against the v2 contract, and
+every refusal is the contract's custom error decoded with its arguments, raised before anything is sent.
+
+The fixture's keys: the admin (DEFAULT_ADMIN_ROLE), the treasury (TREASURY_ROLE), the pauser
+(PAUSER_ROLE), the partners ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY, a customer and a stranger.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from eth_abi.abi import encode
 from eth_account import Account
 
-from chain import ContractRevert, load_artifact
-from chain._ledger import EpochBalance, Issuance, Partner, Position
+from chain import ContractRevert, PermanentError, load_artifact
+from chain._eip712 import typed_data_digest
+from chain._ledger import (
+    ConsentCancellation,
+    EpochBalance,
+    Issuance,
+    Partner,
+    PartnerStatus,
+    PendingAdmin,
+    PendingAdminDelay,
+    Position,
+    nonce_key,
+    nonce_sequence,
+)
 from chain._ledger import Ledger as ChainLedger
-from chain._sender import Call
+from chain._rpc import Rpc
+from chain._sender import Call, Sender
 from chain._signer import LocalSigner
-from chain._types import Epoch, PartnerId, Points, ReasonCode
+from chain._types import Epoch, NonceKey, PartnerId, Points, ReasonCode
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
+    ADMIN_DELAY,
     ALLOWANCE,
     EPOCH,
     ISSUE_ONLY,
@@ -35,6 +53,11 @@ from conftest import (
 PURCHASE = ReasonCode(1)
 ZERO = "0x0000000000000000000000000000000000000000"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+MAX64 = 2**64 - 1
+
+
+def keyed(key: int, sequence: int = 0) -> int:
+    return key << 64 | sequence
 
 
 @dataclass
@@ -47,6 +70,8 @@ class Clients:
     issue_only: ChainLedger
     customer: ChainLedger
     stranger: ChainLedger
+    treasury: ChainLedger
+    pauser: ChainLedger
 
     def customer_with_points(self, *amounts: int) -> LocalSigner:
         """A self-custodied customer (key generated for this run) holding ``amounts`` issued now."""
@@ -55,22 +80,38 @@ class Clients:
             self.partner.issue(customer.address, Points(amount), random_ref(), PURCHASE).wait()
         return customer
 
+    def own_client(self, signer: LocalSigner) -> ChainLedger:
+        """A client sending as ``signer`` (funded for gas by the stranger's sender, so that no other
+        client's nonces move behind its back): a self-custody customer's own calls."""
+        funder = self.stranger.sender
+        assert funder is not None
+        funder.transact(Call(to=signer.address, value=10**18))
+        rpc = Rpc(self.ledger.w3, decoder=self.ledger.decoder)
+        return ChainLedger(rpc, self.ledger.address, sender=Sender(rpc, signer))
+
+    def address_of(self, client: ChainLedger) -> str:
+        assert client.sender is not None
+        return client.sender.address
+
 
 @pytest.fixture
 def clients(ledger: Ledger) -> Clients:
     a = ledger.actors
     return Clients(
         ledger,
-        *(
-            chain_ledger(ledger, who)
-            for who in (a.admin, a.partner, a.suspended, a.accept_only, a.issue_only)
-        ),
-        chain_ledger(ledger, a.customer),
-        chain_ledger(ledger, a.stranger),
+        admin=chain_ledger(ledger, a.admin),
+        partner=chain_ledger(ledger, a.partner),
+        suspended=chain_ledger(ledger, a.suspended),
+        accept_only=chain_ledger(ledger, a.accept_only),
+        issue_only=chain_ledger(ledger, a.issue_only),
+        customer=chain_ledger(ledger, a.customer),
+        stranger=chain_ledger(ledger, a.stranger),
+        treasury=chain_ledger(ledger, a.treasury),
+        pauser=chain_ledger(ledger, a.pauser),
     )
 
 
-# --------------------------------------------------------------------------- writes and views
+# --------------------------------------------------------------------------- issuing and the views after it
 
 
 def test_issue_and_the_views_that_follow_it(clients: Clients) -> None:
@@ -83,25 +124,36 @@ def test_issue_and_the_views_that_follow_it(clients: Clients) -> None:
     assert partner.balance_of(customer) == 120
     assert partner.live_balances(customer) == [EpochBalance(Epoch(0), Points(120))]
     assert partner.reference_used(PartnerId(ACTIVE), ref) is True
-    assert partner.partner(PartnerId(ACTIVE)) == Partner(
+    info = partner.partner(PartnerId(ACTIVE))
+    assert info == Partner(
         partner_id=PartnerId(ACTIVE),
         operator=clients.ledger.actors.partner,
         settlement=clients.ledger.actors.partner,
-        active=True,
+        status=PartnerStatus.ACTIVE,
         can_issue=True,
         can_accept=True,
         allowance=Points(ALLOWANCE - 120),  # what is left of it
         issued=Points(120),
         redeemed=Points(0),
+        issued_value=120 * SETTLEMENT_VALUE,
+        redeemed_value=0,
+        settled_points=0,
+        settled_value=0,
     )
+    assert info.active is True
     assert partner.partner_position(PartnerId(ACTIVE)) == Position(-120, -120 * SETTLEMENT_VALUE)
+    assert partner.partner_open_position(PartnerId(ACTIVE)) == Position(-120, -120 * SETTLEMENT_VALUE)
+    assert partner.coalition_position() == partner.coalition_open_position() == Position(120, 1200)
     assert partner.outstanding_supply() == partner.total_supply() == partner.total_issued() == 120
     assert partner.ledger_sequence() > 0 and len(partner.ledger_head()) == 32
     assert (partner.name(), partner.symbol(), partner.decimals()) == ("Coalition Points", "PTS", 0)
     assert (partner.epoch_length(), partner.validity_duration()) == (EPOCH, VALIDITY)
+    assert (partner.max_amount(), partner.max_allowance(), partner.max_settlement_value()) == (MAX64,) * 3
+    assert partner.max_validity() == 120
     assert partner.current_epoch() == 0
     # A view at an earlier block sees the ledger as it was then.
     assert partner.balance_of(customer, block=receipt.block_number - 1) == 0
+    assert partner.partner(PartnerId(ACTIVE), block=receipt.block_number - 1).issued == 0
 
 
 def test_issue_many_and_issue_batch(clients: Clients) -> None:
@@ -116,71 +168,278 @@ def test_issue_many_and_issue_batch(clients: Clients) -> None:
     assert partner.partner(PartnerId(ACTIVE)).issued == 66
 
 
-def test_redeem_with_a_consent_signed_through_the_client(clients: Clients) -> None:
+# --------------------------------------------------------------------------- consents: keyed, revocable
+
+
+def test_redeem_with_a_consent_keyed_by_the_partner_id(clients: Clients) -> None:
     customer = clients.customer_with_points(500)
     partner = clients.partner
     ref = random_ref()
     consent = partner.sign_redemption(customer, PartnerId(ACTIVE), Points(200), ref, deadline=2**40)
-    message = partner.redemption_message(customer.address, PartnerId(ACTIVE), Points(200), ref, 0, 2**40)
-    assert message["message"]["nonce"] == consent.nonce == 0
+    first = keyed(ACTIVE)
+    message = partner.redemption_message(customer.address, PartnerId(ACTIVE), Points(200), ref, first, 2**40)
+    assert message["message"]["nonce"] == consent.nonce == first
+    assert (nonce_key(consent.nonce), nonce_sequence(consent.nonce)) == (ACTIVE, 0)
+    digest = partner.redemption_digest(customer.address, PartnerId(ACTIVE), Points(200), ref, first, 2**40)
+    assert digest == typed_data_digest(message)
 
     partner.redeem(consent).wait()
 
     assert partner.balance_of(customer.address) == 300
-    assert partner.nonce_of(customer.address) == 1
+    assert partner.nonce_of(customer.address, NonceKey(ACTIVE)) == keyed(ACTIVE, 1)
+    assert partner.nonce_of(customer.address) == 0  # key 0 untouched
     assert partner.redemption_reference_used(PartnerId(ACTIVE), ref) is True
-    assert partner.partner(PartnerId(ACTIVE)).redeemed == 200
+    info = partner.partner(PartnerId(ACTIVE))
+    assert (info.redeemed, info.redeemed_value) == (200, 200 * SETTLEMENT_VALUE)
 
 
-def test_partner_administration_pause_and_sweep(clients: Clients) -> None:
-    admin, partner = clients.admin, clients.partner
-    operator = Account.create().address
-    admin.register_partner(PartnerId(42), operator, can_accept=False, allowance=Points(1000)).wait()
-    admin.set_partner_allowance(PartnerId(42), Points(2000)).wait()
-    admin.suspend_partner(PartnerId(42)).wait()
-    assert admin.partner(PartnerId(42)).active is False
-    admin.reactivate_partner(PartnerId(42)).wait()
-    info = admin.partner(PartnerId(42))
-    assert (info.operator, info.active, info.can_issue, info.can_accept, info.allowance) == (
-        operator,
-        True,
-        True,
-        False,
-        2000,
+def test_an_outstanding_consent_at_one_partner_does_not_block_another(clients: Clients) -> None:
+    customer = clients.customer_with_points(100)
+    at_active = clients.partner.sign_redemption(customer, PartnerId(ACTIVE), Points(10), random_ref())
+    at_accept_only = clients.accept_only.sign_redemption(
+        customer, PartnerId(ACCEPT_ONLY), Points(20), random_ref()
     )
-    assert admin.partner_id_of(operator) == 42 and 42 in admin.partner_ids()
+    assert (at_active.nonce, at_accept_only.nonce) == (keyed(ACTIVE), keyed(ACCEPT_ONLY))
 
-    admin.pause().wait()
-    assert admin.paused() is True
-    admin.unpause().wait()
-    admin.set_settlement_value(7).wait()
-    assert admin.settlement_value() == 7
+    clients.accept_only.redeem(at_accept_only).wait()  # first the later one, at another partner
+    clients.partner.redeem(at_active).wait()
+    assert clients.partner.balance_of(customer.address) == 70
+
+    # A caller-chosen key, and a nonce that must match the key it is given with.
+    custom = clients.partner.sign_redemption(
+        customer, PartnerId(ACTIVE), Points(5), random_ref(), nonce_key=NonceKey(7)
+    )
+    assert custom.nonce == keyed(7)
+    clients.partner.redeem(custom).wait()
+    assert clients.partner.nonce_of(customer.address, 7) == keyed(7, 1)
+    with pytest.raises(PermanentError, match="belongs to key 7, not to key 8"):
+        clients.partner.sign_redemption(
+            customer, PartnerId(ACTIVE), Points(5), random_ref(), nonce=keyed(7, 1), nonce_key=NonceKey(8)
+        )
+
+
+def test_a_signed_cancellation_submitted_by_anyone_revokes_the_consent(clients: Clients) -> None:
+    customer = clients.customer_with_points(100)
+    consent = clients.partner.sign_redemption(customer, PartnerId(ACTIVE), Points(10), random_ref())
+    cancellation = clients.partner.sign_cancellation(customer, consent.nonce)
+    assert isinstance(cancellation, ConsentCancellation)
+    assert (cancellation.customer, cancellation.nonce) == (customer.address, consent.nonce)
+    message = clients.partner.cancellation_message(customer.address, consent.nonce)
+    assert message["primaryType"] == "ConsentCancellation"
+    # The contract's digest is the hash of the typed data built here.
+    assert clients.partner.cancellation_digest(customer.address, consent.nonce) == typed_data_digest(message)
+
+    receipt = clients.stranger.cancel_consent(cancellation).wait()  # gasless for the customer
+
+    assert receipt.succeeded
+    assert clients.partner.nonce_of(customer.address, ACTIVE) == keyed(ACTIVE, 1)
+    with pytest.raises(ContractRevert) as excinfo:
+        clients.partner.redeem(consent)
+    assert (excinfo.value.name, excinfo.value.arguments) == (
+        "InvalidAccountNonce",
+        (customer.address, keyed(ACTIVE, 1)),
+    )
+
+
+def test_a_self_custody_customer_revokes_its_own_consent_even_while_paused(clients: Clients) -> None:
+    signer = clients.customer_with_points(100)
+    own = clients.own_client(signer)
+    consent = clients.partner.sign_redemption(signer, PartnerId(ACTIVE), Points(10), random_ref())
+    clients.pauser.pause().wait()
+
+    own.revoke_consent(consent.nonce).wait()
+
+    clients.pauser.unpause().wait()
+    assert own.nonce_of(signer.address, ACTIVE) == keyed(ACTIVE, 1)
+    with pytest.raises(ContractRevert) as excinfo:
+        clients.partner.redeem(consent)
+    assert excinfo.value.name == "InvalidAccountNonce"
+
+
+# --------------------------------------------------------------------------- a partner's whole life
+
+
+def test_a_partner_from_registration_to_offboarding(clients: Clients) -> None:
+    admin, treasury, pauser = clients.admin, clients.treasury, clients.pauser
+    pid = PartnerId(42)
+    first_key = LocalSigner(Account.create())
+    settlement = Account.create().address
+    admin.register_partner(
+        pid, first_key.address, settlement=settlement, can_accept=False, allowance=Points(1000)
+    ).wait()
+    admin.increase_partner_allowance(pid, Points(500)).wait()
+    treasury.decrease_partner_allowance(pid, Points(200)).wait()
+    admin.decrease_partner_allowance(pid, Points(100)).wait()
+    admin.set_partner_rights(pid, can_issue=True, can_accept=True).wait()
+    new_settlement = Account.create().address
+    admin.set_partner_settlement_address(pid, new_settlement).wait()
+    info = admin.partner(pid)
+    assert (info.operator, info.settlement, info.allowance, info.can_accept) == (
+        first_key.address,
+        new_settlement,
+        1200,
+        True,
+    )
+
+    # Rotation by the admin, then by the partner's own (new) key: id, allowance and counters stay.
+    second_key = LocalSigner(Account.create())
+    admin.rotate_partner_operator(pid, second_key.address).wait()
+    third_key = Account.create().address
+    clients.own_client(second_key).rotate_partner_operator(pid, third_key).wait()
+    assert admin.partner(pid).operator == third_key
+    assert admin.partner_id_of(first_key.address) == admin.partner_id_of(second_key.address) == pid
+    assert admin.partner(pid).allowance == 1200
+
+    pauser.suspend_partner(pid).wait()
+    assert admin.partner(pid).status is PartnerStatus.SUSPENDED and not admin.partner(pid).active
+    admin.reactivate_partner(pid).wait()
+    assert admin.partner(pid).active
+    admin.offboard_partner(pid).wait()
+    final = admin.partner(pid)
+    assert (final.status, final.allowance, final.active) == (PartnerStatus.OFFBOARDED, 0, False)
+    assert pid in admin.partner_ids()
+
+
+def test_settlement_values_settlements_and_positions(clients: Clients) -> None:
+    partner, treasury = clients.partner, clients.treasury
+    customer = clients.customer_with_points(100)  # valued at SETTLEMENT_VALUE (10)
+    treasury.set_settlement_value(7).wait()
+    assert treasury.settlement_value() == 7
+    consent = partner.sign_redemption(customer, PartnerId(ACTIVE), Points(40), random_ref())
+    partner.redeem(consent).wait()  # valued at 7: the change applies forward only
+    info = partner.partner(PartnerId(ACTIVE))
+    assert (info.issued_value, info.redeemed_value) == (1000, 280)
+    assert partner.partner_position(PartnerId(ACTIVE)) == Position(-60, -720)
+
+    ref = random_ref()
+    treasury.record_settlement(PartnerId(ACTIVE), points=-60, value=-720, payment_ref=ref).wait()
+
+    assert partner.settlement_reference_used(PartnerId(ACTIVE), ref) is True
+    info = partner.partner(PartnerId(ACTIVE))
+    assert (info.settled_points, info.settled_value) == (-60, -720)
+    assert partner.partner_open_position(PartnerId(ACTIVE)) == Position(0, 0)
+    assert partner.partner_position(PartnerId(ACTIVE)) == Position(-60, -720)  # history stays
+    ids = partner.partner_ids()
+    for view in ("partner_position", "partner_open_position"):
+        positions = [getattr(partner, view)(p) for p in ids]
+        coalition = (
+            partner.coalition_position() if view == "partner_position" else partner.coalition_open_position()
+        )
+        assert sum(p.net_points for p in positions) + coalition.net_points == 0
+        assert sum(p.net_value for p in positions) + coalition.net_value == 0
+
+
+def test_the_ledger_clock_stands_still_while_paused(clients: Clients) -> None:
+    pauser, node = clients.pauser, clients.ledger.node
+    genesis = pauser.genesis_timestamp()
+    assert pauser.paused_duration() == 0
+    pause = pauser.pause().wait()
+    assert pauser.paused() is True
+    node.advance_time(1000)
+    clock = pauser.ledger_clock()
+    assert clock == pauser.ledger_clock(block=pause.block_number)
+    assert pauser.paused_duration() >= 1000
+    assert pauser.epoch_expires_at(Epoch(0)) == genesis + pauser.paused_duration() + VALIDITY * EPOCH
+    resumed = pauser.unpause().wait()
+    paused_for = pauser.paused_duration(block=resumed.block_number)
+    assert paused_for == pauser.rpc.timestamp(resumed.block_number) - pauser.rpc.timestamp(pause.block_number)
+    assert pauser.ledger_clock(block=resumed.block_number) == clock
+    assert pauser.paused_duration(block=pause.block_number - 1) == 0
+
+
+def test_switches_sweeps_and_expiry(clients: Clients) -> None:
+    admin, partner = clients.admin, clients.partner
     admin.set_transfers_enabled(True).wait()
     assert admin.transfers_enabled() is True
-
     customer = clients.customer_with_points(50)
     clients.ledger.node.advance_time(VALIDITY * EPOCH)
     assert partner.balance_of(customer.address) == 0 and partner.pending_expiry() == 50
+    assert partner.is_epoch_expired(Epoch(0))
     clients.stranger.sweep_expired([customer.address]).wait()
     assert partner.total_expired() == 50 and partner.pending_expiry() == 0
-    # Expiry is coalition-level breakage: the partners' positions and the coalition's sum to zero.
-    assert partner.coalition_position() == Position(50, 50 * 7)
-    positions = [partner.partner_position(p) for p in partner.partner_ids()]
-    assert sum(p.net_points for p in positions) + 50 == 0
-    assert sum(p.net_value for p in positions) + 50 * 7 == 0
+    assert partner.coalition_position() == Position(50, 50 * SETTLEMENT_VALUE)
+
+
+# --------------------------------------------------------------------------- roles and the admin handover
+
+
+def test_roles_and_the_two_step_admin_handover(clients: Clients) -> None:
+    admin, ledger = clients.admin, clients.ledger
+    a = ledger.actors
+    treasury_role, pauser_role, admin_role = admin.treasury_role(), admin.pauser_role(), admin.admin_role()
+    assert admin_role == bytes(32)
+    assert admin.default_admin() == a.admin
+    assert admin.has_role(treasury_role, a.treasury) and admin.has_role(pauser_role, a.pauser)
+
+    backup = Account.create().address
+    admin.grant_role(pauser_role, backup).wait()
+    assert admin.has_role(pauser_role, backup)
+    admin.revoke_role(pauser_role, backup).wait()
+    assert not admin.has_role(pauser_role, backup)
+    clients.pauser.renounce_role(pauser_role, a.pauser).wait()
+    assert not admin.has_role(pauser_role, a.pauser)
+
+    assert admin.default_admin_delay() == ADMIN_DELAY
+    assert admin.pending_default_admin() == PendingAdmin(ZERO, 0)
+    begun = admin.begin_admin_transfer(a.stranger).wait()
+    schedule = clients.ledger.w3.eth.get_block(begun.block_number)["timestamp"] + ADMIN_DELAY
+    assert admin.pending_default_admin() == PendingAdmin(a.stranger, schedule)
+    admin.cancel_admin_transfer().wait()
+    assert admin.pending_default_admin() == PendingAdmin(ZERO, 0)
+    admin.begin_admin_transfer(a.stranger).wait()
+    clients.ledger.node.advance_time(ADMIN_DELAY + 1)
+    clients.stranger.accept_admin_transfer().wait()
+    assert admin.default_admin() == a.stranger
+    assert not admin.has_role(admin_role, a.admin)
+
+    new_admin = clients.stranger
+    new_admin.change_admin_delay(3600).wait()
+    pending = new_admin.pending_default_admin_delay()
+    assert isinstance(pending, PendingAdminDelay) and pending.new_delay == 3600 and pending.schedule > 0
+    new_admin.rollback_admin_delay().wait()
+    assert new_admin.pending_default_admin_delay() == PendingAdminDelay(0, 0)
 
 
 def test_a_read_only_client_refuses_to_write(clients: Clients) -> None:
     reader = ChainLedger(clients.partner.rpc, clients.partner.address)
-    with pytest.raises(Exception, match="read-only"):
+    with pytest.raises(PermanentError, match="read-only"):
         reader.pause()
 
 
-# --------------------------------------------------------------------------- every custom error
+def test_calls_decode_back_to_their_function_and_arguments(clients: Clients) -> None:
+    ledger = clients.admin
+    operator = Account.create().address
+    call = ledger.call_of("registerPartner", 7, operator, operator, True, False, 1000)
+    decoded = ledger.decode_call(call.data)
+    assert decoded is not None
+    assert decoded.function == "registerPartner"
+    assert decoded.arguments == (
+        ("partnerId", 7),
+        ("operator", operator),
+        ("settlement", operator),
+        ("canIssue", True),
+        ("canAccept", False),
+        ("issuanceAllowance", 1000),
+    )
+    assert str(decoded) == (
+        f"registerPartner(partnerId=7, operator={operator}, settlement={operator}, canIssue=true, "
+        "canAccept=false, issuanceAllowance=1000)"
+    )
+    assert ledger.decode_call(b"\x12\x34\x56\x78") is None
+    # An overloaded function needs its signature.
+    assert ledger.function("nonces(address,uint192)").inputs == ["address", "uint192"]
+    with pytest.raises(PermanentError, match="overloaded one needs its signature"):
+        ledger.encode("nonces", operator)
+
+
+# --------------------------------------------------------------------------- every error, every refusal
 
 
 Case = Callable[[Clients], tuple[Callable[[], Any], tuple[Any, ...]]]
+#: One case per custom error of the ABI (the coverage check below counts them).
 ERROR_CASES: dict[str, Case] = {}
+#: Further refusals of the client's methods, named "method: situation", each with its exact error.
+REFUSALS: dict[str, tuple[str, Case]] = {}
 
 
 def case(name: str) -> Callable[[Case], Case]:
@@ -191,14 +450,32 @@ def case(name: str) -> Callable[[Case], Case]:
     return register
 
 
+def refusal(title: str, error: str) -> Callable[[Case], Case]:
+    def register(fn: Case) -> Case:
+        REFUSALS[title] = (error, fn)
+        return fn
+
+    return register
+
+
 def _consent(c: Clients, customer: LocalSigner, amount: int, **kw: Any) -> Any:
     return c.partner.sign_redemption(customer, PartnerId(ACTIVE), Points(amount), random_ref(), **kw)
 
 
 def _with_signature(consent: Any, signature: bytes) -> Any:
-    from dataclasses import replace
-
     return replace(consent, signature=signature)
+
+
+def _raw(client: ChainLedger, function: str, *args: Any) -> Callable[[], Any]:
+    sender = client.sender
+    assert sender is not None
+    call = client.call_of(function, *args)
+    return lambda: sender.submit(call)
+
+
+def _offboarded(c: Clients, pid: int = ISSUE_ONLY) -> PartnerId:
+    c.admin.offboard_partner(PartnerId(pid)).wait()
+    return PartnerId(pid)
 
 
 @case("LedgerZeroAmount")
@@ -224,7 +501,7 @@ def _(c: Clients) -> Any:
 
 @case("LedgerAllowanceExceeded")
 def _(c: Clients) -> Any:
-    c.admin.set_partner_allowance(PartnerId(ISSUE_ONLY), Points(5)).wait()
+    c.admin.decrease_partner_allowance(PartnerId(ISSUE_ONLY), Points(ALLOWANCE - 5)).wait()
     return lambda: c.issue_only.issue(new_customer().address, Points(6), random_ref(), PURCHASE), (
         ISSUE_ONLY,
         5,
@@ -277,12 +554,18 @@ def _(c: Clients) -> Any:
 
 @case("LedgerPartnerNotFound")
 def _(c: Clients) -> Any:
-    return lambda: c.admin.set_partner_allowance(PartnerId(99), Points(1)), (99,)
+    return lambda: c.admin.increase_partner_allowance(PartnerId(99), Points(1)), (99,)
 
 
 @case("LedgerPartnerNotSuspended")
 def _(c: Clients) -> Any:
     return lambda: c.admin.reactivate_partner(PartnerId(ACTIVE)), (ACTIVE,)
+
+
+@case("LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.issue_only.issue(new_customer().address, Points(1), random_ref(), PURCHASE), (pid,)
 
 
 @case("LedgerInvalidPartnerId")
@@ -297,10 +580,37 @@ def _(c: Clients) -> Any:
     ), (ZERO,)
 
 
+@case("LedgerOperatorCannotHoldRole")
+def _(c: Clients) -> Any:
+    operator = c.ledger.actors.partner
+    return lambda: c.admin.grant_role(c.admin.pauser_role(), operator), (operator, ACTIVE)
+
+
+@case("LedgerUnauthorizedRotation")
+def _(c: Clients) -> Any:
+    other = c.ledger.actors.accept_only  # another partner's operator
+    return lambda: c.accept_only.rotate_partner_operator(PartnerId(ACTIVE), Account.create().address), (
+        other,
+        ACTIVE,
+    )
+
+
+@case("LedgerRotatedOperator")
+def _(c: Clients) -> Any:
+    c.admin.rotate_partner_operator(PartnerId(ACTIVE), Account.create().address).wait()
+    old = c.ledger.actors.partner
+    return lambda: c.partner.issue(new_customer().address, Points(1), random_ref(), PURCHASE), (old, ACTIVE)
+
+
 @case("LedgerInvalidSettlementAddress")
 def _(c: Clients) -> Any:
     op = Account.create().address
     return lambda: c.admin.register_partner(PartnerId(51), op, settlement=ZERO, allowance=Points(1)), (ZERO,)
+
+
+@case("LedgerInvalidSettlementValue")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.set_settlement_value(2**64), (2**64, MAX64)
 
 
 @case("AccessControlUnauthorizedAccount")
@@ -310,21 +620,35 @@ def _(c: Clients) -> Any:
 
 @case("AccessControlBadConfirmation")
 def _(c: Clients) -> Any:
-    role = c.admin.admin_role()
-    call = c.admin.call_of("renounceRole", role, c.ledger.actors.stranger)
-    sender = c.admin.sender
-    assert sender is not None
-    return lambda: sender.submit(call), ()
+    return lambda: c.admin.renounce_role(c.admin.pauser_role(), c.ledger.actors.stranger), ()
+
+
+@case("AccessControlEnforcedDefaultAdminRules")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.grant_role(c.admin.admin_role(), c.ledger.actors.stranger), ()
+
+
+@case("AccessControlEnforcedDefaultAdminDelay")
+def _(c: Clients) -> Any:
+    receipt = c.admin.begin_admin_transfer(c.ledger.actors.stranger).wait()
+    schedule = c.ledger.w3.eth.get_block(receipt.block_number)["timestamp"] + ADMIN_DELAY
+    return lambda: c.stranger.accept_admin_transfer(), (schedule,)
+
+
+@case("AccessControlInvalidDefaultAdmin")
+def _(c: Clients) -> Any:
+    c.admin.begin_admin_transfer(c.ledger.actors.stranger).wait()
+    return lambda: c.customer.accept_admin_transfer(), (c.ledger.actors.customer,)
 
 
 @case("ExpectedPause")
 def _(c: Clients) -> Any:
-    return lambda: c.admin.unpause(), ()
+    return lambda: c.pauser.unpause(), ()
 
 
 @case("EnforcedPause")
 def _(c: Clients) -> Any:
-    c.admin.pause().wait()
+    c.pauser.pause().wait()
     return lambda: c.partner.issue(new_customer().address, Points(1), random_ref(), PURCHASE), ()
 
 
@@ -361,8 +685,8 @@ def _(c: Clients) -> Any:
 @case("InvalidAccountNonce")
 def _(c: Clients) -> Any:
     customer = c.customer_with_points(10)
-    consent = _consent(c, customer, 5, nonce=1)
-    return lambda: c.partner.redeem(consent), (customer.address, 0)
+    consent = _consent(c, customer, 5, nonce=keyed(ACTIVE, 1))
+    return lambda: c.partner.redeem(consent), (customer.address, keyed(ACTIVE))
 
 
 @case("ECDSAInvalidSignatureS")
@@ -396,17 +720,10 @@ def _transfers_on(c: Clients) -> LocalSigner:
     return LocalSigner(new_customer())
 
 
-def _customer_call(c: Clients, function: str, *args: Any) -> Callable[[], Any]:
-    sender = c.customer.sender
-    assert sender is not None
-    call = c.customer.call_of(function, *args)
-    return lambda: sender.submit(call)
-
-
 @case("ERC20InvalidSpender")
 def _(c: Clients) -> Any:
     _transfers_on(c)
-    return _customer_call(c, "approve", ZERO, 1), (ZERO,)
+    return _raw(c.customer, "approve", ZERO, 1), (ZERO,)
 
 
 @case("ERC20InvalidReceiver")
@@ -414,19 +731,23 @@ def _(c: Clients) -> Any:
     return lambda: c.partner.issue(ZERO, Points(1), random_ref(), PURCHASE), (ZERO,)
 
 
+@case("ERC20InvalidSender")
+def _(c: Clients) -> Any:
+    _transfers_on(c)  # a zero-value transferFrom of the zero address would otherwise look like a mint
+    return _raw(c.stranger, "transferFrom", ZERO, c.ledger.actors.stranger, 0), (ZERO,)
+
+
 @case("ERC20InsufficientAllowance")
 def _(c: Clients) -> Any:
     _transfers_on(c)
-    stranger = c.stranger.sender
-    assert stranger is not None
-    call = c.stranger.call_of("transferFrom", c.ledger.actors.customer, c.ledger.actors.stranger, 1)
-    return lambda: stranger.submit(call), (c.ledger.actors.stranger, 0, 1)
+    call = _raw(c.stranger, "transferFrom", c.ledger.actors.customer, c.ledger.actors.stranger, 1)
+    return call, (c.ledger.actors.stranger, 0, 1)
 
 
 @case("ERC20InsufficientBalance")
 def _(c: Clients) -> Any:
     _transfers_on(c)
-    return _customer_call(c, "transferAtEpoch", 0, c.ledger.actors.stranger, 101), (
+    return _raw(c.customer, "transferAtEpoch", 0, c.ledger.actors.stranger, 101), (
         c.ledger.actors.customer,
         100,
         101,
@@ -436,51 +757,304 @@ def _(c: Clients) -> Any:
 @case("LedgerFutureEpoch")
 def _(c: Clients) -> Any:
     _transfers_on(c)
-    return _customer_call(c, "transferAtEpoch", 1, c.ledger.actors.stranger, 1), (1, 0)
+    return _raw(c.customer, "transferAtEpoch", 1, c.ledger.actors.stranger, 1), (1, 0)
 
 
 @case("ERC7818TransferredExpiredToken")
 def _(c: Clients) -> Any:
     _transfers_on(c)
     c.ledger.node.advance_time(VALIDITY * EPOCH)
-    return _customer_call(c, "transferAtEpoch", 0, c.ledger.actors.stranger, 1), (c.ledger.actors.customer, 0)
+    return _raw(c.customer, "transferAtEpoch", 0, c.ledger.actors.stranger, 1), (c.ledger.actors.customer, 0)
 
 
 @case("LedgerInvalidConfiguration")
 def _(c: Clients) -> Any:
     artifact = load_artifact("LoyaltyLedger")
+    admin = c.ledger.actors.admin
     args = encode(
-        ["string", "string", "address", "uint256", "uint256", "uint256"],
-        ["P", "P", c.ledger.actors.admin, EPOCH, 0, 1],
+        ["string", "string", "address", "address", "address", "uint48", "uint256", "uint256", "uint256"],
+        ["P", "P", admin, admin, admin, 0, EPOCH, 121, 1],  # validity above MAX_VALIDITY
     )
     sender = c.admin.sender
     assert sender is not None
     code = bytes.fromhex(artifact.bytecode.removeprefix("0x"))
-    return lambda: sender.submit(Call(to=None, data=code + args)), (EPOCH, 0)
+    return lambda: sender.submit(Call(to=None, data=code + args)), (EPOCH, 121)
 
 
 #: Errors the ledger inherits but cannot raise, and why.
 UNREACHABLE = {
-    "ERC20InvalidSender": "every debit is of msg.sender or an approved owner, never the zero address",
     "ERC20InvalidApprover": "approve() is always by msg.sender",
     "InvalidShortString": "the EIP-712 name and version are stored with the fallback, which never reverts",
     "StringTooLong": "same: ShortStrings.toShortStringWithFallback never reverts",
+    "SafeCastOverflowedUintDowncast": "OpenZeppelin casts block.timestamp to uint48: fine for 8.9M years",
 }
+
+
+# ---- further refusals of the new client methods
+
+
+@refusal("increase_partner_allowance: not the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    treasury = c.address_of(c.treasury)
+    return lambda: c.treasury.increase_partner_allowance(PartnerId(ACTIVE), Points(1)), (
+        treasury,
+        c.admin.admin_role(),
+    )
+
+
+@refusal("increase_partner_allowance: above MAX_ALLOWANCE", "LedgerAmountTooLarge")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.increase_partner_allowance(PartnerId(ACTIVE), Points(MAX64)), (
+        MAX64,
+        MAX64 - ALLOWANCE,
+    )
+
+
+@refusal("increase_partner_allowance: offboarded", "LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.admin.increase_partner_allowance(pid, Points(1)), (pid,)
+
+
+@refusal("increase_partner_allowance: zero", "LedgerZeroAmount")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.increase_partner_allowance(PartnerId(ACTIVE), Points(0)), ()
+
+
+@refusal("decrease_partner_allowance: the pauser", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    pauser = c.address_of(c.pauser)
+    return lambda: c.pauser.decrease_partner_allowance(PartnerId(ACTIVE), Points(1)), (
+        pauser,
+        c.admin.admin_role(),
+    )
+
+
+@refusal("decrease_partner_allowance: more than what is left", "LedgerAllowanceExceeded")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.decrease_partner_allowance(PartnerId(ACTIVE), Points(ALLOWANCE + 1)), (
+        ACTIVE,
+        ALLOWANCE,
+        ALLOWANCE + 1,
+    )
+
+
+@refusal("rotate_partner_operator: to a role holder", "LedgerInvalidOperator")
+def _(c: Clients) -> Any:
+    treasury = c.ledger.actors.treasury
+    return lambda: c.admin.rotate_partner_operator(PartnerId(ACTIVE), treasury), (treasury,)
+
+
+@refusal("rotate_partner_operator: to another partner's key", "LedgerInvalidOperator")
+def _(c: Clients) -> Any:
+    other = c.ledger.actors.issue_only
+    return lambda: c.partner.rotate_partner_operator(PartnerId(ACTIVE), other), (other,)
+
+
+@refusal("rotate_partner_operator: a suspended partner's own key", "LedgerUnauthorizedRotation")
+def _(c: Clients) -> Any:
+    key = c.ledger.actors.suspended
+    return lambda: c.suspended.rotate_partner_operator(PartnerId(SUSPENDED), Account.create().address), (
+        key,
+        SUSPENDED,
+    )
+
+
+@refusal("rotate_partner_operator: offboarded", "LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.admin.rotate_partner_operator(pid, Account.create().address), (pid,)
+
+
+@refusal("set_partner_rights: the treasury", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.set_partner_rights(PartnerId(ACTIVE), can_issue=False, can_accept=False), (
+        c.address_of(c.treasury),
+        c.admin.admin_role(),
+    )
+
+
+@refusal("set_partner_rights: offboarded", "LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.admin.set_partner_rights(pid, can_issue=True, can_accept=True), (pid,)
+
+
+@refusal("set_partner_settlement_address: zero", "LedgerInvalidSettlementAddress")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.set_partner_settlement_address(PartnerId(ACTIVE), ZERO), (ZERO,)
+
+
+@refusal("set_partner_settlement_address: unknown partner", "LedgerPartnerNotFound")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.set_partner_settlement_address(PartnerId(77), Account.create().address), (77,)
+
+
+@refusal("suspend_partner: the treasury", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.suspend_partner(PartnerId(ACTIVE)), (
+        c.address_of(c.treasury),
+        c.admin.admin_role(),
+    )
+
+
+@refusal("suspend_partner: suspended already", "LedgerPartnerSuspended")
+def _(c: Clients) -> Any:
+    return lambda: c.pauser.suspend_partner(PartnerId(SUSPENDED)), (SUSPENDED,)
+
+
+@refusal("reactivate_partner: the pauser", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.pauser.reactivate_partner(PartnerId(SUSPENDED)), (c.address_of(c.pauser), bytes(32))
+
+
+@refusal("reactivate_partner: offboarded", "LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.admin.reactivate_partner(pid), (pid,)
+
+
+@refusal("offboard_partner: twice", "LedgerPartnerOffboarded")
+def _(c: Clients) -> Any:
+    pid = _offboarded(c)
+    return lambda: c.admin.offboard_partner(pid), (pid,)
+
+
+@refusal("offboard_partner: the pauser", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.pauser.offboard_partner(PartnerId(ACTIVE)), (c.address_of(c.pauser), bytes(32))
+
+
+@refusal("set_settlement_value: the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.set_settlement_value(7), (c.address_of(c.admin), c.admin.treasury_role())
+
+
+@refusal("record_settlement: the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.record_settlement(
+        PartnerId(ACTIVE), points=1, value=1, payment_ref=random_ref()
+    ), (
+        c.address_of(c.admin),
+        c.admin.treasury_role(),
+    )
+
+
+@refusal("record_settlement: nothing settled", "LedgerZeroAmount")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.record_settlement(
+        PartnerId(ACTIVE), points=0, value=0, payment_ref=random_ref()
+    ), ()
+
+
+@refusal("record_settlement: payment reference used", "LedgerReferenceUsed")
+def _(c: Clients) -> Any:
+    ref = random_ref()
+    c.treasury.record_settlement(PartnerId(ACTIVE), points=1, value=10, payment_ref=ref).wait()
+    return lambda: c.treasury.record_settlement(PartnerId(ACTIVE), points=2, value=20, payment_ref=ref), (
+        ACTIVE,
+        ref,
+    )
+
+
+@refusal("record_settlement: too many points", "LedgerAmountTooLarge")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.record_settlement(
+        PartnerId(ACTIVE), points=-(2**96), value=0, payment_ref=random_ref()
+    ), (2**96, 2**96 - 1)
+
+
+@refusal("record_settlement: unknown partner", "LedgerPartnerNotFound")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.record_settlement(PartnerId(77), points=1, value=1, payment_ref=random_ref()), (
+        77,
+    )
+
+
+@refusal("pause: the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.pause(), (c.address_of(c.admin), c.admin.pauser_role())
+
+
+@refusal("set_transfers_enabled: the pauser", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.pauser.set_transfers_enabled(True), (c.address_of(c.pauser), bytes(32))
+
+
+@refusal("revoke_role: the default admin role", "AccessControlEnforcedDefaultAdminRules")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.revoke_role(c.admin.admin_role(), c.ledger.actors.admin), ()
+
+
+@refusal("renounce_role: the default admin without a handover", "AccessControlEnforcedDefaultAdminDelay")
+def _(c: Clients) -> Any:
+    return lambda: c.admin.renounce_role(c.admin.admin_role(), c.ledger.actors.admin), (0,)
+
+
+@refusal("begin_admin_transfer: to a partner's operator", "LedgerOperatorCannotHoldRole")
+def _(c: Clients) -> Any:
+    operator = c.ledger.actors.partner
+    return lambda: c.admin.begin_admin_transfer(operator), (operator, ACTIVE)
+
+
+@refusal("begin_admin_transfer: not the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.treasury.begin_admin_transfer(c.ledger.actors.stranger), (
+        c.address_of(c.treasury),
+        bytes(32),
+    )
+
+
+@refusal("change_admin_delay: not the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    return lambda: c.pauser.change_admin_delay(60), (c.address_of(c.pauser), bytes(32))
+
+
+@refusal("cancel_consent: signed by someone else", "LedgerInvalidSigner")
+def _(c: Clients) -> Any:
+    customer, impostor = LocalSigner(new_customer()), LocalSigner(new_customer())
+    nonce = keyed(ACTIVE)
+    forged = impostor.sign_typed_data(c.stranger.cancellation_message(customer.address, nonce))
+    cancellation = ConsentCancellation(customer.address, nonce, forged)
+    return lambda: c.stranger.cancel_consent(cancellation), (customer.address, impostor.address)
+
+
+@refusal("cancel_consent: not the next nonce", "InvalidAccountNonce")
+def _(c: Clients) -> Any:
+    customer = LocalSigner(new_customer())
+    cancellation = c.stranger.sign_cancellation(customer, keyed(ACTIVE, 1))
+    return lambda: c.stranger.cancel_consent(cancellation), (customer.address, keyed(ACTIVE))
+
+
+@refusal("revoke_consent: not the next nonce", "InvalidAccountNonce")
+def _(c: Clients) -> Any:
+    customer = c.address_of(c.customer)
+    return lambda: c.customer.revoke_consent(keyed(ACCEPT_ONLY, 3)), (customer, keyed(ACCEPT_ONLY))
 
 
 def test_the_error_table_covers_every_error_of_the_abi() -> None:
     declared = {item["name"] for item in load_artifact("LoyaltyLedger").abi if item["type"] == "error"}
     assert set(ERROR_CASES) | set(UNREACHABLE) == declared
     assert not set(ERROR_CASES) & set(UNREACHABLE)
+    assert {error for error, _ in REFUSALS.values()} <= declared
+
+
+def _refused(clients: Clients, attempt: Callable[[], Any], name: str, expected: tuple[Any, ...]) -> None:
+    seq = clients.partner.ledger_sequence()
+    with pytest.raises(ContractRevert) as excinfo:
+        attempt()
+    assert (excinfo.value.name, excinfo.value.arguments) == (name, expected)
+    assert clients.partner.ledger_sequence() == seq, "a refused call changes nothing"
 
 
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_each_custom_error_is_decoded_with_its_arguments_before_sending(clients: Clients, name: str) -> None:
     attempt, expected = ERROR_CASES[name](clients)
-    seq = clients.partner.ledger_sequence()
+    _refused(clients, attempt, name, expected)
 
-    with pytest.raises(ContractRevert) as excinfo:
-        attempt()
 
-    assert (excinfo.value.name, excinfo.value.arguments) == (name, expected)
-    assert clients.partner.ledger_sequence() == seq, "a refused call changes nothing"
+@pytest.mark.parametrize("title", sorted(REFUSALS))
+def test_each_refusal_of_a_client_method_is_its_exact_error(clients: Clients, title: str) -> None:
+    name, make = REFUSALS[title]
+    attempt, expected = make(clients)
+    _refused(clients, attempt, name, expected)

@@ -1,34 +1,42 @@
 """Model-based test: random operation sequences against a pure-Python model of the ledger's rules.
 
-A Hypothesis state machine drives issue / issueBatch / redeem / sweepExpired / time travel / transfer /
-transferAtEpoch / suspendPartner / reactivatePartner / setPartnerAllowance / setTransfersEnabled on
-eth-tester. The model (:class:`Model`) knows the rules, not the storage layout: epochs by time since genesis,
-a validity window of ``VALIDITY`` epochs, per-account per-epoch holdings spent oldest first, expired points
+A Hypothesis state machine drives, on anvil, issue / issueBatch / redeem (consents at several nonce keys) /
+sweepExpired / transfer / transferAtEpoch / time travel; the registry (increase and decrease allowances,
+rights, suspend, reactivate, offboard, the transfer switch); operator rotation by the admin and by the
+partner itself, and role grants; the treasury (settlement value, settlement records); pause and unpause
+with time passing; revokeConsent and cancelConsent. The model (:class:`Model`) knows the rules, not the
+storage layout: a ledger clock that stands still while paused (epoch = (t - genesis - time paused) / L), a
+validity window of ``VALIDITY`` epochs, per-account per-epoch holdings spent oldest first, expired points
 pending until swept (or until the account is credited a live epoch that needs their bucket, as the contract
-documents), partner allowances and issued/redeemed counters, suspended partners, references used once per
-partner (issue and redemption references apart), nonces. An operation the model predicts to fail must revert
-with the predicted custom error and arguments, and change nothing.
+documents), partner statuses, operator keys and the tombstones rotation leaves, allowances, issued and
+redeemed counters in points and in value (each entry at the settlement value in force), settlements,
+references used once per partner (issue, redemption and settlement references apart), role holders, keyed
+nonces. An operation the model predicts to fail must revert with the predicted custom error and arguments,
+and change nothing.
 
-Checks (:meth:`LedgerMachine.views_match_model`, after every step): outstandingSupply == Σ balanceOf,
-issued - redeemed - expired - pendingExpiry == outstandingSupply, Σ partner issued/redeemed == the totals, no
-balance below 0 (or wrapped above totalIssued), ledgerHead moves exactly when ledgerSequence does, and every
-view the model predicts equals it: currentEpoch, the totals, ledgerSequence, transfersEnabled, every
-partner's active/allowance/issued/redeemed, balanceOf of every account, balanceOfAtEpoch of the live epochs
+Checks (:meth:`LedgerMachine.views_match_model`, after every step): issued - redeemed - expired -
+pendingExpiry == outstandingSupply == Σ balanceOf, Σ partner issued/redeemed == the totals, no balance below
+0 (or wrapped above totalIssued); the partners' and the coalition's positions sum to zero in points and in
+value, all-time and open; every open position == all-time - settled; ledgerHead moves exactly when
+ledgerSequence does; and every view the model predicts equals it: the clock (ledgerClock, pausedDuration,
+paused, currentEpoch, epochExpiresAt), the totals, ledgerSequence (the model counts every entry),
+transfersEnabled, settlementValue, every partner's whole record (operator, status, rights, allowance,
+counters in points and value, settled points and value) and positions, partnerIdOf of every key that ever
+operated a partner, the keyed nonces used, balanceOf of every account, balanceOfAtEpoch of the live epochs
 (and of the epoch that expired last) for the accounts the step involved, all accounts after a time step.
-After a reverted step only head, sequence, epoch and the named accounts' balances are read again (the model
-did not move, so the next full check would catch anything else); every example ends with a full check of all
-views of all accounts and a cross-check of a few of them through web3.
+After a reverted step only head, sequence, the clock and the named accounts' balances are read again (the
+model did not move, so the next full check would catch anything else); every example ends with a full check
+of all views of all accounts and a cross-check of a few of them through web3.
 
-Speed: the ledger is deployed once per module (in practice once per session) with points of three epochs on
-every account, and every example starts from an eth-tester snapshot of it. Transactions and views go to
-eth-tester without web3's JSON-RPC emulation (:class:`DirectLedger`, compared with web3 by
-``test_direct_ledger_agrees_with_web3``); the views after a step are one batch on one py-evm state.
+Speed: the ledger is deployed once per module on an anvil of its own with points of three epochs on every
+account, and every example starts from an ``evm_snapshot`` of it. Transactions and views go to anvil as raw
+JSON-RPC (:class:`RawLedger`, compared with web3 by ``test_raw_ledger_agrees_with_web3``); the views after a
+step are one JSON-RPC batch at "latest". Consents are signed over EIP-712 digests computed here from the
+type strings (:func:`redemption_digest`), independently of the contract and of the chain layer.
 
-Time: eth-tester stamps a block ``max(parent + 1, wall clock)``, and reverting to a snapshot takes the chain
-clock back to the snapshot block. So each example first travels to the start of an epoch ahead of the wall
-clock, every time step lands on the start or the middle of an epoch, and the model counts epochs from
-``genesisTimestamp()``. An example adds far fewer than ``EPOCH_LENGTH`` blocks or seconds, so nothing lands
-in an epoch the model does not expect (``currentEpoch()`` is checked after every step).
+Time: anvil stamps every block exactly one second after its parent (``anvil_setBlockTimestampInterval``),
+a time step sets the next block's timestamp, and reverting to the snapshot takes the clock back with it; so
+the model knows the timestamp of every block, and predicts the clock from it.
 
 Size: ``LOYALTY_HYPOTHESIS_EXAMPLES`` (default 200) examples of up to ``LOYALTY_HYPOTHESIS_STEPS`` (default
 30) steps; with the defaults the run must have exercised every outcome in ``REQUIRED_OUTCOMES``.
@@ -37,34 +45,39 @@ Size: ``LOYALTY_HYPOTHESIS_EXAMPLES`` (default 200) examples of up to ``LOYALTY_
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, ClassVar, NamedTuple
 
 import pytest
-from eth.vm.message import Message
+import requests
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import Address
 from eth_utils.abi import function_signature_to_4byte_selector
-from eth_utils.address import to_canonical_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from chain import ContractRevert
+from chain import ContractRevert, RevertDecoder
+from chain._devnode import anvil_binary, start_anvil
 from chain._errors import abi_type
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
     GAS,
     ISSUE_ONLY,
+    ROOT,
     SUSPENDED,
-    EthTesterNode,
+    AnvilNode,
     Ledger,
     deploy_ledger,
     new_customer,
@@ -76,88 +89,188 @@ STEPS = int(os.environ.get("LOYALTY_HYPOTHESIS_STEPS", "30"))
 EPOCH_LENGTH = 3600
 VALIDITY = 3
 MAX_AMOUNT = 2**64 - 1
-MAX_ALLOWANCE = 2**128 - 1
+MAX_ALLOWANCE = 2**64 - 1
+MAX_SETTLEMENT_VALUE = 2**64 - 1
+MAX_TOTAL_ISSUED = 2**96 - 1
+MAX_SETTLED_POINTS = 2**96 - 1  # per settlement record, in magnitude
+MAX_SETTLED_VALUE = 2**160 - 1
+INT256_MIN = -(2**255)
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 NO_PARTNER = 9  # a partner id nobody registered
 DEADLINE = 2**40  # redemption consents that do not expire during the run
 
+DEFAULT_ADMIN_ROLE = b"\x00" * 32
+TREASURY_ROLE = keccak(b"TREASURY_ROLE")
+PAUSER_ROLE = keccak(b"PAUSER_ROLE")
+
 #: Allowances set before the snapshot, small enough that random issues run out of them.
 INITIAL_ALLOWANCE = {ACTIVE: 3000, SUSPENDED: 3000, ACCEPT_ONLY: 0, ISSUE_ONLY: 1500}
 
-N_CUSTOMERS = 2  # runtime keys: they sign redemptions
-N_HOLDERS = 3  # unlocked node accounts: they send transfers
+N_CUSTOMERS = 2  # keys generated here: they sign consents (and may revoke them themselves)
+N_HOLDERS = 3  # node accounts: they send transfers
 N_ACCOUNTS = N_CUSTOMERS + N_HOLDERS
 ZERO = N_ACCOUNTS  # account index standing for the zero address (only as a recipient)
+N_SPARES = 8  # fresh keys a partner may rotate to, or the admin grant a role to
+BIG_KEY = 2**191 + 5  # a nonce key far from any partner id
 
 
-# =========================================================================== eth-tester without JSON-RPC
+class Status(IntEnum):
+    """ILoyaltyLedger.PartnerStatus."""
+
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    OFFBOARDED = 3
 
 
-class DirectLedger:
-    """The ledger on eth-tester, reached without web3's JSON-RPC emulation: ~3x faster views and reverts.
+# =========================================================================== EIP-712, from the type strings
 
-    Views: eth-tester answers ``eth_call`` at "latest" by executing the message on
-    ``chain.get_vm(at_header=<latest header>).state``; :meth:`views` does the same for a whole batch on one
-    state. Transactions: :meth:`transact` hands them to ``EthereumTester.send_transaction`` (signed with the
-    sender's unlocked key and mined at once, as through web3), and replays a failed one on the latest state
-    to decode its revert into the same :class:`ContractRevert` as ``Ledger.transact``.
+_DOMAIN_TYPEHASH = keccak(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+_REDEMPTION_TYPEHASH = keccak(
+    b"Redemption(address customer,uint32 partnerId,uint256 amount,bytes32 reference,uint256 nonce,"
+    b"uint256 deadline)"
+)
+_CANCELLATION_TYPEHASH = keccak(b"ConsentCancellation(address customer,uint256 nonce)")
+
+
+def domain_separator(chain_id: int, contract: str) -> bytes:
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [_DOMAIN_TYPEHASH, keccak(b"LoyaltyLedger"), keccak(b"1"), chain_id, contract],
+        )
+    )
+
+
+def redemption_digest(
+    domain: bytes, customer: str, partner_id: int, amount: int, ref: bytes, nonce: int, deadline: int
+) -> bytes:
+    fields = abi_encode(
+        ["bytes32", "address", "uint32", "uint256", "bytes32", "uint256", "uint256"],
+        [_REDEMPTION_TYPEHASH, customer, partner_id, amount, ref, nonce, deadline],
+    )
+    return keccak(b"\x19\x01" + domain + keccak(fields))
+
+
+def cancellation_digest(domain: bytes, customer: str, nonce: int) -> bytes:
+    fields = abi_encode(["bytes32", "address", "uint256"], [_CANCELLATION_TYPEHASH, customer, nonce])
+    return keccak(b"\x19\x01" + domain + keccak(fields))
+
+
+def sign(key: LocalAccount, digest: bytes) -> bytes:
+    return bytes(key.unsafe_sign_hash(digest).signature)
+
+
+# =========================================================================== anvil over raw JSON-RPC
+
+
+class JsonRpc:
+    """Plain JSON-RPC to one node over a kept-alive HTTP session, single requests and batches."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._session = requests.Session()
+        self._session.trust_env = False  # no proxy lookup in the environment on every request
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """The result of ``method``; raises :class:`RpcFailure` with the node's error."""
+        answer = self._session.post(self._url, json=self._payload(method, params), timeout=60).json()
+        if "error" in answer:
+            raise RpcFailure(answer["error"])
+        return answer["result"]
+
+    def batch(self, requests_: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
+        """The answers (``result`` or ``error``) of ``requests_``, in order, from one HTTP request."""
+        payload = [self._payload(method, params) for method, params in requests_]
+        answers = self._session.post(self._url, json=payload, timeout=60).json()
+        by_id = {answer["id"]: answer for answer in answers}
+        return [by_id[item["id"]] for item in payload]
+
+    def _payload(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+
+
+class RpcFailure(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
+
+
+class RawLedger:
+    """The ledger on anvil, reached with raw JSON-RPC instead of web3's contract layer: ~5x faster.
+
+    Views: one JSON-RPC batch of ``eth_call`` at "latest" (anvil executes them on the latest block, its
+    timestamp included). Transactions: ``eth_sendTransaction`` from an unlocked or impersonated sender with
+    a fixed gas limit (anvil mines each in a block of its own, a failed one too), and, when the receipt says
+    it failed, the same call replayed at "latest" to decode its revert into the same
+    :class:`ContractRevert` as ``Ledger.transact``.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
-        self._tester = ledger.w3.provider.ethereum_tester  # type: ignore[attr-defined]
-        self._chain = self._tester.backend.chain
-        self._address = ledger.address
-        self._to = to_canonical_address(ledger.address)
-        self._reader = to_canonical_address(ledger.actors.stranger)
-        self._decoder = ledger.decoder
+    def __init__(
+        self, rpc: JsonRpc, address: str, abi: Sequence[dict[str, Any]], decoder: RevertDecoder
+    ) -> None:
+        self.rpc = rpc
+        self.address = address
+        self._decoder = decoder
         self._functions: dict[str, tuple[bytes, list[str], list[str]]] = {}
-        for item in ledger.artifact.abi:
+        for item in abi:
             if item.get("type") == "function":
                 inputs = [abi_type(p) for p in item["inputs"]]
                 outputs = [abi_type(p) for p in item["outputs"]]
                 selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(inputs)})")
                 self._functions[str(item["name"])] = (selector, inputs, outputs)
 
-    def _calldata(self, name: str, args: Sequence[Any]) -> bytes:
+    def _call(self, name: str, args: Sequence[Any], sender: str | None = None) -> dict[str, Any]:
         selector, inputs, _ = self._functions[name]
-        return selector + abi_encode(inputs, args)
-
-    def _execute(self, state: Any, sender: Address, data: bytes) -> Any:
-        message = Message(
-            gas=GAS, to=self._to, sender=sender, value=0, data=data, code=state.get_code(self._to)
-        )
-        context = state.get_transaction_context_class()(gas_price=0, origin=sender)
-        return state.computation_class.apply_message(state, message, context)
-
-    def _latest_state(self) -> Any:
-        return self._chain.get_vm(at_header=self._chain.get_canonical_head()).state
+        call = {"to": self.address, "data": "0x" + (selector + abi_encode(inputs, args)).hex()}
+        if sender is not None:
+            call |= {"from": sender, "gas": hex(GAS)}
+        return call
 
     def views(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """The decoded results of the view ``calls`` (name, args); a single return value is unwrapped."""
-        state = self._latest_state()
+        answers = self.rpc.batch([("eth_call", [self._call(name, args), "latest"]) for name, args in calls])
         results = []
-        for name, args in calls:
-            computation = self._execute(state, self._reader, self._calldata(name, args))
-            if computation.is_error:
-                raise AssertionError(f"view {name}{args} failed: {computation.error!r}")
-            values = abi_decode(self._functions[name][2], computation.output)
+        for (name, args), answer in zip(calls, answers, strict=True):
+            if "error" in answer:
+                raise AssertionError(f"view {name}{args} failed: {answer['error']}")
+            values = abi_decode(self._functions[name][2], HexBytes(answer["result"]))
             results.append(values[0] if len(values) == 1 else values)
         return results
 
-    def transact(self, name: str, *args: Any, sender: str) -> dict[str, Any]:
-        """Sends ``name(*args)`` from unlocked ``sender``; raises the decoded :class:`ContractRevert`."""
-        data = self._calldata(name, args)
-        tx_hash = self._tester.send_transaction(
-            {"from": sender, "to": self._address, "data": "0x" + data.hex(), "gas": GAS, "value": 0}
-        )
-        receipt: dict[str, Any] = self._tester.get_transaction_receipt(tx_hash)
-        if receipt["status"] == 1:
-            return receipt
+    def transact(self, name: str, *args: Any, sender: str) -> None:
+        """Sends ``name(*args)`` from ``sender`` (mined at once); raises the decoded
+        :class:`ContractRevert`."""
+        call = self._call(name, args, sender)
+        tx_hash = self.rpc.request("eth_sendTransaction", [call])
+        receipt = self.rpc.request("eth_getTransactionReceipt", [tx_hash])
+        deadline = time.monotonic() + 30
+        while receipt is None:  # anvil answers as soon as the transaction is in the block it is mining
+            assert time.monotonic() < deadline, f"{name}{args}: no receipt for {tx_hash}"
+            time.sleep(0.0005)
+            receipt = self.rpc.request("eth_getTransactionReceipt", [tx_hash])
+        if int(receipt["status"], 16) == 1:
+            return
         # A reverted transaction changed nothing but the sender's account: the latest state replays it.
-        computation = self._execute(self._latest_state(), to_canonical_address(sender), data)
-        if not computation.is_error:
-            raise AssertionError(f"{name}{args} failed on chain but its replay succeeded")
-        raise self._decoder.decode(bytes(computation.error.args[0]))
+        try:
+            self.rpc.request("eth_call", [call, "latest"])
+        except RpcFailure as failure:
+            data = failure.error.get("data")
+            if not isinstance(data, str):
+                raise AssertionError(f"{name}{args} failed without revert data: {failure.error}") from None
+            raise self._decoder.decode(bytes(HexBytes(data))) from None
+        raise AssertionError(f"{name}{args} failed on chain but its replay succeeded")
+
+    def travel(self, timestamp: int) -> None:
+        """Mines an empty block stamped ``timestamp``: "latest" is then at that time."""
+        self.rpc.request("evm_setNextBlockTimestamp", [timestamp])
+        self.rpc.request("evm_mine")
 
 
 # =========================================================================== the model
@@ -175,36 +288,102 @@ class Rejected(Exception):
 @dataclass
 class PartnerModel:
     operator: str
-    active: bool
+    settlement: str
+    status: Status
     can_issue: bool
     can_accept: bool
     allowance: int
     issued: int = 0
     redeemed: int = 0
+    issued_value: int = 0
+    redeemed_value: int = 0
+    settled_points: int = 0
+    settled_value: int = 0
+
+    def position(self) -> tuple[int, int]:
+        return self.redeemed - self.issued, self.redeemed_value - self.issued_value
+
+    def open_position(self) -> tuple[int, int]:
+        points, value = self.position()
+        return points - self.settled_points, value - self.settled_value
+
+    def view(self, pid: int) -> tuple[Any, ...]:
+        """What ``partner(pid)`` returns (addresses lower-case, as eth_abi decodes them)."""
+        return (
+            pid,
+            self.operator.lower(),
+            self.settlement.lower(),
+            int(self.status),
+            self.can_issue,
+            self.can_accept,
+            self.allowance,
+            self.issued,
+            self.redeemed,
+            self.issued_value,
+            self.redeemed_value,
+            self.settled_points,
+            self.settled_value,
+        )
 
 
 @dataclass
 class Model:
-    """The ledger's rules. An operation checks everything first (raising :class:`Rejected`), then mutates."""
+    """The ledger's rules. An operation checks everything first (raising :class:`Rejected`), then mutates.
 
-    epoch: int
+    Time: ``now`` is the timestamp of the block the next check reads (and, while an operation is applied,
+    of the block that carries it); the clock is ``now - genesis - paused_duration``.
+    """
+
+    genesis: int
+    now: int
     partners: dict[int, PartnerModel]
     seq: int
     transfers_enabled: bool
+    settlement_value: int
+    #: role -> accounts holding it
+    roles: dict[bytes, set[str]]
+    paused_at: int | None = None
+    paused_total: int = 0
     #: account -> epoch -> points held (> 0), expired but unswept epochs included
     held: dict[str, dict[int, int]] = field(default_factory=dict)
-    #: (partner, reference) pairs used by issues and batches, and by redemptions: two separate namespaces
+    #: (partner, reference) pairs used by issues and batches, by redemptions, by settlements: three namespaces
     used_refs: set[tuple[int, bytes]] = field(default_factory=set)
     used_redemption_refs: set[tuple[int, bytes]] = field(default_factory=set)
-    nonces: dict[str, int] = field(default_factory=dict)
+    used_settlement_refs: set[tuple[int, bytes]] = field(default_factory=set)
+    #: (customer, key) -> next sequence number of that nonce key
+    nonces: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: keys rotated away from a partner -> that partner (the contract keeps a tombstone for them)
+    former: dict[str, int] = field(default_factory=dict)
     total_issued: int = 0
     total_redeemed: int = 0
     total_expired: int = 0
 
+    # ------------------------------------------------------------ the clock
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    @property
+    def paused_duration(self) -> int:
+        return self.paused_total + (self.now - self.paused_at if self.paused_at is not None else 0)
+
+    @property
+    def clock(self) -> int:
+        return self.now - self.genesis - self.paused_duration
+
+    @property
+    def epoch(self) -> int:
+        return self.clock // EPOCH_LENGTH
+
+    def epoch_expires_at(self, epoch: int) -> int:
+        return self.genesis + self.paused_duration + (epoch + VALIDITY) * EPOCH_LENGTH
+
     # ------------------------------------------------------------ epochs and balances
 
     def live_epochs(self) -> range:
-        return range(max(0, self.epoch - VALIDITY + 1), self.epoch + 1)
+        epoch = self.epoch
+        return range(max(0, epoch - VALIDITY + 1), epoch + 1)
 
     def is_expired(self, epoch: int) -> bool:
         return epoch + VALIDITY <= self.epoch
@@ -257,29 +436,76 @@ class Model:
         assert left == 0
         return parts
 
+    # ------------------------------------------------------------ positions
+
+    def coalition_position(self) -> tuple[int, int]:
+        value = sum(p.issued_value - p.redeemed_value for p in self.partners.values())
+        return self.total_issued - self.total_redeemed, value
+
+    def coalition_open_position(self) -> tuple[int, int]:
+        points, value = self.coalition_position()
+        settled_points = sum(p.settled_points for p in self.partners.values())
+        settled_value = sum(p.settled_value for p in self.partners.values())
+        return points + settled_points, value + settled_value
+
+    # ------------------------------------------------------------ keys and roles
+
+    def operator_ids(self) -> dict[str, int]:
+        """partnerIdOf: every key that operates a partner, or did before a rotation."""
+        return {**self.former, **{p.operator: pid for pid, p in self.partners.items()}}
+
+    def holds_role(self, account: str) -> bool:
+        return any(account in holders for holders in self.roles.values())
+
+    def nonce(self, customer: str, key: int) -> int:
+        """The next full keyed nonce: ``key << 64 | sequence``."""
+        return key << 64 | self.nonces.get((customer, key), 0)
+
     # ------------------------------------------------------------ checks
 
-    def _partner_of(self, operator: str) -> tuple[int, PartnerModel]:
-        for pid, partner in self.partners.items():
-            if partner.operator == operator:
-                return pid, partner
-        raise Rejected("LedgerUnknownPartner", operator)
+    def _check_role(self, sender: str, role: bytes, *alternatives: bytes) -> None:
+        if not any(sender in self.roles[r] for r in (role, *alternatives)):
+            raise Rejected("AccessControlUnauthorizedAccount", sender, role)
 
-    def _issuer(self, operator: str) -> tuple[int, PartnerModel]:
-        pid, partner = self._partner_of(operator)
-        if not partner.active:
+    def _not_paused(self) -> None:
+        if self.paused:
+            raise Rejected("EnforcedPause")
+
+    def _operating(self, caller: str) -> tuple[int, PartnerModel]:
+        """The partner ``caller`` operates, which must be active (an issue's or a redemption's caller)."""
+        pid = self.operator_ids().get(caller)
+        if pid is None:
+            raise Rejected("LedgerUnknownPartner", caller)
+        partner = self.partners[pid]
+        if partner.operator != caller:
+            raise Rejected("LedgerRotatedOperator", caller, pid)
+        self._require_active(pid, partner)
+        return pid, partner
+
+    @staticmethod
+    def _require_active(pid: int, partner: PartnerModel) -> None:
+        if partner.status == Status.SUSPENDED:
             raise Rejected("LedgerPartnerSuspended", pid)
+        if partner.status == Status.OFFBOARDED:
+            raise Rejected("LedgerPartnerOffboarded", pid)
+
+    def _spend_allowance(self, caller: str, amount: int) -> tuple[int, PartnerModel]:
+        pid, partner = self._operating(caller)
         if not partner.can_issue:
             raise Rejected("LedgerPartnerCannotIssue", pid)
+        if amount > partner.allowance:
+            raise Rejected("LedgerAllowanceExceeded", pid, partner.allowance, amount)
+        if amount > MAX_ALLOWANCE - partner.issued:
+            raise Rejected("LedgerAmountTooLarge", amount, MAX_ALLOWANCE - partner.issued)
+        if amount > MAX_TOTAL_ISSUED - self.total_issued:
+            raise Rejected("LedgerAmountTooLarge", amount, MAX_TOTAL_ISSUED - self.total_issued)
         return pid, partner
 
-    def _acceptor(self, operator: str) -> tuple[int, PartnerModel]:
-        pid, partner = self._partner_of(operator)
-        if not partner.active:
-            raise Rejected("LedgerPartnerSuspended", pid)
-        if not partner.can_accept:
-            raise Rejected("LedgerPartnerCannotAccept", pid)
-        return pid, partner
+    def _count_issued(self, partner: PartnerModel, amount: int) -> None:
+        partner.allowance -= amount
+        partner.issued += amount
+        partner.issued_value += amount * self.settlement_value
+        self.total_issued += amount
 
     @staticmethod
     def _check_amount(amount: int) -> None:
@@ -298,62 +524,86 @@ class Model:
             raise Rejected("LedgerPartnerNotFound", pid)
         return self.partners[pid]
 
+    def _live(self, pid: int) -> PartnerModel:
+        """A partner that exists and is not offboarded (the contract's ``_liveAuth``)."""
+        partner = self._existing(pid)
+        if partner.status == Status.OFFBOARDED:
+            raise Rejected("LedgerPartnerOffboarded", pid)
+        return partner
+
+    def _check_new_operator(self, key: str) -> None:
+        if key == ZERO_ADDRESS or key in self.operator_ids() or self.holds_role(key):
+            raise Rejected("LedgerInvalidOperator", key)
+
     def _check_transfer(self, to: str) -> None:
+        self._not_paused()
         if not self.transfers_enabled:
             raise Rejected("LedgerTransfersDisabled")
         if to == ZERO_ADDRESS:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
 
-    # ------------------------------------------------------------ operations
+    def _use_nonce(self, customer: str, nonce: int) -> None:
+        key = nonce >> 64
+        current = self.nonce(customer, key)
+        if nonce != current:
+            raise Rejected("InvalidAccountNonce", customer, current)
+        self.nonces[customer, key] = self.nonces.get((customer, key), 0) + 1
+
+    # ------------------------------------------------------------ operations: partners and customers
 
     def issue(self, operator: str, to: str, amount: int, ref: bytes) -> None:
-        pid, partner = self._issuer(operator)
+        self._not_paused()
         self._check_amount(amount)
+        pid, partner = self._spend_allowance(operator, amount)
         self._check_reference(self.used_refs, pid, ref)
-        if amount > partner.allowance:
-            raise Rejected("LedgerAllowanceExceeded", pid, partner.allowance, amount)
         if to == ZERO_ADDRESS:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
         self.used_refs.add((pid, ref))
-        partner.allowance -= amount
-        partner.issued += amount
-        self.total_issued += amount
+        self._count_issued(partner, amount)
         self._credit(to, self.epoch, amount)
         self.seq += 1
 
     def issue_batch(self, operator: str, recipients: list[str], amounts: list[int], ref: bytes) -> None:
-        pid, partner = self._issuer(operator)
+        self._not_paused()
         if not recipients:
             raise Rejected("LedgerEmptyBatch")
         for amount in amounts:
             self._check_amount(amount)
-        self._check_reference(self.used_refs, pid, ref)
         total = sum(amounts)
-        if total > partner.allowance:
-            raise Rejected("LedgerAllowanceExceeded", pid, partner.allowance, total)
+        pid, partner = self._spend_allowance(operator, total)
+        self._check_reference(self.used_refs, pid, ref)
         if ZERO_ADDRESS in recipients:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
         self.used_refs.add((pid, ref))
-        partner.allowance -= total
-        partner.issued += total
-        self.total_issued += total
+        self._count_issued(partner, total)
         self.seq += 1  # the batch header
         for to, amount in zip(recipients, amounts, strict=True):
             self._credit(to, self.epoch, amount)
             self.seq += 1
 
-    def redeem(self, operator: str, customer: str, amount: int, ref: bytes) -> list[tuple[int, int]]:
-        """Checks and applies a redemption; returns the (epoch, points) it spends, oldest first."""
-        pid, partner = self._acceptor(operator)
+    def redeem(
+        self, operator: str, customer: str, amount: int, ref: bytes, nonce: int
+    ) -> list[tuple[int, int]]:
+        """Checks and applies a redemption (its consent validly signed); returns the (epoch, points) it
+        spends, oldest first."""
+        self._not_paused()
+        pid, partner = self._operating(operator)
+        if not partner.can_accept:
+            raise Rejected("LedgerPartnerCannotAccept", pid)
         self._check_amount(amount)
+        current = self.nonce(customer, nonce >> 64)
+        if nonce != current:
+            raise Rejected("InvalidAccountNonce", customer, current)
         self._check_reference(self.used_redemption_refs, pid, ref)
         balance = self.balance(customer)
         if balance < amount:
             raise Rejected("LedgerInsufficientBalance", customer, balance, amount)
-        nonce = self.nonces.get(customer, 0)
-        self.nonces[customer] = nonce + 1
+        if amount > MAX_ALLOWANCE - partner.redeemed:
+            raise Rejected("LedgerAmountTooLarge", amount, MAX_ALLOWANCE - partner.redeemed)
+        self._use_nonce(customer, nonce)
         self.used_redemption_refs.add((pid, ref))
         partner.redeemed += amount
+        partner.redeemed_value += amount * self.settlement_value
         self.total_redeemed += amount
         spent = self._oldest_first(customer, amount)
         for epoch, take in spent:
@@ -361,7 +611,20 @@ class Model:
             self.seq += 1
         return spent
 
+    def revoke(self, customer: str, nonce: int) -> None:
+        """revokeConsent by the customer itself (works while paused)."""
+        self._use_nonce(customer, nonce)
+        self.seq += 1
+
+    def cancel(self, customer: str, nonce: int, signer: str) -> None:
+        """cancelConsent with ``signer``'s signature over the customer's cancellation (works while paused)."""
+        if signer != customer:
+            raise Rejected("LedgerInvalidSigner", customer, signer)
+        self._use_nonce(customer, nonce)
+        self.seq += 1
+
     def sweep(self, accounts: list[str]) -> int:
+        self._not_paused()
         swept = 0
         for account in accounts:
             for epoch in sorted(self.holdings(account)):
@@ -395,29 +658,126 @@ class Model:
         if value:
             self._move(sender, to, epoch, value)
 
-    def suspend(self, pid: int) -> None:
-        partner = self._existing(pid)
-        if not partner.active:
-            raise Rejected("LedgerPartnerSuspended", pid)
-        partner.active = False
+    # ------------------------------------------------------------ operations: the registry
+
+    def increase_allowance(self, sender: str, pid: int, amount: int) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        partner = self._live(pid)
+        if amount == 0:
+            raise Rejected("LedgerZeroAmount")
+        room = MAX_ALLOWANCE - partner.allowance
+        if amount > room:
+            raise Rejected("LedgerAmountTooLarge", amount, room)
+        partner.allowance += amount
         self.seq += 1
 
-    def reactivate(self, pid: int) -> None:
+    def decrease_allowance(self, sender: str, pid: int, amount: int) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE, TREASURY_ROLE)
         partner = self._existing(pid)
-        if partner.active:
+        if amount == 0:
+            raise Rejected("LedgerZeroAmount")
+        if amount > partner.allowance:
+            raise Rejected("LedgerAllowanceExceeded", pid, partner.allowance, amount)
+        partner.allowance -= amount
+        self.seq += 1
+
+    def set_rights(self, sender: str, pid: int, can_issue: bool, can_accept: bool) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        partner = self._live(pid)
+        partner.can_issue, partner.can_accept = can_issue, can_accept
+        self.seq += 1
+
+    def suspend(self, sender: str, pid: int) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE, PAUSER_ROLE)
+        partner = self._existing(pid)
+        self._require_active(pid, partner)
+        partner.status = Status.SUSPENDED
+        self.seq += 1
+
+    def reactivate(self, sender: str, pid: int) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        partner = self._live(pid)
+        if partner.status != Status.SUSPENDED:
             raise Rejected("LedgerPartnerNotSuspended", pid)
-        partner.active = True
+        partner.status = Status.ACTIVE
         self.seq += 1
 
-    def set_allowance(self, pid: int, allowance: int) -> None:
-        partner = self._existing(pid)
-        if allowance > MAX_ALLOWANCE:
-            raise Rejected("LedgerAmountTooLarge", allowance, MAX_ALLOWANCE)
-        partner.allowance = allowance
+    def offboard(self, sender: str, pid: int) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        partner = self._live(pid)
+        if partner.allowance:
+            partner.allowance = 0
+            self.seq += 1  # the allowance dropped, its own entry
+        partner.status = Status.OFFBOARDED
         self.seq += 1
 
-    def set_transfers_enabled(self, enabled: bool) -> None:
+    def set_transfers_enabled(self, sender: str, enabled: bool) -> None:
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
         self.transfers_enabled = enabled
+        self.seq += 1
+
+    def rotate(self, sender: str, pid: int, new_operator: str) -> None:
+        partner = self._existing(pid)
+        by_self = sender == partner.operator and partner.status == Status.ACTIVE
+        if not by_self and sender not in self.roles[DEFAULT_ADMIN_ROLE]:
+            raise Rejected("LedgerUnauthorizedRotation", sender, pid)
+        if partner.status == Status.OFFBOARDED:
+            raise Rejected("LedgerPartnerOffboarded", pid)
+        self._check_new_operator(new_operator)
+        self.former[partner.operator] = pid
+        partner.operator = new_operator
+        self.seq += 1
+
+    def grant(self, sender: str, role: bytes, account: str) -> bool:
+        """grantRole; returns whether it added an entry (granting a role already held does not)."""
+        if role == DEFAULT_ADMIN_ROLE:
+            raise Rejected("AccessControlEnforcedDefaultAdminRules")
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        operated = self.operator_ids().get(account)
+        if operated is not None:
+            raise Rejected("LedgerOperatorCannotHoldRole", account, operated)
+        if account in self.roles[role]:
+            return False
+        self.roles[role].add(account)
+        self.seq += 1
+        return True
+
+    # ------------------------------------------------------------ operations: the treasury and the pauser
+
+    def set_settlement_value(self, sender: str, value: int) -> None:
+        self._check_role(sender, TREASURY_ROLE)
+        if value > MAX_SETTLEMENT_VALUE:
+            raise Rejected("LedgerInvalidSettlementValue", value, MAX_SETTLEMENT_VALUE)
+        self.settlement_value = value
+        self.seq += 1
+
+    def record_settlement(self, sender: str, pid: int, points: int, value: int, ref: bytes) -> None:
+        self._check_role(sender, TREASURY_ROLE)
+        partner = self._existing(pid)
+        if points == 0 and value == 0:
+            raise Rejected("LedgerZeroAmount")
+        for amount, limit in ((points, MAX_SETTLED_POINTS), (value, MAX_SETTLED_VALUE)):
+            magnitude = 2**256 - 1 if amount == INT256_MIN else abs(amount)
+            if magnitude > limit:
+                raise Rejected("LedgerAmountTooLarge", magnitude, limit)
+        self._check_reference(self.used_settlement_refs, pid, ref)
+        self.used_settlement_refs.add((pid, ref))
+        partner.settled_points += points
+        partner.settled_value += value
+        self.seq += 1
+
+    def pause(self, sender: str) -> None:
+        self._check_role(sender, PAUSER_ROLE)
+        self._not_paused()
+        self.paused_at = self.now
+        self.seq += 1
+
+    def unpause(self, sender: str) -> None:
+        self._check_role(sender, PAUSER_ROLE)
+        if self.paused_at is None:
+            raise Rejected("ExpectedPause")
+        self.paused_total += self.now - self.paused_at
+        self.paused_at = None
         self.seq += 1
 
 
@@ -426,45 +786,60 @@ class Model:
 
 @dataclass
 class World:
-    """One ledger deployed for the whole module, and the eth-tester snapshot every example starts from."""
+    """One ledger deployed for the whole module on its own anvil, and the snapshot every example starts
+    from (anvil consumes a snapshot when it reverts to it: each example takes the next one)."""
 
     ledger: Ledger
-    tester: Any  # eth_tester.EthereumTester
-    direct: DirectLedger
-    snapshot: int
-    genesis: int
-    chain_id: int
+    raw: RawLedger
+    snapshot: str
+    domain: bytes
     customers: list[LocalAccount]
     holders: list[str]
     accounts: list[str]  # customers' addresses, then holders
+    spares: list[str]  # unused keys, impersonated and funded
     baseline: Model  # the ledger at the snapshot
 
-    def model(self, epoch: int) -> Model:
-        model = copy.deepcopy(self.baseline)
-        model.epoch = epoch
-        return model
+    def restart(self) -> Model:
+        """Reverts the chain to the snapshot (and takes it again); returns the model of that state."""
+        assert self.raw.rpc.request("evm_revert", [self.snapshot]) is True
+        self.snapshot = self.raw.rpc.request("evm_snapshot")
+        return copy.deepcopy(self.baseline)
 
 
 @pytest.fixture(scope="module")
-def world(eth_tester_node: EthTesterNode) -> Iterator[World]:
-    """The ledger with points of epochs 0, 1 and 2 on every account, the clock in epoch 2, then a snapshot.
+def world() -> Iterator[World]:
+    """The ledger with points of epochs 0, 1 and 2 on every account and the clock at the first second of
+    epoch 3, then a snapshot: two epochs of live points to spend and move, and expired points to sweep."""
+    if not anvil_binary(ROOT).exists():
+        pytest.skip("anvil is not installed (run `make install`)")
+    with start_anvil(ROOT, extra_args=("--accounts", "12")) as running:
+        rpc = JsonRpc(running.url)
+        try:
+            yield _build_world(AnvilNode(running.w3), rpc)
+        finally:
+            rpc.close()
 
-    Examples start in epoch 3: two epochs of live points to spend and move, and expired points to sweep.
-    """
-    node = eth_tester_node
-    tester = node.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+
+def _build_world(node: AnvilNode, rpc: JsonRpc) -> World:
+    rpc.request("anvil_setBlockTimestampInterval", [1])  # every block one second after its parent
     ledger = deploy_ledger(node, epoch_length=EPOCH_LENGTH, validity=VALIDITY)
+    raw = RawLedger(rpc, ledger.address, ledger.artifact.abi, ledger.decoder)
     actors = ledger.actors
     customers = [new_customer() for _ in range(N_CUSTOMERS)]
-    holders = [actors.customer, actors.stranger, node.accounts[7]]
+    spares = [Account.create().address for _ in range(N_SPARES)]
+    for address in [c.address for c in customers] + spares:
+        rpc.request("anvil_setBalance", [address, hex(10**24)])
+        rpc.request("anvil_impersonateAccount", [address])
+    holders = [actors.customer, actors.stranger, node.accounts[9]]
     assert len(holders) == N_HOLDERS
     accounts_ = [c.address for c in customers] + holders
+    genesis = ledger.call("genesisTimestamp")
 
     held: dict[str, dict[int, int]] = {account: {} for account in accounts_}
     used_refs: set[tuple[int, bytes]] = set()
     for epoch in range(VALIDITY):
         if epoch:
-            node.advance_time(EPOCH_LENGTH)
+            raw.travel(genesis + epoch * EPOCH_LENGTH)
         assert ledger.call("currentEpoch") == epoch
         points = [10 * (epoch + 1) + i for i in range(N_ACCOUNTS)]
         ref = f"setup batch {epoch}".encode().ljust(32, b"\x00")
@@ -473,47 +848,63 @@ def world(eth_tester_node: EthTesterNode) -> Iterator[World]:
         for account, amount in zip(accounts_, points, strict=True):
             held[account][epoch] = amount
     for pid, allowance in INITIAL_ALLOWANCE.items():
-        ledger.transact("setPartnerAllowance", pid, allowance, sender=actors.admin)
+        cut = ledger.call("partner", pid)[6] - allowance
+        ledger.transact("decreasePartnerAllowance", pid, cut, sender=actors.treasury)
     ledger.transact("setTransfersEnabled", True, sender=actors.admin)
+    raw.travel(genesis + VALIDITY * EPOCH_LENGTH)
 
     partners = {}
     for pid in INITIAL_ALLOWANCE:
-        _, operator, _, active, can_issue, can_accept, allowance, issued, redeemed = ledger.call(
-            "partner", pid
+        view = ledger.call("partner", pid)
+        partners[pid] = PartnerModel(
+            view[1], view[2], Status(view[3]), *view[4:11], settled_points=view[11], settled_value=view[12]
         )
-        partners[pid] = PartnerModel(operator, active, can_issue, can_accept, allowance, issued, redeemed)
-    assert not partners[SUSPENDED].active
+    assert partners[SUSPENDED].status == Status.SUSPENDED
+    roles = {
+        DEFAULT_ADMIN_ROLE: {actors.admin},
+        TREASURY_ROLE: {actors.treasury},
+        PAUSER_ROLE: {actors.pauser},
+    }
     baseline = Model(
-        epoch=VALIDITY - 1,
+        genesis=genesis,
+        now=genesis + VALIDITY * EPOCH_LENGTH,
         partners=partners,
         seq=ledger.call("ledgerSequence"),
         transfers_enabled=True,
+        settlement_value=ledger.call("settlementValue"),
+        roles=roles,
         held=held,
         used_refs=used_refs,
         total_issued=ledger.call("totalIssued"),
     )
     assert baseline.total_issued == partners[ACTIVE].issued == sum(sum(h.values()) for h in held.values())
+    assert baseline.epoch == VALIDITY == ledger.call("currentEpoch")
 
-    snapshot = tester.take_snapshot()
-    yield World(
+    chain_id = node.w3.eth.chain_id
+    domain = domain_separator(chain_id, ledger.address)
+    probe = (customers[0].address, ACTIVE, 5, b"\x07" * 32, ACTIVE << 64 | 3, DEADLINE)
+    assert redemption_digest(domain, *probe) == ledger.call("redemptionDigest", *probe)
+    assert cancellation_digest(domain, *probe[0:5:4]) == ledger.call("cancellationDigest", *probe[0:5:4])
+    return World(
         ledger=ledger,
-        tester=tester,
-        direct=DirectLedger(ledger),
-        snapshot=snapshot,
-        genesis=ledger.call("genesisTimestamp"),
-        chain_id=node.w3.eth.chain_id,
+        raw=raw,
+        snapshot=rpc.request("evm_snapshot"),
+        domain=domain,
         customers=customers,
         holders=holders,
         accounts=accounts_,
+        spares=spares,
         baseline=baseline,
     )
-    tester.revert_to_snapshot(snapshot)
 
 
 # =========================================================================== the state machine
 
 SCALAR_VIEWS = [
     "currentEpoch",
+    "ledgerClock",
+    "pausedDuration",
+    "paused",
     "outstandingSupply",
     "totalIssued",
     "totalRedeemed",
@@ -522,12 +913,38 @@ SCALAR_VIEWS = [
     "ledgerSequence",
     "ledgerHead",
     "transfersEnabled",
+    "settlementValue",
+    "coalitionPosition",
+    "coalitionOpenPosition",
 ]
+PARTNER_VIEWS = ["partner", "partnerPosition", "partnerOpenPosition"]
 
 # Hypothesis shrinks towards the first element, so the common, successful choices come first.
-ISSUERS = [ACTIVE, ISSUE_ONLY, ACTIVE, ISSUE_ONLY, ACTIVE, SUSPENDED, ACCEPT_ONLY, 0]  # 0: not an operator
-ACCEPTORS = [ACTIVE, ACCEPT_ONLY, ACTIVE, ACCEPT_ONLY, ACTIVE, SUSPENDED, ISSUE_ONLY, 0]
+FORMER = -1  # issuer or acceptor: a key rotated away from its partner (the stranger while there is none)
+ISSUERS = [
+    ACTIVE,
+    ISSUE_ONLY,
+    ACTIVE,
+    ISSUE_ONLY,
+    ACTIVE,
+    SUSPENDED,
+    ACCEPT_ONLY,
+    FORMER,
+    0,
+]  # 0: no operator
+ACCEPTORS = [ACTIVE, ACCEPT_ONLY, ACTIVE, ACCEPT_ONLY, ACTIVE, SUSPENDED, ISSUE_ONLY, FORMER, 0]
 PARTNER_IDS = [SUSPENDED, ACTIVE, ISSUE_ONLY, ACCEPT_ONLY, NO_PARTNER]
+NONCE_KEYS = [ACTIVE, ACCEPT_ONLY, 0, BIG_KEY]
+
+
+# Named functions, not lambdas, in the strategies: Hypothesis parses a lambda's source to describe it.
+def _as_ref(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def _as_amount(n: int) -> int:
+    return n + 1 if n < 400 else 0 if n < 410 else MAX_AMOUNT + 1
+
 
 accounts = st.integers(0, N_ACCOUNTS - 1)
 # customers (who redeem) a little more often than holders, and now and then the zero address
@@ -535,12 +952,16 @@ recipients = st.sampled_from([*range(N_ACCOUNTS)] * 2 + [*range(N_CUSTOMERS), ZE
 holders = st.integers(0, N_HOLDERS - 1)
 customers = st.integers(0, N_CUSTOMERS - 1)
 # small numbers collide often: references get reused, within and across partners
-refs = (st.integers(0, 15) | st.integers(0, 2**64)).map(lambda n: n.to_bytes(32, "big"))
+refs = (st.integers(0, 15) | st.integers(0, 2**64)).map(_as_ref)
 # 1..400, and now and then 0 or MAX_AMOUNT + 1 (Hypothesis favours small draws: 0 maps to 1)
-amounts = st.integers(0, 419).map(lambda n: n + 1 if n < 400 else 0 if n < 410 else MAX_AMOUNT + 1)
+amounts = st.integers(0, 419).map(_as_amount)
 values = st.integers(0, 500)
 # how a redeemed or transferred value relates to what the account holds (see amount_for)
 sizes = st.sampled_from(["part", "all", "one more", "any"])
+# which nonce a consent names: the next one of its key, or one already used (a replay), or one ahead
+nonce_choices = st.sampled_from(["next", "next", "next", "next", "used", "ahead"])
+# the key of a redemption consent: the accepting partner's id (the chain layer's default) or another
+consent_keys = st.sampled_from(["partner", "partner", "zero", "other partner", "big"])
 
 
 def amount_for(size: str, value: int, available: int) -> int:
@@ -552,8 +973,16 @@ def amount_for(size: str, value: int, available: int) -> int:
     return available + 1 if size == "one more" else value
 
 
+def nonce_for(choice: str, next_nonce: int) -> int:
+    """The next keyed nonce, the one before it (used, or revoked) or the one after it."""
+    sequence = next_nonce & (2**64 - 1)
+    if choice == "used" and sequence:
+        return next_nonce - 1
+    return next_nonce if choice == "next" else next_nonce + 1
+
+
 class IssueOrder(NamedTuple):
-    issuer: int  # a partner id, or 0 for an account that operates no partner
+    issuer: int  # a partner id, FORMER, or 0 for an account that operates no partner
     to: int  # an account index, or ZERO
     amount: int
     ref: bytes
@@ -568,51 +997,49 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        world = self.world
-        world.tester.revert_to_snapshot(world.snapshot)
-        # Start at the first second of an epoch ahead of both the wall clock and the snapshot block.
-        latest = int(world.tester.get_block_by_number("latest")["timestamp"])
-        epoch = (max(int(time.time()), latest) + 2 - world.genesis) // EPOCH_LENGTH + 1
-        self._travel(world.genesis + epoch * EPOCH_LENGTH)
-        self.model = world.model(epoch)
+        self.model = self.world.restart()
         self.head: bytes | None = None
         self.seq = -1
-        self.touched = set(world.accounts)  # accounts whose balanceOfAtEpoch the next check reads
+        self.touched = set(self.world.accounts)  # accounts whose balanceOfAtEpoch the next check reads
         self.verified = False  # whether the invariant has passed since the last step began
         self.rejected = False  # whether the last step was a transaction that reverted
 
     # ------------------------------------------------------------ helpers
 
     @property
-    def admin(self) -> str:
-        return self.world.ledger.actors.admin
+    def actors(self) -> Any:
+        return self.world.ledger.actors
 
     def _travel(self, timestamp: int) -> None:
-        # eth-tester's time_travel(t) mines a block stamped t - 1; one more block makes "latest" t.
-        self.world.tester.time_travel(timestamp)
-        self.world.tester.mine_blocks(1)
+        self.world.raw.travel(timestamp)
+        self.model.now = timestamp
 
     def _account(self, index: int) -> str:
         return ZERO_ADDRESS if index == ZERO else self.world.accounts[index]
 
     def _operator(self, pid: int) -> str:
-        return self.model.partners[pid].operator if pid else self.world.ledger.actors.stranger
+        if pid == FORMER:
+            return next(iter(self.model.former), self.actors.stranger)
+        return self.model.partners[pid].operator if pid else self.actors.stranger
 
     def _expect(self, model_op: Callable[[], object], fn: str, *args: Any, sender: str) -> bool:
-        """Applies ``model_op`` to the model and sends ``fn(*args)``: both succeed, or both revert alike.
+        """Applies ``model_op`` to the model (at the time of the block the transaction will be mined in)
+        and sends ``fn(*args)``: both succeed, or both revert alike.
 
         Returns whether they succeeded. The invariant then checks that a reverted operation changed nothing.
         """
         self.verified = False
         self.rejected = False
-        expired = self.model.total_expired
+        expired, seq = self.model.total_expired, self.model.seq
+        self.model.now += 1  # anvil stamps each block one second after its parent
         try:
             model_op()
             expected: Rejected | None = None
         except Rejected as rejected:
             expected = rejected
+            assert self.model.seq == seq, "model: a rejected operation added entries"
         try:
-            self.world.direct.transact(fn, *args, sender=sender)
+            self.world.raw.transact(fn, *args, sender=sender)
         except ContractRevert as revert:
             assert expected is not None, f"{fn} reverted with {revert}; the model expected success"
             assert (revert.name, revert.arguments) == (expected.name, expected.arguments), (
@@ -666,35 +1093,74 @@ class LedgerMachine(RuleBasedStateMachine):
             sender=operator,
         )
 
-    @rule(acceptor=st.sampled_from(ACCEPTORS), customer=customers, value=values, size=sizes, ref=refs)
-    def redeem(self, acceptor: int, customer: int, value: int, size: str, ref: bytes) -> None:
+    @rule(
+        acceptor=st.sampled_from(ACCEPTORS),
+        customer=customers,
+        amount=st.tuples(values, sizes),
+        ref=refs,
+        consent=st.tuples(consent_keys, nonce_choices),
+    )
+    def redeem(
+        self, acceptor: int, customer: int, amount: tuple[int, str], ref: bytes, consent: tuple[str, str]
+    ) -> None:
         key = self.world.customers[customer]
         operator = self._operator(acceptor)
+        pid = self.model.operator_ids().get(operator, 0)  # the partner the consent is for
         self.touched.add(key.address)
-        balance = self.model.balance(key.address)
-        amount = amount_for(size, value, balance)
-        nonce = self.model.nonces.get(key.address, 0)
-        signature = self.world.ledger.sign_redemption(
-            key, acceptor, amount, ref, nonce, DEADLINE, chain_id=self.world.chain_id
+        points = amount_for(amount[1], amount[0], self.model.balance(key.address))
+        nonce_key = {
+            "partner": pid,
+            "zero": 0,
+            "other partner": ACTIVE if pid != ACTIVE else ACCEPT_ONLY,
+            "big": BIG_KEY,
+        }[consent[0]]
+        nonce = nonce_for(consent[1], self.model.nonce(key.address, nonce_key))
+        signature = sign(
+            key, redemption_digest(self.world.domain, key.address, pid, points, ref, nonce, DEADLINE)
         )
         spent: list[tuple[int, int]] = []
-        if (
-            self._expect(
-                lambda: spent.extend(self.model.redeem(operator, key.address, amount, ref)),
-                "redeem",
-                key.address,
-                amount,
-                ref,
-                nonce,
-                DEADLINE,
-                signature,
-                sender=operator,
-            )
-            and len(spent) > 1
+        if self._expect(
+            lambda: spent.extend(self.model.redeem(operator, key.address, points, ref, nonce)),
+            "redeem",
+            key.address,
+            points,
+            ref,
+            nonce,
+            DEADLINE,
+            signature,
+            sender=operator,
         ):
-            OUTCOMES["redeem over several epochs"] += 1
+            OUTCOMES["redeem over several epochs"] += len(spent) > 1
+            OUTCOMES["redeem: ok at a key not the partner's"] += nonce_key != pid
 
-    # ------------------------------------------------------------ rules: anyone, holders, time
+    # ------------------------------------------------------------ rules: customers, anyone, holders, time
+
+    @rule(
+        customer=customers,
+        key=st.sampled_from(NONCE_KEYS),
+        how=st.sampled_from(["revoke", "cancel", "revoke", "cancel", "cancel by another's key"]),
+        nonce_choice=nonce_choices,
+        submitter=holders,
+    )
+    def revoke_consent(self, customer: int, key: int, how: str, nonce_choice: str, submitter: int) -> None:
+        """The customer revokes the consent with a nonce, itself or through anyone with its signature."""
+        signer = self.world.customers[customer]
+        address = signer.address
+        nonce = nonce_for(nonce_choice, self.model.nonce(address, key))
+        if how == "revoke":
+            self._expect(lambda: self.model.revoke(address, nonce), "revokeConsent", nonce, sender=address)
+            return
+        if how == "cancel by another's key":
+            signer = self.world.customers[1 - customer]
+        signature = sign(signer, cancellation_digest(self.world.domain, address, nonce))
+        self._expect(
+            lambda: self.model.cancel(address, nonce, signer.address),
+            "cancelConsent",
+            address,
+            nonce,
+            signature,
+            sender=self.world.holders[submitter],  # anyone may submit it
+        )
 
     @rule(indices=st.lists(accounts, max_size=4), caller=holders)
     def sweep_expired(self, indices: list[int], caller: int) -> None:
@@ -732,48 +1198,217 @@ class LedgerMachine(RuleBasedStateMachine):
             sender=sender,
         )
 
-    @rule(epochs=st.integers(1, VALIDITY + 1), mid_epoch=st.booleans())
-    def advance_time(self, epochs: int, mid_epoch: bool) -> None:
+    # offset into the target epoch: its last second before it begins (the next block then opens the epoch),
+    # its first second, its middle, its last second
+    @rule(
+        epochs=st.integers(1, VALIDITY + 1),
+        offset=st.sampled_from([0, -1, EPOCH_LENGTH // 2, EPOCH_LENGTH - 1]),
+    )
+    def advance_time(self, epochs: int, offset: int) -> None:
+        """Moves the ledger clock to an offset into a later epoch; while paused, the same time passes on
+        the wall clock and the ledger clock stands still."""
         self.verified = self.rejected = False
-        self.model.epoch += epochs
-        offset = EPOCH_LENGTH // 2 if mid_epoch else 0
-        self._travel(self.world.genesis + self.model.epoch * EPOCH_LENGTH + offset)
+        model = self.model
+        if model.paused:
+            target = model.now + epochs * EPOCH_LENGTH + offset
+            OUTCOMES["time passes while paused"] += 1
+        else:
+            target = model.now - model.clock + (model.epoch + epochs) * EPOCH_LENGTH + offset
+            OUTCOMES["advance time"] += 1
+        self._travel(max(target, model.now + 1))
         self.touched.update(self.world.accounts)
-        OUTCOMES["advance time"] += 1
 
     # ------------------------------------------------------------ rules: administration
 
-    # One rule for all of it, so administration takes about one step in eight, not three in ten.
+    # One rule for the registry, so that it takes about one step in eleven.
     @rule(
-        action=st.sampled_from(["allowance", "suspend", "reactivate", "transfers"]),
-        pid=st.sampled_from(PARTNER_IDS),
-        # Half the time a small allowance, so that running out of it (LedgerAllowanceExceeded) happens in
-        # every run, not only in most.
-        allowance=(st.integers(-1, 2000) | st.integers(0, 30)).map(
-            lambda n: MAX_ALLOWANCE + 1 if n < 0 else n
+        action=st.sampled_from(
+            [
+                "increase",
+                "decrease",
+                "rights",
+                "suspend",
+                "reactivate",
+                "transfers",
+                "increase",
+                "decrease",
+                "offboard",
+            ]
         ),
-        enabled=st.booleans(),
+        pid=st.sampled_from(PARTNER_IDS),
+        # Half the time a small amount, so that running out of allowance (LedgerAllowanceExceeded) happens
+        # in every run, not only in most; now and then 0 or the whole room of a 64-bit allowance.
+        amount=(st.integers(0, 2000) | st.integers(0, 30) | st.just(MAX_ALLOWANCE)),
+        flags=st.tuples(st.booleans(), st.booleans()),
+        who=st.sampled_from(["usual", "usual", "usual", "other", "unauthorised"]),
     )
-    def administer(self, action: str, pid: int, allowance: int, enabled: bool) -> None:
-        if action == "allowance":
+    def administer(self, action: str, pid: int, amount: int, flags: tuple[bool, bool], who: str) -> None:
+        actors, model = self.actors, self.model
+        # who: the admin; "other": the other role that may do it too (the treasury cuts allowances, the
+        # pauser suspends); "unauthorised": a role holder that may not
+        sender = {
+            "usual": actors.admin,
+            "other": {"decrease": actors.treasury, "suspend": actors.pauser}.get(action, actors.admin),
+            "unauthorised": actors.treasury if action == "suspend" else actors.pauser,
+        }[who]
+        if action == "increase":
             self._expect(
-                lambda: self.model.set_allowance(pid, allowance),
-                "setPartnerAllowance",
+                lambda: model.increase_allowance(sender, pid, amount),
+                "increasePartnerAllowance",
                 pid,
-                allowance,
-                sender=self.admin,
+                amount,
+                sender=sender,
+            )
+        elif action == "decrease":
+            # a cut of what is left as often as not (then of one more than that)
+            cut = (
+                amount
+                if amount > 30 or pid not in model.partners
+                else model.partners[pid].allowance + amount % 2
+            )
+            self._expect(
+                lambda: model.decrease_allowance(sender, pid, cut),
+                "decreasePartnerAllowance",
+                pid,
+                cut,
+                sender=sender,
+            )
+        elif action == "rights":
+            self._expect(
+                lambda: model.set_rights(sender, pid, *flags), "setPartnerRights", pid, *flags, sender=sender
             )
         elif action == "suspend":
-            self._expect(lambda: self.model.suspend(pid), "suspendPartner", pid, sender=self.admin)
+            self._expect(lambda: model.suspend(sender, pid), "suspendPartner", pid, sender=sender)
         elif action == "reactivate":
-            self._expect(lambda: self.model.reactivate(pid), "reactivatePartner", pid, sender=self.admin)
+            self._expect(lambda: model.reactivate(sender, pid), "reactivatePartner", pid, sender=sender)
+        elif action == "offboard":
+            self._expect(lambda: model.offboard(sender, pid), "offboardPartner", pid, sender=sender)
         else:
             self._expect(
-                lambda: self.model.set_transfers_enabled(enabled),
+                lambda: model.set_transfers_enabled(sender, flags[0]),
                 "setTransfersEnabled",
-                enabled,
-                sender=self.admin,
+                flags[0],
+                sender=sender,
             )
+
+    @rule(
+        action=st.sampled_from(["rotate", "rotate", "rotate", "grant"]),
+        pid=st.sampled_from(PARTNER_IDS[:4]),
+        by=st.sampled_from(["admin", "itself", "admin", "itself", "its former key", "treasury"]),
+        key_choice=st.sampled_from(
+            ["spare", "spare", "spare", "role holder", "operator", "former", "zero", "granted"]
+        ),
+        role=st.sampled_from([PAUSER_ROLE, PAUSER_ROLE, TREASURY_ROLE, DEFAULT_ADMIN_ROLE]),
+    )
+    def keys(self, action: str, pid: int, by: str, key_choice: str, role: bytes) -> None:
+        """Rotates partner ``pid``'s operator key (by the admin or by the partner's own key), or grants a
+        role to a key (``by`` and ``pid`` pick whose key a rotation sends from and the target's partner)."""
+        model, actors = self.model, self.actors
+        partner = model.partners[pid]
+        former = [key for key, of in model.former.items() if of == pid]
+        unused = [s for s in self.world.spares if s not in model.operator_ids() and not model.holds_role(s)]
+        granted = [s for s in self.world.spares if model.holds_role(s)]
+        key = {
+            "spare": unused[0] if unused else next(iter(model.former), ZERO_ADDRESS),
+            "role holder": actors.treasury,
+            "operator": model.partners[ACTIVE if pid != ACTIVE else ISSUE_ONLY].operator,
+            "former": next(iter(model.former), unused[0] if unused else ZERO_ADDRESS),
+            "zero": ZERO_ADDRESS,
+            "granted": granted[0] if granted else actors.pauser,
+        }[key_choice]
+        if action == "grant":
+            entries = model.seq
+            if self._expect(
+                lambda: model.grant(actors.admin, role, key), "grantRole", role, key, sender=actors.admin
+            ):
+                OUTCOMES["grantRole: ok, already held (no entry)"] += model.seq == entries
+            return
+        sender = {
+            "admin": actors.admin,
+            "itself": partner.operator,
+            "its former key": former[0] if former else actors.stranger,
+            "treasury": actors.treasury,
+        }[by]
+        if self._expect(
+            lambda: model.rotate(sender, pid, key), "rotatePartnerOperator", pid, key, sender=sender
+        ):
+            OUTCOMES[
+                f"rotatePartnerOperator: ok by {'the admin' if sender == actors.admin else 'itself'}"
+            ] += 1
+
+    @rule(
+        action=st.sampled_from(["settle", "settle", "settle", "value"]),
+        pid=st.sampled_from(PARTNER_IDS),
+        how=st.sampled_from(
+            ["open", "open", "any", "any", "half", "huge points", "huge value", "int256 min"]
+        ),
+        numbers=st.tuples(st.integers(-50, 50), st.integers(-500, 500)),
+        value=st.sampled_from([10, 0, 1, 7, 2**32, MAX_SETTLEMENT_VALUE, MAX_SETTLEMENT_VALUE + 1]),
+        ref=refs,
+        by_treasury=st.sampled_from([True, True, True, True, False]),
+    )
+    def treasury(
+        self,
+        action: str,
+        pid: int,
+        how: str,
+        numbers: tuple[int, int],
+        value: int,
+        ref: bytes,
+        by_treasury: bool,
+    ) -> None:
+        """Sets the settlement value, or records a settlement with a partner: its open position (a closed
+        period), half of it, small numbers of either sign, or magnitudes beyond the limits."""
+        model = self.model
+        sender = self.actors.treasury if by_treasury else self.actors.admin
+        if action == "value":
+            self._expect(
+                lambda: model.set_settlement_value(sender, value), "setSettlementValue", value, sender=sender
+            )
+            return
+        open_position = model.partners[pid].open_position() if pid in model.partners else (0, 0)
+        points, amount = {
+            "open": open_position,
+            "half": (open_position[0] // 2, open_position[1] // 2),
+            "any": numbers,
+            "huge points": (MAX_SETTLED_POINTS + 1, numbers[1]),
+            "huge value": (numbers[0], -MAX_SETTLED_VALUE - 1),
+            "int256 min": (INT256_MIN, numbers[1]),
+        }[how]
+        if self._expect(
+            lambda: model.record_settlement(sender, pid, points, amount, ref),
+            "recordSettlement",
+            pid,
+            points,
+            amount,
+            ref,
+            sender=sender,
+        ):
+            OUTCOMES["recordSettlement: ok, period closed"] += model.partners[pid].open_position() == (0, 0)
+
+    @rule(
+        action=st.sampled_from(["brief", "brief", "brief", "toggle", "wrong", "not the pauser"]),
+        wait=st.sampled_from([1, EPOCH_LENGTH // 2, EPOCH_LENGTH, VALIDITY * EPOCH_LENGTH]),
+    )
+    def pause_or_resume(self, action: str, wait: int) -> None:
+        """Mostly a pause of ``wait`` seconds within the step, or a pause left on (ended by a later step:
+        any rule but this one meets a paused ledger); or the wrong one of pause and unpause, or either sent
+        by the admin (not the pauser)."""
+        model = self.model
+        pauser = self.actors.admin if action == "not the pauser" else self.actors.pauser
+        resume = model.paused != (action == "wrong")
+        if action == "brief" and not model.paused:
+            if not self._expect(lambda: model.pause(pauser), "pause", sender=pauser):
+                return
+            resume = True
+        if resume and action in ("brief", "toggle"):
+            self._travel(model.now + wait)
+        if resume:
+            if self._expect(lambda: model.unpause(pauser), "unpause", sender=pauser):
+                OUTCOMES["resumed after a pause"] += model.paused_total > 0
+        else:
+            self._expect(lambda: model.pause(pauser), "pause", sender=pauser)
+        self.touched.update(self.world.accounts)
 
     # ------------------------------------------------------------ invariants
 
@@ -781,11 +1416,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def views_match_model(self) -> None:
         """The views the model predicts, read in one batch, against the model and against each other.
 
-        After a step that changed the ledger (and at the start): the totals, head and sequence, every partner,
-        balanceOf of every account, and balanceOfAtEpoch of the accounts involved since the last such check
-        (all of them at the start and after a time step). After a reverted step: head, sequence, epoch and
-        balanceOf of the accounts it named, which must be unchanged; the rest is read again by the next full
-        check, which would see any change as the model did not move. :meth:`teardown` reads everything.
+        After a step that changed the ledger (and at the start): everything but balanceOfAtEpoch of the
+        accounts the step did not involve (all of them at the start and after a time or pause step). After
+        a reverted step: head, sequence, the clock and balanceOf of the accounts it named, which must be
+        unchanged; the rest is read again by the next full check, which would see any change as the model
+        did not move. :meth:`teardown` reads everything.
         """
         if self.rejected:
             self._check_unchanged()
@@ -802,46 +1437,59 @@ class LedgerMachine(RuleBasedStateMachine):
         richest = max(self.world.accounts, key=self.model.balance)
         calls: list[tuple[str, tuple[Any, ...]]] = [
             ("currentEpoch", ()),
+            ("ledgerClock", ()),
             ("outstandingSupply", ()),
             ("ledgerHead", ()),
+            ("coalitionOpenPosition", ()),
             ("balanceOf", (richest,)),
             ("balanceOfAtEpoch", (self.model.epoch, richest)),
         ]
         ledger = self.world.ledger
-        through_web3 = [
-            getattr(ledger.contract.functions, name)(*args).call({"from": self.admin}) for name, args in calls
-        ]
-        assert self.world.direct.views(calls) == through_web3
+        through_web3 = [getattr(ledger.contract.functions, name)(*args).call() for name, args in calls]
+        assert _plain(self.world.raw.views(calls)) == _plain(through_web3)
 
     def _check_unchanged(self) -> None:
         """After a reverted step: no entry added, the clock where the model has it, the named accounts'
         balances as they were."""
         named = [account for account in self.world.accounts if account in self.touched]
+        model = self.model
         calls: list[tuple[str, tuple[Any, ...]]] = [
             ("ledgerHead", ()),
             ("ledgerSequence", ()),
-            ("currentEpoch", ()),
+            ("ledgerClock", ()),
+            ("pausedDuration", ()),
         ]
-        head, seq, epoch, *balances = self.world.direct.views(calls + [("balanceOf", (a,)) for a in named])
-        assert (bytes(head), seq, epoch) == (self.head, self.model.seq, self.model.epoch)
-        expected = [self.model.balance(account) for account in named]
+        head, seq, clock, paused_for, *balances = self.world.raw.views(
+            calls + [("balanceOf", (a,)) for a in named]
+        )
+        assert (bytes(head), seq) == (self.head, model.seq)
+        assert (clock, paused_for) == (model.clock, model.paused_duration)
+        expected = [model.balance(account) for account in named]
         assert balances == expected, f"balances of {named} after a reverted step: {balances}, not {expected}"
 
     def _check(self, *, detailed: list[str]) -> None:
-        """Reads the scalar views, every partner, balanceOf of every account and balanceOfAtEpoch of
-        ``detailed`` (the live epochs and the one that expired last); checks them against each other and
-        against the model."""
+        """Reads the scalar views, every partner and its positions, every key's partner id, the nonces used,
+        balanceOf of every account and balanceOfAtEpoch of ``detailed`` (the live epochs and the one that
+        expired last); checks them against each other and against the model."""
         model, everyone = self.model, self.world.accounts
         live = list(model.live_epochs())
         # balanceOfAtEpoch of the live epochs, and of the epoch that expired last (ERC-7818: must read 0)
         probed = live if model.epoch < VALIDITY else [model.epoch - VALIDITY, *live]
+        keys = model.operator_ids()
+        nonces = sorted(model.nonces)
         calls: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in SCALAR_VIEWS]
-        calls += [("partner", (pid,)) for pid in model.partners]
+        calls.append(("epochExpiresAt", (model.epoch,)))
+        calls += [(name, (pid,)) for pid in model.partners for name in PARTNER_VIEWS]
+        calls += [("partnerIdOf", (key,)) for key in keys]
+        calls += [("nonces", (customer, key)) for customer, key in nonces]
         calls += [("balanceOf", (account,)) for account in everyone]
         calls += [("balanceOfAtEpoch", (epoch, account)) for account in detailed for epoch in probed]
-        results = iter(self.world.direct.views(calls))
+        results = iter(self.world.raw.views(calls))
         chain = {name: next(results) for name in SCALAR_VIEWS}
-        partner_views = {pid: next(results) for pid in model.partners}
+        expires_at = next(results)
+        partner_views = {pid: [next(results) for _ in PARTNER_VIEWS] for pid in model.partners}
+        key_ids = {key: next(results) for key in keys}
+        nonce_views = {entry: next(results) for entry in nonces}
         balance_of = {account: next(results) for account in everyone}
         at_epoch = {(account, epoch): next(results) for account in detailed for epoch in probed}
 
@@ -851,17 +1499,37 @@ class LedgerMachine(RuleBasedStateMachine):
             == chain["outstandingSupply"]
         )
         assert chain["outstandingSupply"] == sum(balance_of.values())
-        assert sum(view[7] for view in partner_views.values()) == chain["totalIssued"]
-        assert sum(view[8] for view in partner_views.values()) == chain["totalRedeemed"]
+        assert sum(view[7] for view, _, _ in partner_views.values()) == chain["totalIssued"]
+        assert sum(view[8] for view, _, _ in partner_views.values()) == chain["totalRedeemed"]
         for account, balance in balance_of.items():  # a negative balance would show as a wrapped huge one
             assert 0 <= balance <= chain["totalIssued"], f"balance of {account}: {balance}"
         for account in detailed:
             assert balance_of[account] == sum(at_epoch[account, epoch] for epoch in live)
         assert all(amount > 0 for held in model.held.values() for amount in held.values())
+        # positions: all-time from the counters, open == all-time - settled, partners + coalition == 0
+        settled = [0, 0]
+        for view, position, open_position in partner_views.values():
+            assert tuple(position) == (view[8] - view[7], view[10] - view[9])
+            assert tuple(open_position) == (position[0] - view[11], position[1] - view[12])
+            settled = [settled[0] + view[11], settled[1] + view[12]]
+        coalition, coalition_open = chain["coalitionPosition"], chain["coalitionOpenPosition"]
+        assert tuple(coalition_open) == (coalition[0] + settled[0], coalition[1] + settled[1])
+        for index in (0, 1):  # points, value
+            assert coalition[index] + sum(p[index] for _, p, _ in partner_views.values()) == 0
+            assert coalition_open[index] + sum(o[index] for _, _, o in partner_views.values()) == 0
+        # the clock
+        assert chain["ledgerClock"] // EPOCH_LENGTH == chain["currentEpoch"]
+        assert (
+            expires_at == model.now - chain["ledgerClock"] + (chain["currentEpoch"] + VALIDITY) * EPOCH_LENGTH
+        )
 
         # the chain against the model
         expected: dict[str, Any] = {
             "currentEpoch": model.epoch,
+            "ledgerClock": model.clock,
+            "pausedDuration": model.paused_duration,
+            "paused": model.paused,
+            "epochExpiresAt": model.epoch_expires_at(model.epoch),
             "outstandingSupply": model.outstanding(),
             "totalIssued": model.total_issued,
             "totalRedeemed": model.total_redeemed,
@@ -869,12 +1537,26 @@ class LedgerMachine(RuleBasedStateMachine):
             "pendingExpiry": model.pending_expiry(),
             "ledgerSequence": model.seq,
             "transfersEnabled": model.transfers_enabled,
+            "settlementValue": model.settlement_value,
+            "coalitionPosition": model.coalition_position(),
+            "coalitionOpenPosition": model.coalition_open_position(),
         }
-        actual = {name: chain[name] for name in expected}
-        for pid, view in partner_views.items():
+        actual = {name: _plain(chain.get(name)) for name in expected}
+        actual["epochExpiresAt"] = expires_at
+        for pid, (view, position, open_position) in partner_views.items():
             p = model.partners[pid]
-            actual[f"partner({pid})"] = (view[3], view[6], view[7], view[8])
-            expected[f"partner({pid})"] = (p.active, p.allowance, p.issued, p.redeemed)
+            actual[f"partner({pid})"] = _plain(view)
+            expected[f"partner({pid})"] = p.view(pid)
+            actual[f"partnerPosition({pid})"] = _plain(position)
+            expected[f"partnerPosition({pid})"] = p.position()
+            actual[f"partnerOpenPosition({pid})"] = _plain(open_position)
+            expected[f"partnerOpenPosition({pid})"] = p.open_position()
+        for key, pid in key_ids.items():
+            actual[f"partnerIdOf({key})"] = pid
+            expected[f"partnerIdOf({key})"] = keys[key]
+        for (customer, key), nonce in nonce_views.items():
+            actual[f"nonces({customer}, {key})"] = nonce
+            expected[f"nonces({customer}, {key})"] = model.nonce(customer, key)
         for account, balance in balance_of.items():
             actual[f"balanceOf({account})"] = balance
             expected[f"balanceOf({account})"] = model.balance(account)
@@ -905,15 +1587,40 @@ REQUIRED_OUTCOMES = [
     "transferAtEpoch: ok",
     "suspendPartner: ok",
     "reactivatePartner: ok",
-    "setPartnerAllowance: ok",
+    "increasePartnerAllowance: ok",
+    "decreasePartnerAllowance: ok",
+    "setPartnerRights: ok",
+    "offboardPartner: ok",
+    "rotatePartnerOperator: ok by the admin",
+    "rotatePartnerOperator: ok by itself",
+    "grantRole: ok",
+    "setSettlementValue: ok",
+    "recordSettlement: ok",
+    "recordSettlement: ok, period closed",
+    "pause: ok",
+    "unpause: ok",
+    "resumed after a pause",
+    "time passes while paused",
+    "revokeConsent: ok",
+    "cancelConsent: ok",
     "issue: LedgerAllowanceExceeded",
     "issue: LedgerPartnerSuspended",
     "issue: LedgerReferenceUsed",
+    "issue: LedgerRotatedOperator",
+    "issue: EnforcedPause",
     "redeem: LedgerInsufficientBalance",
     "redeem: LedgerPartnerSuspended",
+    "redeem: InvalidAccountNonce",
+    "redeem: LedgerRotatedOperator",
     "transfer: LedgerTransfersDisabled",
     "transfer: ERC20InsufficientBalance",
     "transferAtEpoch: ERC7818TransferredExpiredToken",
+    "rotatePartnerOperator: LedgerInvalidOperator",
+    "rotatePartnerOperator: LedgerUnauthorizedRotation",
+    "grantRole: LedgerOperatorCannotHoldRole",
+    "decreasePartnerAllowance: LedgerAllowanceExceeded",
+    "cancelConsent: LedgerInvalidSigner",
+    "revokeConsent: InvalidAccountNonce",
 ]
 
 
@@ -935,18 +1642,18 @@ def test_ledger_matches_model(world: World) -> None:
         assert not missing, f"the run never exercised {missing}"
 
 
-def test_direct_ledger_agrees_with_web3(world: World) -> None:
+def test_raw_ledger_agrees_with_web3(world: World) -> None:
     """The shortcut the state machine uses reads and sends exactly like web3 and ``Ledger.transact``."""
-    world.tester.revert_to_snapshot(world.snapshot)
-    ledger, actors, direct = world.ledger, world.ledger.actors, world.direct
+    model = world.restart()
+    ledger, actors, raw = world.ledger, world.ledger.actors, world.raw
     customer = world.accounts[0]
-    receipt = direct.transact("issue", customer, 25, b"\x01" * 32, 3, b"\x00" * 32, sender=actors.issue_only)
-    assert ledger.w3.eth.get_transaction_receipt(receipt["transaction_hash"])["status"] == 1
-    ledger.node.advance_time(EPOCH_LENGTH)
+    raw.transact("issue", customer, 25, b"\x01" * 32, 3, b"\x00" * 32, sender=actors.issue_only)
+    raw.travel(model.now + EPOCH_LENGTH)
     ledger.issue(customer, 2)
     now = ledger.call("currentEpoch")
     calls: list[tuple[str, tuple[Any, ...]]] = [
         ("currentEpoch", ()),
+        ("ledgerClock", ()),
         ("outstandingSupply", ()),
         ("totalIssued", ()),
         ("pendingExpiry", ()),
@@ -954,29 +1661,36 @@ def test_direct_ledger_agrees_with_web3(world: World) -> None:
         ("ledgerSequence", ()),
         ("partner", (ACTIVE,)),
         ("partner", (ISSUE_ONLY,)),
+        ("partnerOpenPosition", (ISSUE_ONLY,)),
         ("balanceOf", (customer,)),
         *[("balanceOfAtEpoch", (epoch, customer)) for epoch in range(now - VALIDITY, now + 2)],
         ("liveBalances", (customer,)),
+        ("nonces", (customer, BIG_KEY)),
     ]
-    fast = direct.views(calls)
-    slow = [getattr(ledger.contract.functions, n)(*a).call({"from": actors.admin}) for n, a in calls]
+    fast = raw.views(calls)
+    slow = [getattr(ledger.contract.functions, n)(*a).call() for n, a in calls]
     assert _plain(fast) == _plain(slow)
-    assert fast[0] == VALIDITY == now
-    assert fast[6][0] == ACTIVE and _plain(fast[6][1]) == _plain(actors.partner)
-    assert fast[7][7] == 25 and fast[3] > 0  # ISSUE_ONLY issued 25; epoch 0 has expired, unswept
-    assert fast[-1][1][-1] == 2  # liveBalances: the 2 points of the current epoch come last
+    assert fast[0] == VALIDITY + 1 == now
+    assert fast[1] == model.clock + EPOCH_LENGTH + 1  # one block after the time step
+    assert fast[7][0] == ACTIVE and _plain(fast[7][1]) == _plain(actors.partner)
+    assert fast[8][7] == 25 and fast[4] > 0  # ISSUE_ONLY issued 25; epoch 1 has expired, unswept
+    assert tuple(fast[9]) == (-25, -25 * model.settlement_value)
+    assert fast[-2][1][-1] == 2  # liveBalances: the 2 points of the current epoch come last
+    assert fast[-1] == BIG_KEY << 64
 
     failing = ("issue", customer, 1, b"\x01" * 32, 3, b"\x00" * 32)  # the reference is used
     with pytest.raises(ContractRevert) as through_web3:
         ledger.transact(*failing, sender=actors.issue_only)
-    with pytest.raises(ContractRevert) as direct_revert:
-        direct.transact(*failing, sender=actors.issue_only)
-    assert (direct_revert.value.name, direct_revert.value.arguments) == (
+    with pytest.raises(ContractRevert) as raw_revert:
+        raw.transact(*failing, sender=actors.issue_only)
+    assert (raw_revert.value.name, raw_revert.value.arguments) == (
         through_web3.value.name,
         through_web3.value.arguments,
     )
-    assert direct_revert.value.name == "LedgerReferenceUsed"
-    assert direct.views(calls) == fast
+    assert raw_revert.value.name == "LedgerReferenceUsed"
+    # two failed transactions: two blocks, two seconds of ledger clock, nothing else
+    assert _plain(raw.views(calls[2:])) == _plain(fast[2:])
+    assert raw.views([("ledgerClock", ())]) == [fast[1] + 2]
 
 
 def _plain(value: Any) -> Any:

@@ -14,8 +14,9 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import ContractRevert, load_artifact
-from chain._deploy import DeploymentError, deploy_contract, deploy_ledger
+from chain._deploy import DEFAULT_ADMIN_DELAY, DeploymentError, deploy_contract, deploy_ledger
 from chain._devnode import fund
+from chain._ledger import ZERO_ADDRESS
 from chain._ledger import Ledger as ChainLedger
 from chain._manifest import (
     MANIFEST_VERSION,
@@ -103,11 +104,43 @@ def test_deploy_ledger_records_the_deployment(deployed: Deployed) -> None:
         VALIDITY,
         SETTLEMENT_VALUE,
     )
+    # Without a timelock, the admin key also holds the roles not given to another key.
+    assert (params.treasury, params.pauser, params.admin_delay) == (
+        deployed.sender.address,
+        deployed.sender.address,
+        DEFAULT_ADMIN_DELAY,
+    )
+    assert manifest.timelock is None and set(manifest.contracts) == {"LoyaltyLedger"}
 
     contract = w3.eth.contract(address=ledger.address, abi=artifact.abi)
     assert contract.functions.epochLength().call() == EPOCH
     assert contract.functions.validityDuration().call() == VALIDITY
     assert contract.functions.name().call() == "Coalition Points"
+    assert contract.functions.defaultAdmin().call() == deployed.sender.address
+    assert contract.functions.defaultAdminDelay().call() == DEFAULT_ADMIN_DELAY
+    for role in ("TREASURY_ROLE", "PAUSER_ROLE"):
+        assert contract.functions.hasRole(getattr(contract.functions, role)().call(), params.admin).call()
+
+
+def test_roles_can_be_other_keys_or_left_unheld(deployed: Deployed) -> None:
+    treasury = Account.create().address
+    manifest = deploy_ledger(
+        deployed.sender,
+        admin=deployed.sender.address,
+        treasury=treasury,
+        pauser=ZERO_ADDRESS,
+        admin_delay=60,
+        **PARAMETERS,
+    )
+    params = manifest.parameters
+    assert (params.treasury, params.pauser, params.admin_delay) == (treasury, ZERO_ADDRESS, 60)
+    reader = ChainLedger(Rpc(deployed.node.w3), manifest.ledger.address)
+    assert reader.has_role(reader.treasury_role(), treasury)
+    assert not reader.has_role(reader.treasury_role(), deployed.sender.address)
+    assert not reader.has_role(reader.pauser_role(), deployed.sender.address)
+    assert reader.default_admin_delay() == 60
+    # The constructor's grants are the first ledger entries: admin, then treasury (no pauser here).
+    assert reader.ledger_sequence() == 2
 
 
 def test_immutables_make_the_chain_code_differ_from_the_artifact_but_it_still_matches(
@@ -256,6 +289,14 @@ def test_a_constructor_that_would_revert_raises_its_decoded_error(deployed: Depl
     with pytest.raises(ContractRevert) as excinfo:
         deploy_ledger(deployed.sender, admin=deployed.sender.address, **{**PARAMETERS, "validity": 0})
     assert (excinfo.value.name, excinfo.value.arguments) == ("LedgerInvalidConfiguration", (EPOCH, 0))
+    with pytest.raises(ContractRevert) as excinfo:
+        deploy_ledger(
+            deployed.sender, admin=deployed.sender.address, **{**PARAMETERS, "settlement_value": 2**64}
+        )
+    assert (excinfo.value.name, excinfo.value.arguments) == (
+        "LedgerInvalidSettlementValue",
+        (2**64, 2**64 - 1),
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,6 +304,10 @@ def test_a_constructor_that_would_revert_raises_its_decoded_error(deployed: Depl
     [
         ({"validity": -1}, "bad constructor arguments"),
         ({"admin": "not an address"}, "the ledger admin must be an address"),
+        ({"admin": None}, "the ledger admin must be an address"),
+        ({"treasury": "0x12"}, "the treasury must be an address"),
+        ({"pauser": 7}, "the pauser must be an address"),
+        ({"admin_delay": 2**48}, "the admin delay must be seconds"),
     ],
 )
 def test_bad_parameters_are_refused_before_sending(
@@ -304,6 +349,11 @@ def test_a_manifest_of_another_version_is_refused(deployed: Deployed, tmp_path: 
             r"manifest\.contracts\.LoyaltyLedger\.address is not an address",
         ),
         (lambda d: d.update(createdAt="yesterday"), r"manifest\.createdAt is not an ISO 8601 time"),
+        (lambda d: d["parameters"].pop("pauser"), r"manifest\.parameters\.pauser is missing"),
+        (
+            lambda d: d.update(timelock={"address": "0x12"}),
+            r"manifest\.timelock\.address is not an address",
+        ),
     ],
 )
 def test_a_malformed_manifest_names_the_bad_field(

@@ -22,12 +22,19 @@ from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain import PermanentError, RetryableError
-from chain._eip712 import redemption_typed_data, sign_redemption
+from chain._eip712 import (
+    cancellation_typed_data,
+    redemption_typed_data,
+    sign_cancellation,
+    sign_redemption,
+    typed_data_digest,
+)
 from chain._signer import (
     LOCAL_CHAIN_IDS,
     DevKeyRefused,
@@ -469,6 +476,19 @@ def test_typed_data_equals_sign_redemption() -> None:
     assert recover_typed(data, signature) == customer.address
 
 
+def test_typed_data_equals_sign_cancellation_with_a_keyed_nonce() -> None:
+    customer = new_customer()
+    nonce = 7 << 64 | 3  # key 7 (a partner id), sequence 3: far beyond a JSON double
+    data = cancellation_typed_data(chain_id=31337, contract=CONTRACT, customer=customer.address, nonce=nonce)
+
+    signature = LocalSigner(customer).sign_typed_data(data)
+
+    assert signature == sign_cancellation(customer, chain_id=31337, contract=CONTRACT, nonce=nonce)
+    assert recover_typed(data, signature) == customer.address
+    signable = encode_typed_data(full_message=data)
+    assert typed_data_digest(data) == keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
 def test_typed_data_with_an_explicit_domain_type_signs_the_same() -> None:
     customer = new_customer()
     data = redemption(1, customer.address)
@@ -542,6 +562,18 @@ def test_remote_signed_transaction_is_mined(anvil: AnvilNode) -> None:
 def test_remote_typed_data_recovers_to_the_account(anvil: AnvilNode) -> None:
     signer = remote(anvil)
     data = redemption(31337, anvil.accounts[5], amount=2**200)  # beyond what a JSON double holds
+
+    signature = signer.sign_typed_data(data)
+
+    assert recover_typed(data, signature) == signer.address
+    assert signature == dev_signers(31337, count=11)[10].sign_typed_data(data)
+
+
+def test_remote_cancellation_with_a_keyed_nonce_recovers_to_the_account(anvil: AnvilNode) -> None:
+    signer = remote(anvil)
+    data = cancellation_typed_data(
+        chain_id=31337, contract=CONTRACT, customer=signer.address, nonce=2**150 << 64 | 1
+    )
 
     signature = signer.sign_typed_data(data)
 

@@ -8,9 +8,11 @@ accounts ``customer`` (holder) and ``stranger`` (spender); recipients are fresh 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from contract_helpers import send_failing
 
 from chain import ContractRevert
 from conftest import EPOCH, VALIDITY, Ledger, expect_revert, new_customer
@@ -229,24 +231,81 @@ def test_unlimited_allowance_is_not_decreased(ledger: Ledger) -> None:
 
 def test_zero_addresses_are_refused(ledger: Ledger) -> None:
     customer = holder_with_epochs(ledger, 100)
+    spender = ledger.actors.stranger
     enable(ledger)
+    ledger.transact("approve", spender, 50, sender=customer)
 
     excinfo = rejected(ledger, "approve", ZERO_ADDRESS, 10, sender=customer, watch=(customer,))
     expect_revert(excinfo, "ERC20InvalidSpender", ZERO_ADDRESS)
-    for fn, args in (("transfer", (ZERO_ADDRESS, 10)), ("transferAtEpoch", (0, ZERO_ADDRESS, 10))):
-        excinfo = rejected(ledger, fn, *args, sender=customer, watch=(customer,))
-        expect_revert(excinfo, "ERC20InvalidReceiver", ZERO_ADDRESS)
+    for value in (10, 0):  # a zero-value transfer to 0x0 would look like a burn
+        for fn, args, sender in (
+            ("transfer", (ZERO_ADDRESS, value), customer),
+            ("transferAtEpoch", (0, ZERO_ADDRESS, value), customer),
+            ("transferFrom", (customer, ZERO_ADDRESS, value), spender),
+            ("transferFromAtEpoch", (0, customer, ZERO_ADDRESS, value), spender),
+        ):
+            excinfo = rejected(ledger, fn, *args, sender=sender, watch=(customer,))
+            expect_revert(excinfo, "ERC20InvalidReceiver", ZERO_ADDRESS)
+
+
+FROM_ZERO: dict[str, Callable[[str, str], tuple[Any, ...]]] = {
+    "transferFrom": lambda frm, to: (frm, to, 0),
+    "transferFromAtEpoch": lambda frm, to: (0, frm, to, 0),
+}
+
+
+@pytest.mark.parametrize("fn", FROM_ZERO)
+def test_a_transfer_from_the_zero_address_is_refused_and_emits_nothing(ledger: Ledger, fn: str) -> None:
+    """A zero-value transfer from 0x0 would emit Transfer(0x0, to, 0): a mint out of nothing, to an indexer.
+    It is refused as OpenZeppelin's ERC-20 refuses it, before any allowance is looked at, and the failed
+    transaction leaves no log."""
+    holder_with_epochs(ledger, 100)
+    recipient = new_customer().address
+    enable(ledger)
+    before = state(ledger, recipient)
+
+    receipt, revert = send_failing(
+        ledger, fn, *FROM_ZERO[fn](ZERO_ADDRESS, recipient), sender=ledger.actors.stranger
+    )
+
+    assert (revert.name, revert.arguments) == ("ERC20InvalidSender", (ZERO_ADDRESS,))
+    assert receipt["logs"] == []
+    assert state(ledger, recipient) == before
+    # from and to both 0x0: the sender is reported first
+    excinfo = rejected(
+        ledger,
+        fn,
+        *FROM_ZERO[fn](ZERO_ADDRESS, ZERO_ADDRESS),
+        sender=ledger.actors.stranger,
+        watch=(recipient,),
+    )
+    expect_revert(excinfo, "ERC20InvalidSender", ZERO_ADDRESS)
+
+
+def test_zero_address_checks_come_after_the_transfer_switch(ledger: Ledger) -> None:
+    """With transfers off every transfer entry point says so first, whatever its addresses."""
+    customer = holder_with_epochs(ledger, 100)
+    for fn, args in (
+        ("transfer", (ZERO_ADDRESS, 0)),
+        ("transferAtEpoch", (0, ZERO_ADDRESS, 0)),
+        ("transferFrom", (ZERO_ADDRESS, customer, 0)),
+        ("transferFromAtEpoch", (0, ZERO_ADDRESS, customer, 0)),
+    ):
+        excinfo = rejected(ledger, fn, *args, sender=ledger.actors.stranger, watch=(customer,))
+        expect_revert(excinfo, "LedgerTransfersDisabled")
 
 
 # --------------------------------------------------------------------------- pause
 
 
-def test_paused_ledger_refuses_transfers_and_approvals(ledger: Ledger) -> None:
+def test_paused_ledger_refuses_transfers_and_raised_approvals(ledger: Ledger) -> None:
+    """While paused nothing moves; an approval may still be lowered (a holder limiting a spender in an
+    incident), never raised."""
     customer = holder_with_epochs(ledger, 100)
     spender, recipient = ledger.actors.stranger, new_customer().address
     enable(ledger)
     ledger.transact("approve", spender, 50, sender=customer)
-    ledger.transact("pause", sender=ledger.actors.admin)
+    ledger.transact("pause", sender=ledger.actors.pauser)
     watch = (customer, recipient)
 
     for fn, args, sender in (
@@ -254,10 +313,19 @@ def test_paused_ledger_refuses_transfers_and_approvals(ledger: Ledger) -> None:
         ("transferAtEpoch", (0, recipient, 10), customer),
         ("transferFrom", (customer, recipient, 10), spender),
         ("transferFromAtEpoch", (0, customer, recipient, 10), spender),
-        ("approve", (spender, 0), customer),
+        ("approve", (spender, 51), customer),
     ):
         excinfo = rejected(ledger, fn, *args, sender=sender, watch=watch)
         expect_revert(excinfo, "EnforcedPause")
+
+    for value in (50, 20, 0):  # the same value, then lower
+        receipt = ledger.transact("approve", spender, value, sender=customer)
+        assert entries(ledger, receipt) == [
+            ("Approval", {"owner": customer, "spender": spender, "value": value})
+        ]
+        assert ledger.call("allowance", customer, spender) == value
+    excinfo = rejected(ledger, "approve", spender, 1, sender=customer, watch=watch)
+    expect_revert(excinfo, "EnforcedPause")
 
 
 def test_zero_value_transfers_emit_transfer_and_change_nothing(ledger: Ledger) -> None:

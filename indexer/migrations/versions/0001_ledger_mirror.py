@@ -31,6 +31,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account", "epoch", name=op.f("pk_account_epochs")),
     )
     op.create_table(
+        "admin_operations",
+        sa.Column("operation_id", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("call_index", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("timelock", sa.String(length=42), nullable=False),
+        sa.Column("target", sa.String(length=42), nullable=False),
+        sa.Column("value", indexer._schema.BigUint(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("function", sa.String(length=64), nullable=True),
+        sa.Column("predecessor", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("salt", sa.LargeBinary(length=32), nullable=True),
+        sa.Column("delay", indexer._schema.BigUint(), nullable=False),
+        sa.Column("ready_at", indexer._schema.BigUint(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("scheduled_block", sa.BigInteger(), nullable=False),
+        sa.Column("scheduled_at", sa.BigInteger(), nullable=False),
+        sa.Column("scheduled_tx", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("executed_block", sa.BigInteger(), nullable=True),
+        sa.Column("executed_tx", sa.LargeBinary(length=32), nullable=True),
+        sa.Column("cancelled_block", sa.BigInteger(), nullable=True),
+        sa.Column("cancelled_tx", sa.LargeBinary(length=32), nullable=True),
+        sa.PrimaryKeyConstraint("operation_id", "call_index", name=op.f("pk_admin_operations")),
+    )
+    op.create_table(
         "blocks",
         sa.Column("number", sa.BigInteger(), nullable=False),
         sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
@@ -49,6 +72,7 @@ def upgrade() -> None:
         sa.Column("genesis_timestamp", sa.BigInteger(), nullable=False),
         sa.Column("epoch_length", sa.BigInteger(), nullable=False),
         sa.Column("validity_epochs", sa.Integer(), nullable=False),
+        sa.Column("timelock", sa.String(length=42), nullable=True),
         sa.PrimaryKeyConstraint("contract", name=op.f("pk_cursors")),
     )
     op.create_table(
@@ -76,10 +100,19 @@ def upgrade() -> None:
         sa.Column("batch_seq", sa.BigInteger(), nullable=True),
         sa.Column("value", indexer._schema.BigUint(), nullable=True),
         sa.Column("previous_value", indexer._schema.BigUint(), nullable=True),
-        sa.Column("active", sa.Boolean(), nullable=True),
+        sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=True),
         sa.Column("can_issue", sa.Boolean(), nullable=True),
         sa.Column("can_accept", sa.Boolean(), nullable=True),
+        sa.Column("settled_points", indexer._schema.BigInt(), nullable=True),
+        sa.Column("settled_value", indexer._schema.BigInt(), nullable=True),
+        sa.Column("role", sa.LargeBinary(length=32), nullable=True),
+        sa.Column("granted", sa.Boolean(), nullable=True),
+        sa.Column("kind", sa.Integer(), nullable=True),
+        sa.Column("delay", sa.BigInteger(), nullable=True),
+        sa.Column("schedule", sa.BigInteger(), nullable=True),
+        sa.Column("paused", sa.Boolean(), nullable=True),
+        sa.Column("paused_duration", sa.BigInteger(), nullable=True),
         sa.Column("entry_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("head", sa.LargeBinary(length=32), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_ledger_entries")),
@@ -90,6 +123,27 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ledger_entries_account"), ["account"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_entries_partner_id"), ["partner_id"], unique=False)
+
+    op.create_table(
+        "partner_history",
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("partner_id", sa.BigInteger(), nullable=False),
+        sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("block_timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("tx_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("operator", sa.String(length=42), nullable=True),
+        sa.Column("previous_operator", sa.String(length=42), nullable=True),
+        sa.Column("settlement", sa.String(length=42), nullable=True),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("can_issue", sa.Boolean(), nullable=True),
+        sa.Column("can_accept", sa.Boolean(), nullable=True),
+        sa.Column("allowance", indexer._schema.BigUint(), nullable=True),
+        sa.Column("previous_allowance", indexer._schema.BigUint(), nullable=True),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_partner_history")),
+    )
+    with op.batch_alter_table("partner_history", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_partner_history_partner_id"), ["partner_id"], unique=False)
 
     op.create_table(
         "partner_periods",
@@ -104,15 +158,55 @@ def upgrade() -> None:
         sa.Column("partner_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("operator", sa.String(length=42), nullable=False),
         sa.Column("settlement", sa.String(length=42), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
         sa.Column("can_issue", sa.Boolean(), nullable=False),
         sa.Column("can_accept", sa.Boolean(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("allowance", indexer._schema.Uint(), nullable=False),
-        sa.Column("issued", indexer._schema.Uint(), nullable=False),
-        sa.Column("redeemed", indexer._schema.Uint(), nullable=False),
+        sa.Column("allowance", indexer._schema.BigUint(), nullable=False),
+        sa.Column("issued", indexer._schema.BigUint(), nullable=False),
+        sa.Column("redeemed", indexer._schema.BigUint(), nullable=False),
+        sa.Column("issued_value", indexer._schema.BigUint(), nullable=False),
+        sa.Column("redeemed_value", indexer._schema.BigUint(), nullable=False),
+        sa.Column("settled_points", indexer._schema.BigInt(), nullable=False),
+        sa.Column("settled_value", indexer._schema.BigInt(), nullable=False),
         sa.Column("registered_seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("partner_id", name=op.f("pk_partners")),
     )
+    op.create_table(
+        "pause_intervals",
+        sa.Column("started_seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("started_at", sa.BigInteger(), nullable=False),
+        sa.Column("started_block", sa.BigInteger(), nullable=False),
+        sa.Column("paused_before", sa.BigInteger(), nullable=False),
+        sa.Column("ended_seq", sa.BigInteger(), nullable=True),
+        sa.Column("ended_at", sa.BigInteger(), nullable=True),
+        sa.Column("ended_block", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("started_seq", name=op.f("pk_pause_intervals")),
+    )
+    op.create_table(
+        "role_holders",
+        sa.Column("role", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("account", sa.String(length=42), nullable=False),
+        sa.Column("granted_seq", sa.BigInteger(), nullable=False),
+        sa.Column("granted_by", sa.String(length=42), nullable=False),
+        sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("block_timestamp", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("role", "account", name=op.f("pk_role_holders")),
+    )
+    op.create_table(
+        "settlements",
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("partner_id", sa.BigInteger(), nullable=False),
+        sa.Column("points", indexer._schema.BigInt(), nullable=False),
+        sa.Column("value", indexer._schema.BigInt(), nullable=False),
+        sa.Column("payment_ref", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("block_timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("tx_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_settlements")),
+    )
+    with op.batch_alter_table("settlements", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_settlements_partner_id"), ["partner_id"], unique=False)
+
     op.create_table(
         "supply_history",
         sa.Column("block_number", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -131,6 +225,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account", name=op.f("pk_tiers")),
     )
     op.create_table(
+        "timelock_events",
+        sa.Column("block_number", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("log_index", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("block_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("block_timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("tx_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("operation_id", sa.LargeBinary(length=32), nullable=True),
+        sa.Column("topics", sa.LargeBinary(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("block_number", "log_index", name=op.f("pk_timelock_events")),
+    )
+    with op.batch_alter_table("timelock_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_timelock_events_operation_id"), ["operation_id"], unique=False)
+
+    op.create_table(
         "ledger_state",
         sa.Column("contract", sa.String(length=42), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -141,6 +251,14 @@ def upgrade() -> None:
         sa.Column("settlement_value", indexer._schema.BigUint(), nullable=False),
         sa.Column("transfers_enabled", sa.Boolean(), nullable=False),
         sa.Column("tiers_as_of", sa.BigInteger(), nullable=True),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        sa.Column("paused_duration", sa.BigInteger(), nullable=False),
+        sa.Column("paused_since", sa.BigInteger(), nullable=True),
+        sa.Column("pending_admin", sa.String(length=42), nullable=True),
+        sa.Column("pending_admin_schedule", sa.BigInteger(), nullable=True),
+        sa.Column("pending_delay", sa.BigInteger(), nullable=True),
+        sa.Column("pending_delay_schedule", sa.BigInteger(), nullable=True),
+        sa.Column("timelock_min_delay", indexer._schema.BigUint(), nullable=True),
         sa.ForeignKeyConstraint(
             ["contract"], ["cursors.contract"], name=op.f("fk_ledger_state_contract_cursors")
         ),
@@ -152,10 +270,24 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table("ledger_state")
+    with op.batch_alter_table("timelock_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_timelock_events_operation_id"))
+
+    op.drop_table("timelock_events")
     op.drop_table("tiers")
     op.drop_table("supply_history")
+    with op.batch_alter_table("settlements", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_settlements_partner_id"))
+
+    op.drop_table("settlements")
+    op.drop_table("role_holders")
+    op.drop_table("pause_intervals")
     op.drop_table("partners")
     op.drop_table("partner_periods")
+    with op.batch_alter_table("partner_history", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_partner_history_partner_id"))
+
+    op.drop_table("partner_history")
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_entries_partner_id"))
         batch_op.drop_index(batch_op.f("ix_ledger_entries_account"))
@@ -163,5 +295,6 @@ def downgrade() -> None:
     op.drop_table("ledger_entries")
     op.drop_table("cursors")
     op.drop_table("blocks")
+    op.drop_table("admin_operations")
     op.drop_table("account_epochs")
     # ### end Alembic commands ###
