@@ -481,6 +481,12 @@ def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -
     cli.env("DATABASE_URL", f"sqlite:///{cli.tmp / 'mirror.db'}")
     indexed = cli("index", "--once")
     assert indexed.code == 0, indexed.err
+    engine = make_engine(f"sqlite:///{cli.tmp / 'mirror.db'}")
+    with engine.connect() as conn:
+        mirrored = {bytes(row[0]) for row in conn.execute(text("SELECT operation_id FROM admin_operations"))}
+    engine.dispose()
+    assert mirrored == {bytes.fromhex(op_id[2:]), bytes.fromhex(other[2:])}
+    assert cli("reconcile").code == 0
 
 
 def test_timelock_commands_need_a_deployment_with_a_timelock(cli: Cli, anvil: AnvilNode) -> None:

@@ -14,14 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_helpers import (
-    ZERO_ADDRESS,
-    cancellation_typed_data,
-    keyed,
-    send_failing,
-    send_signed,
-    sign_cancellation,
-)
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -31,6 +23,14 @@ from web3.types import TxReceipt
 from chain import ContractRevert
 from chain._devnode import fund
 from conftest import ACCEPT_ONLY, ACTIVE, Ledger, deploy, expect_revert, new_customer, random_ref
+from contract_helpers import (
+    ZERO_ADDRESS,
+    cancellation_typed_data,
+    keyed,
+    send_failing,
+    send_signed,
+    sign_cancellation,
+)
 
 ERC1271_GAS_LIMIT = 100_000
 MAX_KEY = 2**192 - 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_helpers import warp_to
 from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import ContractCustomError
 
@@ -28,6 +27,7 @@ from conftest import (
     random_ref,
     revert_decoder,
 )
+from contract_helpers import warp_to
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 TIME_BASED = 1  # IERC7818.EPOCH_TYPE.TIME_BASED

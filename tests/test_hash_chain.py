@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import pytest
-from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation
 from eth_account.signers.local import LocalAccount
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
@@ -37,6 +36,7 @@ from conftest import (
     deploy_ledger,
     new_customer,
 )
+from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation
 
 EPOCH_LENGTH = 3600
 VALIDITY = 3

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from contract_helpers import STATUS_ACTIVE, partner_view
 from eth_account import Account
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
@@ -33,6 +32,7 @@ from conftest import (
     new_customer,
     random_ref,
 )
+from contract_helpers import STATUS_ACTIVE, partner_view
 
 MAX_AMOUNT = 2**64 - 1
 MAX_ALLOWANCE = 2**64 - 1

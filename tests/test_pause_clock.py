@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation, warp_to
 from eth_account.signers.local import LocalAccount
 
 from chain import ContractRevert
@@ -32,6 +31,7 @@ from conftest import (
     new_customer,
     random_ref,
 )
+from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation, warp_to
 
 L = 3600  # epoch length (seconds)
 V = 3  # validity (epochs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract_helpers import keyed, partner_view
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -33,6 +32,7 @@ from conftest import (
     random_ref,
     sign_redemption,
 )
+from contract_helpers import keyed, partner_view
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

@@ -29,20 +29,11 @@ backends. Then: the entries of role changes and of every step of the two-step ad
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from contract_helpers import (
-    STATUS_ACTIVE,
-    STATUS_OFFBOARDED,
-    STATUS_SUSPENDED,
-    ZERO_ADDRESS,
-    keyed,
-    partner_view,
-    send_signed,
-    sign_cancellation,
-)
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -67,6 +58,16 @@ from conftest import (
     expect_revert,
     new_customer,
     random_ref,
+)
+from contract_helpers import (
+    STATUS_ACTIVE,
+    STATUS_OFFBOARDED,
+    STATUS_SUSPENDED,
+    ZERO_ADDRESS,
+    keyed,
+    partner_view,
+    send_signed,
+    sign_cancellation,
 )
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
@@ -110,6 +111,14 @@ def fold(head: bytes, events: list[dict[str, Any]]) -> bytes:
         if "seq" in event["args"]:
             head = keccak(head + entry_hash(event["log"]))
     return head
+
+
+@contextmanager
+def reverts(error: str, *args: Any) -> Iterator[None]:
+    """The block's transaction reverts with exactly the custom error ``error(*args)``."""
+    with pytest.raises(ContractRevert) as excinfo:
+        yield
+    expect_revert(excinfo, error, *args)
 
 
 def funded_key(ledger: Ledger) -> LocalAccount:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from contract_helpers import send_failing
 
 from chain import ContractRevert
 from conftest import EPOCH, VALIDITY, Ledger, expect_revert, new_customer
+from contract_helpers import send_failing
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
