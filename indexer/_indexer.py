@@ -221,8 +221,10 @@ class Indexer:
         try:
             settlement_value = read("settlementValue()")
         except RpcError as exc:
-            # A pruned node: the epoch parameters are immutable, so the latest state has them too; the
-            # settlement value is the current one until the first SettlementValueChanged entry replaces it.
+            # A pruned node: the epoch parameters are immutable, so the latest state has them too. The
+            # constructor's settlement value is in no entry: the current one stands in for it until the
+            # first SettlementValueChanged entry replaces it, so if it changed since, the value of the
+            # entries before that change is off (reconcile shows it in the partners' values).
             logger.warning("no state at the deployment block (%s); reading the parameters at the head", exc)
             at = "latest"
             settlement_value = read("settlementValue()")

@@ -20,6 +20,7 @@ from ._errors import BlockNotMirrored
 from ._queries import MirrorView
 from ._schema import LedgerEntry
 from ._source import LogSource
+from ._store import PauseState
 from ._timelock import EXECUTED, SCHEDULED
 
 __all__ = ["Difference", "reconcile"]
@@ -103,6 +104,14 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
             ("coalitionOpenPosition", None): _pair(view.coalition_open_position()),
             ("paused", None): state.paused,
             ("pausedDuration", None): paused_duration,
+            # the same from the ledger state's pause columns (what the store counts ledger epochs with)
+            ("pausedDuration", "ledger_state"): PauseState.of_state(
+                {
+                    "paused": state.paused,
+                    "paused_duration": state.paused_duration,
+                    "paused_since": state.paused_since,
+                }
+            ).seconds_at(at),
             ("ledgerClock", None): view.params.clock(at, paused_duration),
             ("currentEpoch", None): view.params.epoch_at(at, paused_duration),
             ("defaultAdmin", None): view.default_admin() or ZERO_ADDRESS,
@@ -186,7 +195,7 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
     view_of(("pendingDefaultAdminDelay", None), "pendingDefaultAdminDelay", read=tuple)
     for key in mirror:
         what, who = key
-        if who is None:
+        if who is None or what == "pausedDuration":
             continue
         if what == "partner":
             view_of(key, "partner", int(who), read=_partner)
@@ -216,6 +225,7 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
         answers = source.calls(to, [data for _, data, _ in group], block)
         for (key, _, read), answer in zip(group, answers, strict=True):
             chain[key] = read(answer)
+    chain[("pausedDuration", "ledger_state")] = chain[("pausedDuration", None)]
     for what, who in list(chain):  # the per-role counts: how many of the accounts named hold the role
         if what == "hasRole" and who is not None and chain[(what, who)]:
             count: Key = ("roleHolders", who.split(":")[0])

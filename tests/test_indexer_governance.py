@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 
 from eth_account import Account
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from chain import (
     Ledger as ChainLedger,
@@ -51,8 +51,12 @@ from indexer import (
     Indexer,
     IndexerConfig,
     LedgerEntry,
+    LedgerState,
     MirrorView,
+    Partner,
     PartnerStatus,
+    PauseInterval,
+    RoleHolder,
     reconcile,
 )
 from indexer._store import DEFAULT_ADMIN_ROLE
@@ -358,3 +362,31 @@ def test_admin_operations_show_a_scheduled_registration_before_and_after_it_exec
             assert table_digests(fresh.engine) == digests
     finally:
         anvil_node.revert(snapshot)
+
+
+def test_reconcile_reports_governance_rows_altered_by_hand(anvil_ledger: Ledger, database: str) -> None:
+    ledger = anvil_ledger
+    ledger_activity(ledger)
+    with mirror(ledger, database, window=4) as indexer:
+        indexer.sync()
+        assert_reconciled(indexer, ledger.address)
+        pauser_role = chain_ledger(ledger, ledger.actors.admin).pauser_role()
+        with indexer.engine.begin() as conn:
+            conn.execute(delete(RoleHolder).where(RoleHolder.role == pauser_role))
+            conn.execute(update(PauseInterval).values(started_at=PauseInterval.started_at - 1))
+            conn.execute(update(LedgerState).values(paused_duration=LedgerState.paused_duration + 2))
+            conn.execute(update(Partner).where(Partner.partner_id == ACTIVE).values(settled_value=0))
+            conn.execute(update(LedgerState).values(pending_admin=ledger.actors.stranger.lower()))
+        found = {(d.what, d.key) for d in reconcile(ledger.w3, indexer.engine, ledger.address)}
+        pauser = f"0x{pauser_role.hex()}"
+        assert found == {
+            ("hasRole", f"{pauser}:{ledger.actors.pauser.lower()}"),
+            ("roleHolders", pauser),
+            ("pausedDuration", None),
+            ("pausedDuration", "ledger_state"),
+            ("ledgerClock", None),
+            ("partner", str(ACTIVE)),
+            ("partnerOpenPosition", str(ACTIVE)),
+            ("coalitionOpenPosition", None),
+            ("pendingDefaultAdmin", None),
+        }

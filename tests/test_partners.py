@@ -87,7 +87,7 @@ def test_a_rotation_keeps_the_partner_and_moves_its_key(ledger: Ledger, by: str)
         ALLOWANCE - 100,
         100,
         30,
-        -70,
+        -50,
     )
 
     rotate(ledger, ACTIVE, new.address, sender=actors.admin if by == "admin" else old)
