@@ -155,7 +155,8 @@ contract LoyaltyLedger is
      *
      * Requirements: `epochLength_` > 0, 0 < `validity_` <= MAX_VALIDITY, `admin` non-zero,
      * `settlementValue_` <= MAX_SETTLEMENT_VALUE. A zero `treasury` or `pauser` leaves that role unheld.
-     * Emits {RoleChanged} for each role granted.
+     * Emits {RoleChanged} for each role granted, then {SettlementValueChanged} (from 0) and
+     * {AdminHandoverChanged} (kind 3 with schedule 0: the initial delay, in force at once).
      */
     constructor(
         string memory name_,
@@ -180,6 +181,12 @@ contract LoyaltyLedger is
         _clock.settlementValue = uint64(settlementValue_);
         if (treasury != address(0)) _grantRole(TREASURY_ROLE, treasury);
         if (pauser != address(0)) _grantRole(PAUSER_ROLE, pauser);
+        // The initial settlement value and admin delay are entries too, so that every figure can be rebuilt
+        // from the logs alone (no call at the deployment block, which only an archive node answers).
+        uint64 seq = _nextSeq();
+        emit SettlementValueChanged(seq, 0, settlementValue_);
+        _record(keccak256(abi.encode(SettlementValueChanged.selector, seq, 0, settlementValue_)));
+        _recordHandover(_DELAY_SCHEDULED, address(0), adminDelay, 0);
     }
 
     // =================================================================== administration: the registry

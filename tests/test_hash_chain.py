@@ -30,13 +30,14 @@ from conftest import (
     ACTIVE,
     ADMIN_DELAY,
     ISSUE_ONLY,
+    SETTLEMENT_VALUE,
     SUSPENDED,
     Ledger,
     Node,
     deploy_ledger,
     new_customer,
 )
-from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation
+from contract_helpers import ZERO_ADDRESS, keyed, next_block_at, send_signed, sign_cancellation
 
 EPOCH_LENGTH = 3600
 VALIDITY = 3
@@ -237,9 +238,16 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     carol = new_customer()
     mirror = Mirror(ledger, first_block)
 
-    # the constructor's role grants (seq 1-3), the registrations (4) and the suspension from the fixture
-    assert _names(mirror.entries) == ["RoleChanged"] * 3 + ["PartnerRegistered"] * 4 + [
-        "PartnerStatusChanged"
+    # the constructor's role grants (seq 1-3), initial settlement value (4) and admin delay (5), the
+    # registrations (6-9) and the suspension from the fixture
+    assert _names(mirror.entries) == ["RoleChanged"] * 3 + [
+        "SettlementValueChanged",
+        "AdminHandoverChanged",
+    ] + ["PartnerRegistered"] * 4 + ["PartnerStatusChanged"]
+    initial = [_decoded(ledger, log) for log in mirror.entries[3:5]]
+    assert initial == [
+        {"seq": 4, "previousValue": 0, "value": SETTLEMENT_VALUE},
+        {"seq": 5, "kind": 3, "newAdmin": ZERO_ADDRESS, "delay": ADMIN_DELAY, "schedule": 0},
     ]
     grants = [_decoded(ledger, log) for log in mirror.entries[:3]]
     assert grants == [
@@ -259,7 +267,7 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
             "sender": admin,
         },
     ]
-    assert [entry_seq(log) for log in mirror.entries[3:]] == [4, 5, 6, 7, 8]
+    assert [entry_seq(log) for log in mirror.entries[3:]] == [4, 5, 6, 7, 8, 9, 10]
     mirror.check()
 
     # epoch 0: an issue and a batch
@@ -319,7 +327,7 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
 
     # administration
     # status entries carry the PartnerStatus (uint8): 1 Active, 2 Suspended, 3 Offboarded
-    assert _decoded(ledger, mirror.entries[7]) == {"partnerId": SUSPENDED, "seq": 8, "status": 2}
+    assert _decoded(ledger, mirror.entries[9]) == {"partnerId": SUSPENDED, "seq": 10, "status": 2}
     for fn, partner_id, sender, status in (
         ("suspendPartner", ACTIVE, actors.pauser, 2),
         ("reactivatePartner", ACTIVE, admin, 1),

@@ -139,8 +139,9 @@ def test_roles_can_be_other_keys_or_left_unheld(deployed: Deployed) -> None:
     assert not reader.has_role(reader.treasury_role(), deployed.sender.address)
     assert not reader.has_role(reader.pauser_role(), deployed.sender.address)
     assert reader.default_admin_delay() == 60
-    # The constructor's grants are the first ledger entries: admin, then treasury (no pauser here).
-    assert reader.ledger_sequence() == 2
+    # The constructor's entries: the grants (admin, then treasury; no pauser here), then the initial
+    # settlement value and admin delay.
+    assert reader.ledger_sequence() == 4
 
 
 def test_immutables_make_the_chain_code_differ_from_the_artifact_but_it_still_matches(

@@ -189,6 +189,7 @@ interface ILoyaltyLedger is IERC7818 {
     event RoleChanged(bytes32 indexed role, address indexed account, uint64 seq, bool granted, address sender);
     /// @dev A step of the two-step admin handover: `kind` 1 handover to `newAdmin` scheduled for `schedule`,
     /// 2 handover cancelled, 3 admin delay change to `delay` scheduled for `schedule`, 4 delay change cancelled.
+    /// The constructor records the initial delay as kind 3 with `schedule` 0 (in force at once).
     /// The handover itself is the pair of {RoleChanged} entries of the acceptance.
     event AdminHandoverChanged(uint64 seq, uint8 kind, address newAdmin, uint48 delay, uint48 schedule);
     /// @dev The ledger was paused (`paused` true) or resumed; `pausedDuration` is the time spent paused before
