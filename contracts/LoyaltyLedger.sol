@@ -1228,9 +1228,14 @@ contract LoyaltyLedger is
         if (auth.status == PartnerStatus.Offboarded) revert LedgerPartnerOffboarded(partnerId);
     }
 
-    /// @dev A key that may become a partner's operator: non-zero, never an operator, holding no role.
+    /// @dev A key that may become a partner's operator: non-zero, never an operator, holding no role, and not
+    /// the pending admin of a handover.
     function _checkNewOperator(address operator) private view {
-        if (operator == address(0) || _operators[operator].partnerId != 0 || _rolesHeld[operator] != 0) {
+        (address pendingAdmin,) = pendingDefaultAdmin();
+        if (
+            operator == address(0) || _operators[operator].partnerId != 0 || _rolesHeld[operator] != 0
+                || operator == pendingAdmin
+        ) {
             revert LedgerInvalidOperator(operator);
         }
     }
@@ -1251,8 +1256,8 @@ contract LoyaltyLedger is
     }
 
     function _checkMagnitude(int256 amount, uint256 max) private pure {
-        // type(int256).min has no positive counterpart; it is far above any max here
-        uint256 magnitude = amount == type(int256).min ? type(uint256).max : uint256(amount < 0 ? -amount : amount);
+        // -(amount + 1) cannot overflow, even for type(int256).min, whose magnitude is 2^255
+        uint256 magnitude = amount < 0 ? uint256(-(amount + 1)) + 1 : uint256(amount);
         if (magnitude > max) revert LedgerAmountTooLarge(magnitude, max);
     }
 

@@ -1247,7 +1247,8 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def allowance(self, action: str, pid: int, amount: int, who: str) -> None:
         """Tops up a partner's allowance or cuts it (for a small ``amount``: a cut of all that is left, or
-        of one more); a cut to nothing is followed at once by the partner's attempt to issue."""
+        of one more); a cut is followed at once by the partner's attempt to issue one point more than it
+        left."""
         model, sender = self.model, self._sender(action, who)
         if action == "increase":
             self._expect(
@@ -1260,28 +1261,26 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         left = model.partners[pid].allowance if pid in model.partners else 0
         cut = amount if amount > 30 else left + (amount % 3 == 0)
-        if (
-            self._expect(
-                lambda: model.decrease_allowance(sender, pid, cut),
-                "decreasePartnerAllowance",
-                pid,
-                cut,
-                sender=sender,
-            )
-            and model.partners[pid].allowance == 0
-        ):
-            self._then_issue(model.partners[pid].operator)
+        if self._expect(
+            lambda: model.decrease_allowance(sender, pid, cut),
+            "decreasePartnerAllowance",
+            pid,
+            cut,
+            sender=sender,
+        ):  # the partner tries to issue one point more than the cut left it
+            self._then_issue(model.partners[pid].operator, model.partners[pid].allowance + 1)
 
-    def _then_issue(self, operator: str) -> None:
-        """After a step's change that must take effect at once: ``operator`` tries to issue one point."""
-        self._check(detailed=[])  # the change's entries, before an attempt that may change nothing
+    def _then_issue(self, operator: str, amount: int = 1, *, check: bool = True) -> None:
+        """After a step's change that must take effect at once: ``operator`` tries to issue ``amount``."""
+        if check:
+            self._check(detailed=[])  # the change's entries, before an attempt that may change nothing
         to, ref = self.world.accounts[0], b"right after".ljust(32, b"\x00")
         self.touched.add(to)
         self._expect(
-            lambda: self.model.issue(operator, to, 1, ref),
+            lambda: self.model.issue(operator, to, amount, ref),
             "issue",
             to,
-            1,
+            amount,
             ref,
             1,
             b"\x00" * 32,
@@ -1441,9 +1440,9 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def pause_or_resume(self, action: str, wait: int) -> None:
         """Mostly a pause of ``wait`` seconds within the step, every view checked while paused (the clock
-        stands still, nothing expires); or a pause left on ("long": every other rule meets a paused ledger
-        until this rule ends it, after ``wait`` seconds); or the wrong one of pause and unpause, or either
-        sent by the admin, who is not the pauser."""
+        stands still, nothing expires) and an issue tried (refused); or a pause left on ("long": every
+        other rule meets a paused ledger until this rule ends it, after ``wait`` seconds); or the wrong one
+        of pause and unpause, or either sent by the admin, who is not the pauser."""
         model, actors = self.model, self.actors
         self.touched.update(self.world.accounts)
         if action in ("wrong", "not the pauser"):
@@ -1461,6 +1460,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self._travel(model.now + wait)
         OUTCOMES["time passes while paused"] += 1
         self._check(detailed=self.world.accounts)
+        self._then_issue(model.partners[ACTIVE].operator, check=False)  # refused while paused
         if self._expect(lambda: model.unpause(actors.pauser), "unpause", sender=actors.pauser):
             OUTCOMES["resumed after a pause"] += model.paused_total > 0
 

@@ -182,11 +182,11 @@ def test_a_settlement_of_nothing_is_refused(ledger: Ledger) -> None:
         (POINTS_BOUND + 1, 1, POINTS_BOUND + 1, POINTS_BOUND),
         (-(POINTS_BOUND + 1), 1, POINTS_BOUND + 1, POINTS_BOUND),
         (2**255 - 1, 1, 2**255 - 1, POINTS_BOUND),
-        # int256's minimum has no positive counterpart: the contract reports the largest uint256
-        (-(2**255), 1, 2**256 - 1, POINTS_BOUND),
+        # int256's minimum: its magnitude 2^255 is reported exactly
+        (-(2**255), 1, 2**255, POINTS_BOUND),
         (1, VALUE_BOUND + 1, VALUE_BOUND + 1, VALUE_BOUND),
         (1, -(VALUE_BOUND + 1), VALUE_BOUND + 1, VALUE_BOUND),
-        (1, -(2**255), 2**256 - 1, VALUE_BOUND),
+        (1, -(2**255), 2**255, VALUE_BOUND),
         (POINTS_BOUND + 1, VALUE_BOUND + 1, POINTS_BOUND + 1, POINTS_BOUND),  # points are checked first
     ],
     ids=["points", "-points", "points-int-max", "points-int-min", "value", "-value", "value-int-min", "both"],

@@ -58,7 +58,7 @@ interface ILoyaltyLedger is IERC7818 {
     error LedgerInvalidPartnerId(uint32 partnerId);
     /// @dev A partner is already registered under `partnerId`.
     error LedgerPartnerExists(uint32 partnerId);
-    /// @dev `operator` is the zero address, operates (or operated) a partner, or holds a role.
+    /// @dev `operator` is the zero address, operates (or operated) a partner, holds a role or is the pending admin.
     error LedgerInvalidOperator(address operator);
     /// @dev `account` operates partner `partnerId`, so it may hold no role.
     error LedgerOperatorCannotHoldRole(address account, uint32 partnerId);
