@@ -37,7 +37,6 @@ from web3 import Web3
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
-    ADMIN_DELAY,
     ALLOWANCE,
     ISSUE_ONLY,
     SETTLEMENT_VALUE,
