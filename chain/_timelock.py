@@ -35,9 +35,9 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
-from ._compile import Artifact, load_artifact
+from ._contract import Block, ContractClient
 from ._errors import ChainError, PermanentError
-from ._ledger import ZERO_ADDRESS, ZERO_HASH, DecodedCall, functions_of
+from ._ledger import ZERO_ADDRESS, ZERO_HASH
 from ._manifest import TIMELOCK, DeploymentManifest, ManifestError, verify_manifest
 from ._rpc import RangeTooLarge, Rpc, classify_rpc_error
 from ._sender import Call, PendingTransaction, Sender
@@ -199,26 +199,12 @@ def _bytes32(value: bytes, what: str) -> bytes:
     return bytes(value)
 
 
-Block = BlockNumber | int | str
 
 
-class Timelock:
+class Timelock(ContractClient):
     """One CoalitionTimelock at ``address``; ``sender`` signs schedule, execute, cancel (views need none)."""
 
-    def __init__(
-        self,
-        rpc: Rpc,
-        address: str,
-        *,
-        sender: Sender | None = None,
-        artifact: Artifact | None = None,
-    ) -> None:
-        self.rpc = rpc
-        self.address: Address = to_checksum_address(address)
-        self.sender = sender
-        self.artifact = artifact or load_artifact(TIMELOCK)
-        self._functions = functions_of(self.artifact.abi)
-        self._by_selector = {f.selector: f for f in self._functions.values()}
+    contract_name = TIMELOCK
 
     @classmethod
     def from_manifest(
@@ -230,29 +216,7 @@ class Timelock:
         verify_manifest(manifest, rpc)
         return cls(rpc, manifest.timelock.address, sender=sender)
 
-    def with_sender(self, sender: Sender) -> Timelock:
-        return Timelock(self.rpc, self.address, sender=sender, artifact=self.artifact)
-
-    def __repr__(self) -> str:
-        who = self.sender.address if self.sender else "read-only"
-        return f"Timelock({self.address}, {who})"
-
     # ------------------------------------------------------------------ plumbing
-
-    def call_of(self, function: str, *args: Any, gas: int | None = None) -> Call:
-        """A call of the timelock itself (``updateDelay``, ``grantRole``, ...), to schedule on it."""
-        return Call(to=self.address, data=self._functions[function].encode(args), gas=gas)
-
-    def decode_call(self, data: bytes) -> DecodedCall | None:
-        """Calldata of a timelock function (an operation on the timelock itself, e.g. ``updateDelay``)
-        decoded by its selector, or ``None``."""
-        fn = self._by_selector.get(bytes(data[:4]))
-        if fn is None:
-            return None
-        try:
-            return fn.decode_input(data)
-        except Exception:  # malformed arguments: not a call the timelock could run
-            return None
 
     def simulate(self, call: Call, *, block: Block = "latest") -> bytes:
         """Runs ``call`` as the timelock would when executing it (``eth_call`` from the timelock's address)
@@ -264,16 +228,7 @@ class Timelock:
         return self.rpc.call(tx, block)
 
     def _send(self, call: Call, function: str) -> PendingTransaction:
-        if self.sender is None:
-            raise PermanentError(f"{function} needs a sender: this Timelock client is read-only")
-        return self.sender.submit(call)
-
-    def _view(self, function: str, *args: Any, block: Block = "latest") -> tuple[Any, ...]:
-        fn = self._functions[function]
-        return fn.decode(self.rpc.call({"to": self.address, "data": fn.encode(args)}, block))
-
-    def _one(self, function: str, *args: Any, block: Block = "latest") -> Any:
-        return self._view(function, *args, block=block)[0]
+        return self.sender_or_fail(function).submit(call)
 
     # ------------------------------------------------------------------ operation ids
 
