@@ -311,8 +311,9 @@ def test_index_then_reconcile_and_a_tampered_mirror(cli: Cli, anvil: AnvilNode) 
 
     indexed = cli("index", "--once")
     assert indexed.code == 0, indexed.err
-    # 3 role grants of the constructor (admin, treasury, pauser: all the dev key here), then the two calls
-    assert indexed.out.startswith(f"mirror at block {anvil.w3.eth.block_number}: 5 entries added")
+    # the constructor's 5 entries (3 role grants, all to the dev key here; the initial settlement value and
+    # admin delay), then the two calls
+    assert indexed.out.startswith(f"mirror at block {anvil.w3.eth.block_number}: 7 entries added")
     assert "backfill" in indexed.err or indexed.err == ""  # progress goes to stderr, never stdout
 
     agreed = cli("reconcile")
