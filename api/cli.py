@@ -184,8 +184,6 @@ def _sender(settings: Settings, w3: Web3) -> Sender:
     return sender_from_settings(settings, w3, signer)
 
 
-
-
 def _run(settings: Settings) -> int:
     with open_chain(settings) as w3, tempfile.TemporaryDirectory(prefix="loyalty-mirror-") as scratch:
         if settings.embedded_chain:
@@ -430,16 +428,15 @@ def _schedule_request(args: argparse.Namespace) -> tuple[str, list[Any]]:
     return args.function, list(args.args)
 
 
-def _salt(text: str | None) -> bytes:
-    if text is None:
-        return secrets.token_bytes(32)  # a fresh operation id, even for a call scheduled before
+def _hash32(text: str, what: str) -> bytes:
+    """A 32-byte value given as 0x-prefixed hex on the command line (a salt, an operation id)."""
     try:
-        salt = bytes(HexBytes(text))
+        value = bytes(HexBytes(text))
     except ValueError:
-        salt = b""
-    if len(salt) != 32:
-        raise CommandError(f"--salt must be 32 bytes of 0x-prefixed hex, not {text!r}")
-    return salt
+        value = b""
+    if len(value) != 32:
+        raise CommandError(f"{what} must be 32 bytes of 0x-prefixed hex, not {text!r}")
+    return value
 
 
 def _timelock_schedule(settings: Settings, args: argparse.Namespace) -> int:
@@ -460,7 +457,12 @@ def _timelock_schedule(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_check:
             timelock.simulate(call)  # as the timelock would run it now: a mistaken call is refused here
         timelock = timelock.with_sender(_sender(settings, w3))
-        op = timelock.schedule(call, delay=args.delay, salt=_salt(args.salt)).wait()
+        op = timelock.schedule(
+            call,
+            delay=args.delay,
+            # a random salt by default: a fresh operation id, even for a call scheduled before
+            salt=secrets.token_bytes(32) if args.salt is None else _hash32(args.salt, "--salt"),
+        ).wait()
         now = timelock.rpc.timestamp()
         described = _describe_call(op.calls[0], ledger, timelock)
     print(f"scheduled 0x{op.id.hex()}: {described}")
@@ -469,18 +471,8 @@ def _timelock_schedule(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _operation_id(text: str) -> bytes:
-    try:
-        op_id = bytes(HexBytes(text))
-    except ValueError:
-        op_id = b""
-    if len(op_id) != 32:
-        raise CommandError(f"an operation id is 32 bytes of 0x-prefixed hex, not {text!r}")
-    return op_id
-
-
 def _timelock_finish(settings: Settings, text: str, *, cancel: bool) -> int:
-    op_id = _operation_id(text)
+    op_id = _hash32(text, "an operation id")
     with open_chain(settings) as w3:
         manifest, ledger, timelock = _timelock_clients(settings, w3, write=False)
         op, state = timelock.find_operation(op_id, from_block=_first_block(manifest))

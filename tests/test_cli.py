@@ -473,6 +473,14 @@ def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -
     )
     unknown = cli("timelock", "schedule", "mintForFree", "1")
     assert unknown.code == 1 and "LoyaltyLedger has no function 'mintForFree'" in unknown.err
+    bad_salt = cli("timelock", "schedule", "setTransfersEnabled", "true", "--salt", "0x12")
+    assert (bad_salt.code, bad_salt.err) == (
+        1,
+        "error: --salt must be 32 bytes of 0x-prefixed hex, not '0x12'\n",
+    )
+    bad_id = cli("timelock", "execute", "0x" + "ab" * 31)
+    assert bad_id.code == 1
+    assert bad_id.err == f"error: an operation id must be 32 bytes of 0x-prefixed hex, not '0x{'ab' * 31}'\n"
     bad = cli("timelock", "schedule", "setTransfersEnabled", "maybe")
     assert (bad.code, bad.err) == (1, "error: enabled (bool) must be true or false, not 'maybe'\n")
     missing = cli("timelock", "execute", "0x" + "ab" * 32)
