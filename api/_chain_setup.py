@@ -264,6 +264,7 @@ def deploy_from_settings(
         epoch_length=_pick(overrides.epoch_length, settings.epoch_length_s),
         validity=_pick(overrides.validity, settings.validity_epochs),
         settlement_value=_pick(overrides.settlement_value, settings.settlement_value),
+        reversal_window=settings.reversal_window_s,
         timelock=timelock,
     )
 

@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     validity_epochs: int = Field(default=12, gt=0)
     #: Settlement units per point.
     settlement_value: int = Field(default=1, ge=0)
+    #: Seconds after an issuance during which its partner may reverse it (returns; default 90 days).
+    reversal_window_s: int = Field(default=90 * 24 * 3600, ge=0)
 
     # ------------------------------------------------------------------ the indexer (the SQL mirror)
     #: The mirror's database: ``sqlite:///path`` (embedded) or ``postgresql://user@host/db`` (production).

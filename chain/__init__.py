@@ -17,6 +17,7 @@ from ._compile import (
 )
 from ._deploy import (
     DEFAULT_ADMIN_DELAY,
+    DEFAULT_REVERSAL_WINDOW,
     DeploymentError,
     deploy_ledger,
 )
@@ -61,6 +62,7 @@ from ._manifest import (
     ManifestMismatch,
     ManifestNotFound,
     TimelockDeployment,
+    extension_address,
     load_manifest,
     verify_manifest,
 )
@@ -134,6 +136,7 @@ from ._types import (
 __all__ = [
     "ANYONE",
     "DEFAULT_ADMIN_DELAY",
+    "DEFAULT_REVERSAL_WINDOW",
     "SOLC_VERSION",
     "ZERO_ADDRESS",
     "Address",
@@ -224,6 +227,7 @@ __all__ = [
     "default_solc_binary",
     "deploy_ledger",
     "dev_signers",
+    "extension_address",
     "fund",
     "load_artifact",
     "load_manifest",

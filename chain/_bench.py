@@ -339,10 +339,13 @@ class _Bench:
 
     def batched(self, account: LocalAccount, size: int, recipients: int) -> Scenario:
         sender, ledger = self._ledger(account)
-        batches = [(_recipients(size), secrets.token_bytes(32)) for _ in range(max(1, recipients // size))]
+        batches = [
+            (_recipients(size), [secrets.token_bytes(32) for _ in range(size)])
+            for _ in range(max(1, recipients // size))
+        ]
         amounts = [Points(1)] * size
 
-        def submit(batch: tuple[list[Address], bytes]) -> PendingTransaction:
+        def submit(batch: tuple[list[Address], list[bytes]]) -> PendingTransaction:
             return ledger.issue_batch(batch[0], amounts, batch[1], PURCHASE, gas=batch_gas(size))
 
         start = time.perf_counter()

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from ._errors import ArtifactError, CompilationError
+from ._errors import ArtifactError, CompilationError, abi_type
 
 __all__ = [
     "SOLC_VERSION",
@@ -34,9 +34,16 @@ SOLC_VERSION: Final = "0.8.37"
 EVM_VERSION: Final = "cancun"  # runs on py-evm (eth-tester), anvil and the L2s; solc 0.8.37 defaults to osaka
 OPTIMIZER_RUNS: Final = 1
 
+#: The ledger runs as two code bodies at one address (one would exceed EIP-170's size limit): the ledger's
+#: fallback delegate-calls its extension in the ledger's storage. The ledger's artifact ABI is therefore the
+#: whole surface at the ledger's address (its own ABI plus the extension's functions, events and errors), and
+#: the two contracts must have the same storage layout (compile refuses otherwise).
+LEDGER_EXTENSIONS: Final = {"LoyaltyLedger": "LoyaltyLedgerExtension"}
+
 #: The contracts whose artifacts are committed, by the source file that defines them.
 CONTRACTS: Final = {
     "LoyaltyLedger": "contracts/LoyaltyLedger.sol",
+    "LoyaltyLedgerExtension": "contracts/LoyaltyLedgerExtension.sol",
     "ReferenceERC20": "contracts/test/ReferenceERC20.sol",
     "CoalitionTimelock": "contracts/CoalitionTimelock.sol",
     "ERC1271Wallet": "contracts/test/ERC1271Wallet.sol",
@@ -118,7 +125,15 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
         "settings": {
             **compiler_settings(),
             "outputSelection": {
-                "*": {"*": ["abi", "metadata", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+                "*": {
+                    "*": [
+                        "abi",
+                        "metadata",
+                        "storageLayout",
+                        "evm.bytecode.object",
+                        "evm.deployedBytecode.object",
+                    ]
+                }
             },
         },
     }
@@ -150,21 +165,53 @@ def compile_contracts(root: Path, solc_binary: Path | None = None) -> dict[str, 
         raise CompilationError([e.get("formattedMessage", e.get("message", "")) for e in errors])
 
     compiler = {"version": SOLC_VERSION, "settings": compiler_settings()}
-    artifacts: dict[str, Artifact] = {}
+    compiled_by_name: dict[str, dict[str, Any]] = {}
     for name, source in CONTRACTS.items():
         compiled = output.get("contracts", {}).get(source, {}).get(name)
         if compiled is None:
             raise CompilationError([f"{source}: solc produced no contract named {name}"])
+        compiled_by_name[name] = compiled
+    abis = {name: list(compiled["abi"]) for name, compiled in compiled_by_name.items()}
+    for name, extension in LEDGER_EXTENSIONS.items():
+        own, other = _storage_layout(compiled_by_name[name]), _storage_layout(compiled_by_name[extension])
+        if own != other:
+            raise CompilationError([f"{name} and {extension} differ in storage layout: {own} != {other}"])
+        abis[name] = merged_abi(abis[name], abis[extension])
+    artifacts: dict[str, Artifact] = {}
+    for name, source in CONTRACTS.items():
+        compiled = compiled_by_name[name]
         artifacts[name] = Artifact(
             contract_name=name,
             source_name=source,
-            abi=compiled["abi"],
+            abi=abis[name],
             bytecode="0x" + compiled["evm"]["bytecode"]["object"],
             deployed_bytecode="0x" + compiled["evm"]["deployedBytecode"]["object"],
             compiler=compiler,
             source_hashes=_source_hashes(root, json.loads(compiled["metadata"])["sources"]),
         )
     return artifacts
+
+
+def merged_abi(own: list[dict[str, Any]], extension: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``own`` followed by the functions, events and errors of ``extension`` that ``own`` lacks."""
+    seen = {_abi_key(item) for item in own}
+    kinds = ("function", "event", "error")
+    return own + [item for item in extension if item["type"] in kinds and _abi_key(item) not in seen]
+
+
+def _abi_key(item: dict[str, Any]) -> tuple[str, str, str]:
+    inputs = ",".join(abi_type(p) for p in item.get("inputs", []))
+    return (str(item["type"]), str(item.get("name", "")), inputs)
+
+
+def _storage_layout(compiled: dict[str, Any]) -> list[tuple[str, str, int, str]]:
+    """(label, slot, offset, type) of every state variable, in order."""
+    layout = compiled.get("storageLayout") or {"storage": [], "types": {}}
+    types = layout.get("types") or {}
+    return [
+        (v["label"], v["slot"], v["offset"], types.get(v["type"], {}).get("label", v["type"]))
+        for v in layout["storage"]
+    ]
 
 
 def _parse_output(stdout: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ._errors import PermanentError, abi_type
 from ._ledger import ZERO_ADDRESS
 from ._manifest import (
     LEDGER,
+    LEDGER_EXTENSION,
     TIMELOCK,
     ContractDeployment,
     DeployedAt,
@@ -33,13 +34,21 @@ from ._manifest import (
     LedgerParameters,
     TimelockDeployment,
     code_matches_artifact,
+    extension_address,
     sha256_hex,
 )
 from ._sender import Call, Sender
 from ._timelock import TimelockConfig
 from ._types import Address, Receipt
 
-__all__ = ["DEFAULT_ADMIN_DELAY", "DeploymentError", "creation_data", "deploy_contract", "deploy_ledger"]
+__all__ = [
+    "DEFAULT_ADMIN_DELAY",
+    "DEFAULT_REVERSAL_WINDOW",
+    "DeploymentError",
+    "creation_data",
+    "deploy_contract",
+    "deploy_ledger",
+]
 
 
 class DeploymentError(PermanentError):
@@ -74,6 +83,8 @@ def creation_data(artifact: Artifact, args: Sequence[Any]) -> bytes:
 
 #: The admin handover delay when none is given: three days to notice and refuse a handover.
 DEFAULT_ADMIN_DELAY: Final = 3 * 24 * 3600
+#: Seconds after an issuance during which its partner may reverse it (a return window of 90 days).
+DEFAULT_REVERSAL_WINDOW: Final = 90 * 24 * 3600
 _UINT48: Final = 2**48
 
 
@@ -95,6 +106,7 @@ def deploy_ledger(
     epoch_length: int,
     validity: int,
     settlement_value: int,
+    reversal_window: int = DEFAULT_REVERSAL_WINDOW,
     timelock: TimelockConfig | None = None,
     timeout: float | None = None,
     artifact: Artifact | None = None,
@@ -133,7 +145,7 @@ def deploy_ledger(
     if isinstance(admin_delay, bool) or not isinstance(admin_delay, int) or not 0 <= admin_delay < _UINT48:
         raise DeploymentError(f"the admin delay must be seconds in [0, 2**48), not {admin_delay!r}")
     ledger_args: list[Any] = [name, symbol, None, None, pauser_address, admin_delay]
-    ledger_args += [epoch_length, validity, settlement_value]
+    ledger_args += [epoch_length, validity, settlement_value, reversal_window]
     # Bad arguments, and a constructor that would revert (its ContractRevert), cost no timelock deployment.
     trial = creation_data(artifact, [name, symbol, sender.address, sender.address, *ledger_args[4:]])
     if timelock is not None:
@@ -155,6 +167,7 @@ def deploy_ledger(
         admin_address = treasury_address = timelock_deployment.address
     ledger_args[2:4] = [admin_address, treasury_address]
     receipt, contracts[LEDGER] = _deploy(sender, artifact, ledger_args, timeout)
+    contracts[LEDGER_EXTENSION] = _created_extension(sender, contracts[LEDGER].address, receipt)
     return DeploymentManifest(
         chain_id=sender.rpc.chain_id(),
         deployer=sender.address,
@@ -170,6 +183,7 @@ def deploy_ledger(
             epoch_length=epoch_length,
             validity=validity,
             settlement_value=settlement_value,
+            reversal_window=reversal_window,
         ),
         timelock=timelock_deployment,
         created_at=now(),
@@ -195,6 +209,22 @@ def _deploy(
         bytecode_sha256=sha256_hex(artifact.bytecode),
         deployed_bytecode_sha256=sha256_hex(code),
         source_hashes=dict(artifact.source_hashes),
+    )
+
+
+def _created_extension(sender: Sender, ledger: ChecksumAddress, receipt: Receipt) -> ContractDeployment:
+    """The extension the ledger's constructor created (its first CREATE), checked like the ledger."""
+    extension = load_artifact(LEDGER_EXTENSION)
+    address = extension_address(ledger)
+    code = sender.rpc.code(address, receipt.block_number)
+    if not code_matches_artifact(code, extension):
+        raise DeploymentError(f"the code at {address}, the ledger's extension, is not the {LEDGER_EXTENSION} artifact's")
+    return ContractDeployment(
+        address=address,
+        artifact_name=LEDGER_EXTENSION,
+        bytecode_sha256=sha256_hex(extension.bytecode),
+        deployed_bytecode_sha256=sha256_hex(code),
+        source_hashes=dict(extension.source_hashes),
     )
 
 

@@ -152,7 +152,8 @@ def measure_gas(
     rows["issue_existing"] = gas(issue(existing, 5), partner)
     for size in (1, 10, 100):
         recipients = [next(fresh) for _ in range(size)]
-        batch = ledger.functions.issueBatch(recipients, [7] * size, secrets.token_bytes(32), 1, b"\x00" * 32)
+        refs = [secrets.token_bytes(32) for _ in range(size)]
+        batch = ledger.functions.issueBatch(recipients, [7] * size, refs, 1, b"\x00" * 32)
         rows[f"batch{size}_per_recipient"] = gas(batch, partner) // size
 
     customer: LocalAccount = Account.create()
@@ -202,6 +203,7 @@ def _deploy_ledger(w3: Web3, artifact: Artifact, admin: str, epoch_length: int, 
         epoch_length,
         validity,
         1,
+        90 * 24 * 3600,
         sender=admin,
     )
 
@@ -268,7 +270,8 @@ def _measure_validity_bound(
     for epoch in range(MAX_VALIDITY):
         if epoch:
             gas.advance(BOUND_EPOCH_LENGTH, mine=False)
-        batch = f.issueBatch([customer.address, swept], [1, 1], secrets.token_bytes(32), 1, b"\x00" * 32)
+        refs = [secrets.token_bytes(32), secrets.token_bytes(32)]
+        batch = f.issueBatch([customer.address, swept], [1, 1], refs, 1, b"\x00" * 32)
         gas(batch, partner)
     live = f.liveBalances(customer.address).call()[0]
     if len(live) != MAX_VALIDITY:

@@ -36,6 +36,7 @@ from ._contract import Block, ContractClient, DecodedCall
 from ._eip712 import cancellation_typed_data, redemption_typed_data
 from ._errors import PermanentError
 from ._manifest import DeploymentManifest, verify_manifest
+from ._merkle import BatchItem, MerkleTree
 from ._rpc import Rpc
 from ._sender import Call, PendingTransaction, Sender
 from ._signer import Signer
@@ -102,6 +103,12 @@ class Partner:
     redeemed: Points
     issued_value: int
     redeemed_value: int
+    #: Points taken back by its returns (reversals) and given back by its refunds, with their values (at the
+    #: original entry's settlement value).
+    reversed: Points
+    refunded: Points
+    reversed_value: int
+    refunded_value: int
     settled_points: int
     settled_value: int
 
@@ -239,13 +246,15 @@ class Ledger(ContractClient):
         self,
         recipients: Sequence[str],
         amounts: Sequence[Points],
-        batch_ref: bytes,
+        item_refs: Sequence[bytes],
         reason: ReasonCode,
         rule_hash: bytes = ZERO_HASH,
         *,
         gas: int | None = None,
     ) -> PendingTransaction:
-        """Issues to many recipients in one transaction under one batch reference.
+        """Issues ``amounts[i]`` to ``recipients[i]`` for the partner's order ``item_refs[i]``, in one
+        transaction. The batch's reference is the Merkle root of its items, which the contract computes
+        (:meth:`batch_tree` gives the same tree and each item's proof).
 
         ``gas``: a fixed limit instead of an estimate, which costs the node as much as running the batch
         (the call is still checked with ``eth_call`` before it is sent)."""
@@ -253,12 +262,25 @@ class Ledger(ContractClient):
             "issueBatch",
             [to_checksum_address(r) for r in recipients],
             list(amounts),
-            _bytes32(batch_ref, "batch_ref"),
+            [_bytes32(r, "item_ref") for r in item_refs],
             reason,
             _bytes32(rule_hash, "rule_hash"),
             gas=gas,
         )
         return self.sender_or_fail("issueBatch").submit(call)
+
+    @staticmethod
+    def batch_tree(
+        recipients: Sequence[str], amounts: Sequence[Points], item_refs: Sequence[bytes]
+    ) -> MerkleTree:
+        """The Merkle tree of a batch (its root is the batch's reference on chain)."""
+        if not len(recipients) == len(amounts) == len(item_refs):
+            raise PermanentError(
+                f"a batch of {len(recipients)} recipients, {len(amounts)} amounts and {len(item_refs)} references"
+            )
+        return MerkleTree(
+            [BatchItem(to, amount, ref) for to, amount, ref in zip(recipients, amounts, item_refs, strict=True)]
+        )
 
     # ------------------------------------------------------------------ consents (customers, acceptors)
 
@@ -547,6 +569,10 @@ class Ledger(ContractClient):
             redeemed,
             issued_value,
             redeemed_value,
+            reversed_,
+            refunded,
+            reversed_value,
+            refunded_value,
             settled_points,
             settled_value,
         ) = view
@@ -562,6 +588,10 @@ class Ledger(ContractClient):
             redeemed=Points(redeemed),
             issued_value=int(issued_value),
             redeemed_value=int(redeemed_value),
+            reversed=Points(reversed_),
+            refunded=Points(refunded),
+            reversed_value=int(reversed_value),
+            refunded_value=int(refunded_value),
             settled_points=int(settled_points),
             settled_value=int(settled_value),
         )

@@ -60,21 +60,25 @@ __all__ = [
     "ContractDeployment",
     "DeployedAt",
     "DeploymentManifest",
+    "LEDGER_EXTENSION",
     "LedgerParameters",
     "ManifestError",
     "ManifestMismatch",
     "ManifestNotFound",
     "TimelockDeployment",
     "code_matches_artifact",
+    "extension_address",
     "load_manifest",
     "sha256_hex",
     "verify_manifest",
 ]
 
 #: The manifest format written by this version; :func:`load_manifest` refuses any other.
-MANIFEST_VERSION: Final = 2
+MANIFEST_VERSION: Final = 3
 #: The name under which the ledger appears in ``DeploymentManifest.contracts``.
 LEDGER: Final = "LoyaltyLedger"
+#: The name under which the ledger's extension (created by the ledger's constructor) appears there.
+LEDGER_EXTENSION: Final = "LoyaltyLedgerExtension"
 #: The name under which the timelock (if any) appears in ``DeploymentManifest.contracts``.
 TIMELOCK: Final = "CoalitionTimelock"
 
@@ -188,6 +192,8 @@ class LedgerParameters:
     validity: int
     #: Settlement units per point.
     settlement_value: int
+    #: Seconds after an issuance during which its partner may reverse it.
+    reversal_window: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +263,7 @@ class DeploymentManifest:
                 "epochLength": self.parameters.epoch_length,
                 "validity": self.parameters.validity,
                 "settlementValue": self.parameters.settlement_value,
+                "reversalWindow": self.parameters.reversal_window,
             },
             "timelock": None
             if timelock is None
@@ -310,6 +317,7 @@ class DeploymentManifest:
                 epoch_length=params.integer("epochLength"),
                 validity=params.integer("validity"),
                 settlement_value=params.integer("settlementValue"),
+                reversal_window=params.integer("reversalWindow"),
             ),
             timelock=_timelock(root),
             created_at=created_at,
@@ -407,6 +415,17 @@ def verify_manifest(manifest: DeploymentManifest, node: Rpc | Web3, *, check_art
                 source="manifest's contracts",
             )
 
+    ledger, extension = manifest.contracts.get(LEDGER), manifest.contracts.get(LEDGER_EXTENSION)
+    if ledger is not None:
+        expected = extension_address(ledger.address)
+        if extension is None or extension.address != expected:
+            raise ManifestMismatch(
+                f"{LEDGER_EXTENSION} contract entry",
+                expected,
+                extension.address if extension else "none",
+                source="manifest's contracts",
+            )
+
     for name, contract in sorted(manifest.contracts.items()):
         where = f"bytecode of {name} at {contract.address}"
         code = rpc.code(contract.address)
@@ -430,6 +449,14 @@ def verify_manifest(manifest: DeploymentManifest, node: Rpc | Web3, *, check_art
             raise ManifestMismatch(
                 where, f"code of artifact {contract.artifact_name}", "other code (not built from it)"
             )
+
+
+def extension_address(ledger: str) -> Address:
+    """The address of the extension a ledger at ``ledger`` created: its constructor's one CREATE (nonce 1)."""
+    sender = bytes(HexBytes(ledger))
+    # RLP of [sender, 1]: a list of a 20-byte string (0x94 + bytes) and the single byte 0x01
+    encoded = bytes([0xD6, 0x94]) + sender + b"\x01"
+    return to_checksum_address(Web3.keccak(encoded)[12:])
 
 
 def _check_block(rpc: Rpc, at: DeployedAt, what: str) -> None:

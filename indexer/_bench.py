@@ -373,7 +373,7 @@ class _Bench:
         recipients = self.rng.sample(self.pool, size)
         amounts = [Points(self.rng.randint(1, 500)) for _ in range(size)]
         return self.ledger.issue_batch(
-            recipients, amounts, secrets.token_bytes(32), PURCHASE, gas=batch_gas(size)
+            recipients, amounts, [secrets.token_bytes(32) for _ in range(size)], PURCHASE, gas=batch_gas(size)
         )
 
     # ------------------------------------------------------------------ 2. backfill with the indexer

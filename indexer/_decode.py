@@ -85,7 +85,7 @@ def _settled(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
 
 def _issued(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["partner_id"], row["account"] = ix
-    row["seq"], row["epoch"], row["amount"], row["ref"], row["reason"], row["rule_hash"] = d
+    row["seq"], row["epoch"], row["amount"], row["ref"], row["reason"], row["rule_hash"], _value = d
 
 
 def _batch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
@@ -98,17 +98,22 @@ def _batch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
         row["rule_hash"],
         row["batch_count"],
         row["amount"],
+        _value,
     ) = d
 
 
 def _batch_item(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     (row["account"],) = ix
-    row["seq"], row["amount"] = d
+    row["seq"], row["amount"], _item_ref = d
 
 
 def _redeemed(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["partner_id"], row["account"] = ix
-    row["seq"], row["epoch"], row["amount"], row["ref"], row["nonce"] = d
+    row["seq"], row["epoch"], row["amount"], row["ref"], row["nonce"], _value = d
+
+
+def _todo(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:  # TODO(indexer helper): typed columns
+    row["seq"] = d[0]
 
 
 def _expired(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
@@ -167,6 +172,11 @@ _FILLERS: dict[str, Filler] = {
     "RoleChanged": _role,
     "AdminHandoverChanged": _handover,
     "PauseChanged": _pause,
+    "IssuanceReversed": _todo,
+    "PointsReversed": _todo,
+    "RedemptionRefunded": _todo,
+    "PointsRefunded": _todo,
+    "AccountMigrated": _todo,
 }
 
 

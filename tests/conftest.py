@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCH = 30 * 24 * 3600  # default epoch length: 30 days
 VALIDITY = 12  # default validity: 12 epochs
 SETTLEMENT_VALUE = 10  # settlement units per point
+REVERSAL_WINDOW = 90 * 24 * 3600  # seconds after an issuance during which its partner may reverse it
 ALLOWANCE = 10**9
 GAS = 12_000_000
 ADMIN_DELAY = 3 * 24 * 3600  # the default admin handover's delay in the fixtures
@@ -318,6 +319,7 @@ def deploy_ledger(
         epoch_length,
         validity,
         settlement_value,
+        REVERSAL_WINDOW,
         sender=actors.admin,
     )
     ledger = Ledger(node, contract, artifact, actors, revert_decoder())
@@ -358,6 +360,7 @@ def deploy_ledger_contract(
         epoch_length,
         validity,
         settlement_value,
+        REVERSAL_WINDOW,
         sender=admin,
     )
 
