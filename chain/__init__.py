@@ -3,7 +3,8 @@
 Start with :func:`connect` (a ``Web3`` for an RPC URL), a :class:`Signer` (:class:`Keystore`,
 :func:`dev_signers`, :class:`JsonRpcSigner`), a :class:`Sender` over an :class:`Rpc`, the typed
 :class:`Ledger` client, and the :class:`Timelock` client for a ledger whose admin is a CoalitionTimelock
-(:func:`deploy_ledger` with a :class:`TimelockConfig`).
+(:func:`deploy_ledger` with a :class:`TimelockConfig`). A batch's Merkle tree is :class:`MerkleTree`; a return
+or a refund presents an :class:`IssuanceRecord` or a :class:`RedemptionRecord` built from the chain's entries.
 """
 
 from ._compile import (
@@ -43,8 +44,10 @@ from ._ledger import (
     ZERO_ADDRESS,
     ConsentCancellation,
     DecodedCall,
+    EntryNotFound,
     EpochBalance,
     Issuance,
+    IssuanceRecord,
     Ledger,
     Partner,
     PartnerStatus,
@@ -52,6 +55,7 @@ from ._ledger import (
     PendingAdminDelay,
     Position,
     RedemptionConsent,
+    RedemptionRecord,
     nonce_key,
     nonce_sequence,
 )
@@ -66,6 +70,7 @@ from ._manifest import (
     load_manifest,
     verify_manifest,
 )
+from ._merkle import BatchItem, MerkleTree
 from ._rpc import (
     AlreadyKnown,
     InsufficientFunds,
@@ -144,6 +149,7 @@ __all__ = [
     "AnvilProcess",
     "Artifact",
     "ArtifactError",
+    "BatchItem",
     "BlockNumber",
     "Call",
     "ChainError",
@@ -155,12 +161,14 @@ __all__ = [
     "DeploymentManifest",
     "DevKeyRefused",
     "DevNodeError",
+    "EntryNotFound",
     "Epoch",
     "EpochBalance",
     "FeePolicy",
     "InsufficientFunds",
     "InvalidKey",
     "Issuance",
+    "IssuanceRecord",
     "JsonRpcSigner",
     "KeyExists",
     "KeyNotFound",
@@ -173,6 +181,7 @@ __all__ = [
     "ManifestError",
     "ManifestMismatch",
     "ManifestNotFound",
+    "MerkleTree",
     "NodeUnreachable",
     "NonceAllocator",
     "NonceKey",
@@ -194,6 +203,7 @@ __all__ = [
     "ReasonCode",
     "Receipt",
     "RedemptionConsent",
+    "RedemptionRecord",
     "RemoteSignerError",
     "RemoteSignerUnavailable",
     "ReplacementUnderpriced",

@@ -218,7 +218,9 @@ def _created_extension(sender: Sender, ledger: ChecksumAddress, receipt: Receipt
     address = extension_address(ledger)
     code = sender.rpc.code(address, receipt.block_number)
     if not code_matches_artifact(code, extension):
-        raise DeploymentError(f"the code at {address}, the ledger's extension, is not the {LEDGER_EXTENSION} artifact's")
+        raise DeploymentError(
+            f"the code at {address}, the ledger's extension, is not the {LEDGER_EXTENSION} artifact's"
+        )
     return ContractDeployment(
         address=address,
         artifact_name=LEDGER_EXTENSION,

@@ -1,9 +1,11 @@
-"""The customer's EIP-712 messages to LoyaltyLedger: consent to a redemption (``Redemption``) and the
-revocation of a consent (``ConsentCancellation``), both in the domain ``LoyaltyLedger`` / ``1``.
+"""The customer's EIP-712 messages to LoyaltyLedger, all in the domain ``LoyaltyLedger`` / ``1``: consent to a
+redemption (``Redemption``), the revocation of a consent (``ConsentCancellation``), and the consent to move
+every live point of one account to another (``Migration``), which both accounts sign.
 
 A consent's ``nonce`` is keyed (OpenZeppelin ``NoncesKeyed``): ``key << 64 | sequence``, where the chain
 layer's default key for a redemption is the partner id. A cancellation names that full nonce; it consumes
-it (so the consent signed with it can never be redeemed), exactly as a redemption would.
+it (so the consent signed with it can never be redeemed), exactly as a redemption would. A migration uses a
+nonce of its ``from`` account (any key; the chain layer's default is key 0), consumed by the migration.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ __all__ = [
     "CANCELLATION_FIELDS",
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
+    "MIGRATION_FIELDS",
     "REDEMPTION_FIELDS",
     "cancellation_typed_data",
     "domain",
+    "migration_typed_data",
     "redemption_typed_data",
     "sign_cancellation",
+    "sign_migration",
     "sign_redemption",
     "typed_data_digest",
 ]
@@ -43,6 +48,13 @@ REDEMPTION_FIELDS = [
 CANCELLATION_FIELDS = [
     {"name": "customer", "type": "address"},
     {"name": "nonce", "type": "uint256"},
+]
+
+MIGRATION_FIELDS = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
 ]
 
 
@@ -93,9 +105,22 @@ def cancellation_typed_data(*, chain_id: int, contract: str, customer: str, nonc
     }
 
 
+def migration_typed_data(
+    *, chain_id: int, contract: str, from_account: str, to: str, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The full EIP-712 message both ``from_account`` and ``to`` sign to move every live point of
+    ``from_account`` to ``to`` (the same message, so the same digest, for both)."""
+    return {
+        "domain": domain(chain_id=chain_id, contract=contract),
+        "types": {"Migration": MIGRATION_FIELDS},
+        "primaryType": "Migration",
+        "message": {"from": from_account, "to": to, "nonce": nonce, "deadline": deadline},
+    }
+
+
 def typed_data_digest(full_message: Mapping[str, Any]) -> bytes:
     """``keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(message))``: what the ledger's
-    ``redemptionDigest`` / ``cancellationDigest`` return for the same values."""
+    ``redemptionDigest`` / ``cancellationDigest`` / ``migrationDigest`` return for the same values."""
     signable = encode_typed_data(full_message=dict(full_message))
     return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
@@ -138,3 +163,20 @@ def sign_cancellation(customer: LocalAccount, *, chain_id: int, contract: str, n
         chain_id=chain_id, contract=contract, customer=customer.address, nonce=nonce
     )
     return _sign(customer, data)
+
+
+def sign_migration(
+    account: LocalAccount,
+    *,
+    chain_id: int,
+    contract: str,
+    from_account: str,
+    to: str,
+    nonce: int,
+    deadline: int,
+) -> bytes:
+    """Signs the migration of ``from_account``'s points to ``to`` with ``account``'s key (either side's)."""
+    data = migration_typed_data(
+        chain_id=chain_id, contract=contract, from_account=from_account, to=to, nonce=nonce, deadline=deadline
+    )
+    return _sign(account, data)

@@ -20,6 +20,7 @@ Every error raised on purpose by ``chain`` derives from :class:`ChainError`::
         ├── SignerError           keystore (WrongPassword, KeyNotFound, ...), DevKeyRefused,
         │                         remote signer refusals                            (_signer)
         ├── ManifestError         ManifestMismatch (names the field), ManifestNotFound (_manifest)
+        ├── EntryNotFound         no ledger entry (issuance, redemption) matches a lookup          (_ledger)
         ├── DeploymentError                                                         (_deploy)
         └── DevNodeError          UnsupportedRpcUrl, a local node that would not start (_devnode)
 

@@ -7,6 +7,14 @@ to non-zero). A customer's first consent at a nonce key (every ``redeem*``, ``re
 ``cancel_consent``) writes that key's nonce slot for the first time. ``redeem`` is the partner's first
 redemption (its redeemed counters go from zero to non-zero, as in the v1 report); ``redeem_next_customer``
 (an EOA) and ``redeem_erc1271`` (an ``ERC1271Wallet``) follow it, so their difference is the ERC-1271 path.
+Batches carry an item reference per recipient (the contract computes their Merkle root).
+
+Returns, refunds and migration, each after a first one of its kind (the coalition's reversed and refunded
+totals and the partner's counters are non-zero, as in steady state): ``reverse_issue`` takes a whole single
+issue back; ``reverse_batch_item_512`` takes a whole item of a 512-item batch back, presenting its Merkle
+proof (9 or 10 hashes); ``refund`` gives a whole one-epoch redemption back into its live epoch;
+``migrate_12_epochs`` moves an account holding points of all 12 live epochs to a fresh account, with both
+accounts' EIP-712 signatures (the source's first nonce of key 0).
 
 The validity bound (``MAX_VALIDITY`` = 120 epochs) is measured on a second ledger deployed with that
 validity: ``v120_balance_of`` is the ``eth_estimateGas`` of a ``balanceOf`` call on an account holding points
@@ -26,9 +34,12 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from ._compile import Artifact
 from ._deploy import deploy_contract
+from ._ledger import Ledger
+from ._rpc import Rpc, receipt_from_rpc
 
 __all__ = ["BLOCK_GAS_LIMIT", "GasReport", "measure_gas"]
 
@@ -39,6 +50,8 @@ MAX_VALIDITY = 120
 BOUND_EPOCH_LENGTH = 24 * 3600
 #: The block gas limit the bound is stated against (Ethereum mainnet's, and anvil's default).
 BLOCK_GAS_LIMIT = 30_000_000
+#: The batch whose item a reversal proves (its proof has 9 or 10 hashes).
+PROVEN_BATCH = 512
 
 #: The OpenZeppelin operation each ledger row is compared with; rows not named here have no counterpart.
 _BASELINES = {
@@ -107,11 +120,14 @@ class _Gas:
     def __init__(self, w3: Web3) -> None:
         self.w3 = w3
 
-    def __call__(self, fn: Any, sender: str) -> int:
-        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender, "gas": 15_000_000}))
+    def __call__(self, fn: Any, sender: str, *, limit: int = 15_000_000) -> int:
+        return int(self.receipt(fn, sender, limit=limit)["gasUsed"])
+
+    def receipt(self, fn: Any, sender: str, *, limit: int = 15_000_000) -> TxReceipt:
+        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender, "gas": limit}))
         if receipt["status"] != 1:
             raise RuntimeError(f"gas report transaction failed: {fn}")
-        return int(receipt["gasUsed"])
+        return receipt
 
     def estimate(self, fn: Any, sender: str) -> int:
         """``eth_estimateGas`` of a call (a view costs gas when another contract calls it)."""
@@ -168,17 +184,21 @@ def measure_gas(
     gas(issue(wallet.address, 1_000), partner)
     rows["redeem_erc1271"] = gas(_redemption(w3, ledger, owner, wallet.address, 100), partner)
 
+    _measure_returns(w3, gas, ledger, partner, fresh, rows)
     _measure_governance(w3, gas, ledger, accounts, rows)
 
     # Sweeps: an account with points in 1 expired epoch, one with points in all 12 epochs of a window.
     warmup, one, twelve = next(fresh), next(fresh), next(fresh)
+    migrant: LocalAccount = Account.create()
     gas(issue(warmup, 3), partner)
     gas(issue(one, 3), partner)
     for epoch in range(VALIDITY):
         if epoch:
             gas.advance(EPOCH_LENGTH)
         gas(issue(twelve, 3), partner)
+        gas(issue(migrant.address, 3), partner)
     balance_of_12 = gas.estimate(ledger.functions.balanceOf(twelve), partner)  # 12 live epochs held
+    rows["migrate_12_epochs"] = gas(_migration(w3, ledger, migrant, Account.create()), partner)
     gas.advance(EPOCH_LENGTH * (VALIDITY + 1))
     gas(ledger.functions.sweepExpired([warmup]), admin)  # totalExpired becomes non-zero, as in steady state
     rows["sweep_1_epoch"] = gas(ledger.functions.sweepExpired([one]), admin)
@@ -249,6 +269,51 @@ def _measure_governance(
     nonce = f.nonces(signer.address, key).call()
     signature = signer.unsafe_sign_hash(f.cancellationDigest(signer.address, nonce).call()).signature
     rows["cancel_consent"] = gas(f.cancelConsent(signer.address, nonce, bytes(signature)), partner)
+
+
+def _measure_returns(
+    w3: Web3,
+    gas: _Gas,
+    ledger: Contract,
+    partner: str,
+    fresh: Iterator[ChecksumAddress],
+    rows: dict[str, int],
+) -> None:
+    """Reversals of a single issue and of an item of a 512-item batch, and a refund, by partner 1; the
+    records they present are built by the chain layer's client from the receipts."""
+    f, issue = ledger.functions, _issuer(ledger)
+    client = Ledger(Rpc(w3), ledger.address)
+
+    def reversal(receipt: TxReceipt, index: int = 0) -> Any:
+        item = client.issuances_in(receipt_from_rpc(receipt))[index]
+        return f.reverseIssuance(item.as_struct(), item.amount, secrets.token_bytes(32))  # the whole item
+
+    gas(reversal(gas.receipt(issue(next(fresh), 5), partner)), partner)  # reversed totals become non-zero
+    rows["reverse_issue"] = gas(reversal(gas.receipt(issue(next(fresh), 5), partner)), partner)
+    recipients = [next(fresh) for _ in range(PROVEN_BATCH)]
+    refs = [secrets.token_bytes(32) for _ in range(PROVEN_BATCH)]
+    batch = f.issueBatch(recipients, [7] * PROVEN_BATCH, refs, 1, b"\x00" * 32)
+    batch_receipt = gas.receipt(batch, partner, limit=BLOCK_GAS_LIMIT - 1_000_000)
+    rows["reverse_batch_item_512"] = gas(reversal(batch_receipt, PROVEN_BATCH // 2 + 1), partner)
+
+    def refund(customer: LocalAccount) -> Any:
+        gas(issue(customer.address, 1_000), partner)
+        receipt = gas.receipt(_redemption(w3, ledger, customer, customer.address, 100), partner)
+        record = client.redemption_in(receipt_from_rpc(receipt))
+        return f.refundRedemption(record.as_struct(), record.amount, secrets.token_bytes(32))
+
+    gas(refund(Account.create()), partner)  # refunded totals become non-zero
+    rows["refund"] = gas(refund(Account.create()), partner)
+
+
+def _migration(w3: Web3, ledger: Contract, source: LocalAccount, target: LocalAccount) -> Any:
+    """Moves every live point of ``source`` to ``target``, signed by both over the contract's digest."""
+    f = ledger.functions
+    nonce = f.nonces(source.address, 0).call()
+    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 3600
+    digest = f.migrationDigest(source.address, target.address, nonce, deadline).call()
+    signatures = [bytes(account.unsafe_sign_hash(digest).signature) for account in (source, target)]
+    return f.migrateAccount(source.address, target.address, nonce, deadline, *signatures)
 
 
 def _measure_validity_bound(

@@ -1,5 +1,5 @@
 """A typed client for one deployed LoyaltyLedger (v2: separated roles, partner life cycle, settlements,
-pause-stopped clock, keyed and revocable consents).
+pause-stopped clock, keyed and revocable consents, Merkle batches, returns, refunds, migration, recovery).
 
 Writes go through a :class:`~chain.Sender` (the partner's, the admin's, the treasury's, the pauser's or a
 customer's key) and return a :class:`~chain.PendingTransaction` at once, so many can be in flight;
@@ -15,32 +15,45 @@ Who may send what (see contracts/README.md for the whole trust table):
   ``set_transfers_enabled``, ``grant_role`` / ``revoke_role``, the admin handover steps;
 - treasury: ``set_settlement_value``, ``record_settlement``; admin or treasury:
   ``decrease_partner_allowance``;
+- admin only, in production behind the timelock's delay (scheduled, so visible before it runs):
+  ``recover_account`` (a lost key's points to a new account);
 - pauser: ``pause``, ``unpause``; admin or pauser: ``suspend_partner``;
-- a partner's operator: ``issue*``, ``redeem``, ``rotate_partner_operator`` (its own key, while active);
+- a partner's operator (its partner active): ``issue*``, ``redeem``, ``rotate_partner_operator`` (its own
+  key); ``reverse_issuance`` (the issuing partner's, within the reversal window), ``refund_redemption`` (the
+  accepting partner's);
 - a customer: ``revoke_consent`` (its own key); anyone: ``cancel_consent`` (with the customer's signature),
-  ``sweep_expired``.
+  ``migrate_account`` (with the signatures of both accounts), ``sweep_expired``.
+
+A reversal or a refund presents the issuance or redemption as its entries recorded it (the contract keeps
+only a commitment to it): :meth:`Ledger.issuances_in` / :meth:`Ledger.redemption_in` build the
+:class:`IssuanceRecord` / :class:`RedemptionRecord` from the receipt, and :meth:`Ledger.find_issuances` /
+:meth:`Ledger.find_redemption` from the logs (from the manifest's deployment block) when it is not at hand.
 
 Calldata is encoded with eth-abi from selectors computed once: ``issue`` is the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
+from eth_abi.abi import decode as abi_decode
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 
+from ._compile import Artifact
 from ._contract import Block, ContractClient, DecodedCall
-from ._eip712 import cancellation_typed_data, redemption_typed_data
-from ._errors import PermanentError
+from ._eip712 import cancellation_typed_data, migration_typed_data, redemption_typed_data
+from ._errors import ChainError, PermanentError, abi_type
 from ._manifest import DeploymentManifest, verify_manifest
-from ._merkle import BatchItem, MerkleTree
-from ._rpc import Rpc
+from ._merkle import BatchItem, MerkleTree, leaf_hash
+from ._rpc import RangeTooLarge, Rpc, classify_rpc_error
 from ._sender import Call, PendingTransaction, Sender
 from ._signer import Signer
-from ._types import Address, Epoch, NonceKey, PartnerId, Points, ReasonCode, Role
+from ._types import Address, BlockNumber, Epoch, Log, NonceKey, PartnerId, Points, ReasonCode, Receipt, Role
 
 __all__ = [
     "NONCE_KEY_BITS",
@@ -48,8 +61,10 @@ __all__ = [
     "ZERO_HASH",
     "ConsentCancellation",
     "DecodedCall",
+    "EntryNotFound",
     "EpochBalance",
     "Issuance",
+    "IssuanceRecord",
     "Ledger",
     "Partner",
     "PartnerStatus",
@@ -57,6 +72,7 @@ __all__ = [
     "PendingAdminDelay",
     "Position",
     "RedemptionConsent",
+    "RedemptionRecord",
     "nonce_key",
     "nonce_sequence",
 ]
@@ -169,6 +185,78 @@ class ConsentCancellation:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class IssuanceRecord:
+    """One issued item as its entries recorded it: what :meth:`Ledger.reverse_issuance` presents (the
+    contract's ``IssuanceItem``) and checks against the commitment it stored under (``partner_id``, ``ref``).
+
+    A single issue has ``item_ref == ref`` and no proof; an item of a batch has the batch's Merkle root as
+    ``ref`` and ``proof`` from its leaf to that root. ``issued_at`` is the issuing block's timestamp (the
+    reversal window runs from it), ``epoch`` and ``value`` (settlement units per point) are the entry's."""
+
+    partner_id: PartnerId
+    ref: bytes
+    customer: Address
+    amount: Points
+    item_ref: bytes
+    epoch: Epoch
+    issued_at: int
+    value: int
+    proof: tuple[bytes, ...] = ()
+
+    @property
+    def leaf(self) -> bytes:
+        """The item's Merkle leaf (for a single issue, its root too)."""
+        return leaf_hash(self.customer, self.amount, self.item_ref)
+
+    def as_struct(self) -> tuple[Any, ...]:
+        """The ABI tuple of ``IssuanceItem``."""
+        return (
+            _bytes32(self.ref, "ref"),
+            to_checksum_address(self.customer),
+            self.amount,
+            _bytes32(self.item_ref, "item_ref"),
+            self.epoch,
+            self.issued_at,
+            self.value,
+            [_bytes32(p, "proof node") for p in self.proof],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRecord:
+    """One redemption as its ``PointsRedeemed`` entries recorded it: the ``(epoch, amount)`` parts in order
+    (oldest epoch first), what :meth:`Ledger.refund_redemption` presents (the contract's
+    ``RedemptionRecord``). ``value`` is the settlement value per point it was redeemed at."""
+
+    partner_id: PartnerId
+    customer: Address
+    ref: bytes
+    value: int
+    nonce: int
+    epochs: tuple[Epoch, ...]
+    amounts: tuple[Points, ...]
+
+    @property
+    def amount(self) -> Points:
+        """Points the redemption took in all."""
+        return Points(sum(self.amounts))
+
+    def as_struct(self) -> tuple[Any, ...]:
+        """The ABI tuple of ``RedemptionRecord``."""
+        return (
+            to_checksum_address(self.customer),
+            _bytes32(self.ref, "ref"),
+            self.value,
+            list(self.epochs),
+            list(self.amounts),
+        )
+
+
+class EntryNotFound(PermanentError):
+    """No ledger entry of the kind asked for matches (in the receipt, or in the logs of the block range)."""
+
+
 class PendingAdmin(NamedTuple):
     """A scheduled admin handover: ``new_admin`` may accept from ``schedule`` (a timestamp; 0: none)."""
 
@@ -196,17 +284,90 @@ def _uint(value: int, bits: int, what: str) -> int:
     return value
 
 
+class _Event:
+    """One event of the ledger's ABI: its topic0 and how to decode a raw log of it into named values."""
+
+    __slots__ = ("data_names", "data_types", "indexed", "name", "topic0")
+
+    def __init__(self, item: Mapping[str, Any]) -> None:
+        self.name = str(item["name"])
+        params = list(item.get("inputs", []))
+        types = [abi_type(p) for p in params]
+        self.topic0 = keccak(text=f"{self.name}({','.join(types)})")
+        self.indexed = [(str(p["name"]), t) for p, t in zip(params, types, strict=True) if p.get("indexed")]
+        plain = [(str(p["name"]), t) for p, t in zip(params, types, strict=True) if not p.get("indexed")]
+        self.data_names = [n for n, _ in plain]
+        self.data_types = [t for _, t in plain]
+
+    def decode(self, log: Log) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for (name, kind), topic in zip(self.indexed, log.topics[1:], strict=True):
+            values[name] = _normalize(kind, abi_decode([kind], topic)[0])
+        decoded = abi_decode(self.data_types, log.data)
+        for name, kind, value in zip(self.data_names, self.data_types, decoded, strict=True):
+            values[name] = _normalize(kind, value)
+        return values
+
+
+def _normalize(kind: str, value: Any) -> Any:
+    return to_checksum_address(value) if kind == "address" else value
+
+
+def _topic(value: int | str) -> bytes:
+    """A ``uint`` or an address as an indexed topic (32 bytes, left-padded)."""
+    if isinstance(value, str):
+        return bytes(12) + bytes(HexBytes(to_checksum_address(value)))
+    return value.to_bytes(32, "big")
+
+
+class _LoggedEntry(NamedTuple):
+    """A ledger entry from the logs: the block it is in, and its raw log."""
+
+    block_number: int
+    log: Log
+
+
 class Ledger(ContractClient):
-    """One LoyaltyLedger at ``address``; ``sender`` signs its writes (views need none)."""
+    """One LoyaltyLedger at ``address``; ``sender`` signs its writes (views need none).
+
+    ``deployment_block`` is where searches of the logs (:meth:`find_issuances`, :meth:`find_redemption`)
+    start by default (:meth:`from_manifest` sets it to the manifest's)."""
 
     contract_name = "LoyaltyLedger"
+
+    def __init__(
+        self,
+        rpc: Rpc,
+        address: str,
+        *,
+        sender: Sender | None = None,
+        artifact: Artifact | None = None,
+        deployment_block: int = 0,
+    ) -> None:
+        super().__init__(rpc, address, sender=sender, artifact=artifact)
+        self.deployment_block = BlockNumber(deployment_block)
+        self._events = {
+            e.name: e for e in (_Event(item) for item in self.artifact.abi if item.get("type") == "event")
+        }
+        self._by_topic0 = {e.topic0: e for e in self._events.values()}
 
     @classmethod
     def from_manifest(cls, rpc: Rpc, manifest: DeploymentManifest, *, sender: Sender | None = None) -> Ledger:
         """The ledger a deployment manifest names, once the node is shown to hold it: a manifest of another
         chain, of a deployment block the node does not have, or whose code differs raises ManifestMismatch."""
         verify_manifest(manifest, rpc)
-        return cls(rpc, manifest.ledger.address, sender=sender)
+        return cls(
+            rpc, manifest.ledger.address, sender=sender, deployment_block=manifest.deployed_at.block_number
+        )
+
+    def with_sender(self, sender: Sender) -> Self:
+        return type(self)(
+            self.rpc,
+            self.address,
+            sender=sender,
+            artifact=self.artifact,
+            deployment_block=self.deployment_block,
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -275,11 +436,13 @@ class Ledger(ContractClient):
     ) -> MerkleTree:
         """The Merkle tree of a batch (its root is the batch's reference on chain)."""
         if not len(recipients) == len(amounts) == len(item_refs):
-            raise PermanentError(
-                f"a batch of {len(recipients)} recipients, {len(amounts)} amounts and {len(item_refs)} references"
-            )
+            counts = f"{len(recipients)} recipients, {len(amounts)} amounts and {len(item_refs)} references"
+            raise PermanentError(f"a batch of {counts}")
         return MerkleTree(
-            [BatchItem(to, amount, ref) for to, amount, ref in zip(recipients, amounts, item_refs, strict=True)]
+            [
+                BatchItem(to, amount, ref)
+                for to, amount, ref in zip(recipients, amounts, item_refs, strict=True)
+            ]
         )
 
     # ------------------------------------------------------------------ consents (customers, acceptors)
@@ -370,6 +533,346 @@ class Ledger(ContractClient):
     def revoke_consent(self, nonce: int) -> PendingTransaction:
         """Revokes the sender's own consent signed with ``nonce`` (a self-custody customer's direct call)."""
         return self._send("revokeConsent", _uint(nonce, 256, "nonce"))
+
+    # ------------------------------------------------------------------ returns and refunds (partners)
+
+    def reverse_issuance(self, item: IssuanceRecord, amount: Points, return_ref: bytes) -> PendingTransaction:
+        """Reverses ``amount`` points of one issued item of the sender's partner (a return under the partner's
+        ``return_ref``, usable once), within the reversal window of its block. The contract takes back what
+        the customer still holds (the item's epoch first, then oldest first) and reports ``requested`` and
+        ``recovered`` in its ``IssuanceReversed`` entry; ``item`` comes from :meth:`issuances_in` or
+        :meth:`find_issuances`."""
+        return self._send("reverseIssuance", item.as_struct(), amount, _bytes32(return_ref, "return_ref"))
+
+    def refund_redemption(
+        self, record: RedemptionRecord, amount: Points, refund_ref: bytes
+    ) -> PendingTransaction:
+        """Refunds ``amount`` points of one redemption at the sender's partner under ``refund_ref`` (usable
+        once): they go back to the epochs they were spent from, newest first; an epoch that expired in
+        between takes them as expired at once. ``record`` comes from :meth:`redemption_in` or
+        :meth:`find_redemption`."""
+        return self._send("refundRedemption", record.as_struct(), amount, _bytes32(refund_ref, "refund_ref"))
+
+    # ------------------------------------------------------------------ migration and recovery
+
+    def migration_message(self, from_account: str, to: str, nonce: int, deadline: int) -> dict[str, Any]:
+        """The EIP-712 message both accounts sign to move every live point of ``from_account`` to ``to``."""
+        return migration_typed_data(
+            chain_id=self.rpc.chain_id(),
+            contract=self.address,
+            from_account=to_checksum_address(from_account),
+            to=to_checksum_address(to),
+            nonce=_uint(nonce, 256, "nonce"),
+            deadline=_uint(deadline, 256, "deadline"),
+        )
+
+    def sign_migration(self, signer: Signer, from_account: str, to: str, nonce: int, deadline: int) -> bytes:
+        """``signer``'s signature of the migration (it must be one of the two accounts: both sign the same
+        message). ``nonce`` is a keyed nonce of ``from_account``, its next one of its key (e.g.
+        ``nonce_of(from_account)`` for key 0); ``deadline`` a timestamp."""
+        if to_checksum_address(signer.address) not in (
+            to_checksum_address(from_account),
+            to_checksum_address(to),
+        ):
+            raise PermanentError(f"{signer.address} is neither side of the migration {from_account} -> {to}")
+        return signer.sign_typed_data(self.migration_message(from_account, to, nonce, deadline))
+
+    def migrate_account(
+        self,
+        from_account: str,
+        to: str,
+        nonce: int,
+        deadline: int,
+        from_signature: bytes,
+        to_signature: bytes,
+    ) -> PendingTransaction:
+        """Moves every live point of ``from_account`` to ``to``, each keeping its epoch, with both accounts'
+        signatures (:meth:`sign_migration`); any sender (gasless for the customer), while transfers are off
+        too, not while paused."""
+        return self._send(
+            "migrateAccount",
+            to_checksum_address(from_account),
+            to_checksum_address(to),
+            _uint(nonce, 256, "nonce"),
+            _uint(deadline, 256, "deadline"),
+            bytes(from_signature),
+            bytes(to_signature),
+        )
+
+    def recover_account(self, lost: str, to: str) -> PendingTransaction:
+        """Moves every live point of the ``lost`` account to ``to`` (admin: in production build it with
+        :meth:`call_of` and schedule it on the timelock, so it is visible for the whole delay first)."""
+        return self._send("recoverAccount", to_checksum_address(lost), to_checksum_address(to))
+
+    # ------------------------------------------------------------------ records from receipts and logs
+
+    def issuances_in(self, receipt: Receipt) -> list[IssuanceRecord]:
+        """Every item issued in the transaction of ``receipt``: one record for an ``issue``, one per item
+        (with its Merkle proof) for an ``issueBatch``, in order."""
+        logs = [
+            _LoggedEntry(receipt.block_number, log) for log in receipt.logs if log.address == self.address
+        ]
+        records = self._issuance_records(logs, logs)
+        if not records:
+            raise EntryNotFound(
+                f"no issuance of the ledger {self.address} in transaction 0x{receipt.transaction_hash.hex()}"
+            )
+        return records
+
+    def redemption_in(self, receipt: Receipt) -> RedemptionRecord:
+        """The redemption of the transaction of ``receipt`` (its ``PointsRedeemed`` parts, in order)."""
+        logs = [
+            _LoggedEntry(receipt.block_number, log) for log in receipt.logs if log.address == self.address
+        ]
+        redemptions = self._redemption_records(logs)
+        if len(redemptions) != 1:
+            raise EntryNotFound(
+                f"{len(redemptions)} redemptions of the ledger {self.address} in transaction "
+                f"0x{receipt.transaction_hash.hex()}, not one"
+            )
+        return redemptions[0]
+
+    def find_issuances(
+        self,
+        partner_id: PartnerId,
+        ref: bytes,
+        *,
+        customer: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> list[IssuanceRecord]:
+        """The items partner ``partner_id`` issued under ``ref``, from the logs: a single issue's reference
+        or a batch's root gives its item (its items, each with its proof); with ``customer``, only the
+        customer's, and ``ref`` may also be the item reference of a batch item issued to the customer.
+
+        Searches ``[from_block, to_block]`` (default: from :attr:`deployment_block` to the head) with topic
+        filters on the indexed partner id (and recipient); raises :class:`EntryNotFound` when nothing
+        matches."""
+        ref = _bytes32(ref, "ref")
+        first, last = self._block_range(from_block, to_block)
+        who = None if customer is None else [_topic(customer)]
+        issued, batch = self._events["PointsIssued"], self._events["PointsBatchIssued"]
+        headers = self._logs([[issued.topic0, batch.topic0], [_topic(partner_id)]], first, last)
+        found: list[IssuanceRecord] = []
+        for entry in headers:
+            event = self._by_topic0[entry.log.topics[0]]
+            if event.decode(entry.log)["ref"] != ref:
+                continue
+            found.extend(self._records_from_header(entry))
+        if customer is not None:
+            # a batch item by its own (item) reference: the customer's items, then the batch around each
+            item_event = self._events["PointsIssuedInBatch"]
+            for entry in self._logs([[item_event.topic0], who], first, last):
+                item = item_event.decode(entry.log)
+                if item["itemRef"] != ref:
+                    continue
+                found.extend(
+                    r
+                    for r in self._batch_of_item(partner_id, entry.block_number, item["seq"])
+                    if r.item_ref == ref
+                )
+            account = to_checksum_address(customer)
+            found = [r for r in found if r.customer == account]
+        unique = list(dict.fromkeys(found))
+        if not unique:
+            raise EntryNotFound(
+                f"partner {partner_id} issued nothing under 0x{ref.hex()} in blocks {first}..{last}"
+            )
+        return unique
+
+    def find_redemption(
+        self,
+        partner_id: PartnerId,
+        ref: bytes,
+        *,
+        customer: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> RedemptionRecord:
+        """The redemption partner ``partner_id`` accepted under ``ref`` (usable once per partner), from its
+        ``PointsRedeemed`` logs (topic filters on the partner id and, if given, the customer); searches as
+        :meth:`find_issuances` does and raises :class:`EntryNotFound` when there is none."""
+        ref = _bytes32(ref, "ref")
+        first, last = self._block_range(from_block, to_block)
+        event = self._events["PointsRedeemed"]
+        who = None if customer is None else [_topic(customer)]
+        logs = [
+            e
+            for e in self._logs([[event.topic0], [_topic(partner_id)], who], first, last)
+            if event.decode(e.log)["ref"] == ref
+        ]
+        redemptions = self._redemption_records(logs)
+        if not redemptions:
+            raise EntryNotFound(
+                f"partner {partner_id} redeemed nothing under 0x{ref.hex()} in blocks {first}..{last}"
+            )
+        return redemptions[0]
+
+    def _block_range(self, from_block: int | None, to_block: int | None) -> tuple[int, int]:
+        first = self.deployment_block if from_block is None else from_block
+        last = int(self.rpc.block_number()) if to_block is None else to_block
+        return first, last
+
+    def _records_from_header(self, header: _LoggedEntry) -> list[IssuanceRecord]:
+        """The items of the issue or batch whose header entry is ``header`` (a batch's items are the entries
+        numbered after it, in its block)."""
+        if header.log.topics[0] == self._events["PointsIssued"].topic0:
+            return self._issuance_records([header], [header])
+        item_event = self._events["PointsIssuedInBatch"]
+        same_block = self._logs([[item_event.topic0]], header.block_number, header.block_number)
+        return self._issuance_records([header], same_block)
+
+    def _batch_of_item(self, partner_id: PartnerId, block_number: int, seq: int) -> list[IssuanceRecord]:
+        """The items of partner ``partner_id``'s batch in ``block_number`` that holds item entry ``seq``."""
+        batch = self._events["PointsBatchIssued"]
+        for header in self._logs([[batch.topic0], [_topic(partner_id)]], block_number, block_number):
+            values = batch.decode(header.log)
+            if values["seq"] < seq <= values["seq"] + values["count"]:
+                return self._records_from_header(header)
+        return []
+
+    def _issuance_records(
+        self, headers: Sequence[_LoggedEntry], items: Sequence[_LoggedEntry]
+    ) -> list[IssuanceRecord]:
+        """Records of the ``PointsIssued`` / ``PointsBatchIssued`` entries among ``headers``; a batch's items
+        are looked up by their numbers among ``items``."""
+        issued, batch = self._events["PointsIssued"], self._events["PointsBatchIssued"]
+        item_event = self._events["PointsIssuedInBatch"]
+        by_seq = {
+            values["seq"]: values
+            for values in (item_event.decode(e.log) for e in items if e.log.topics[0] == item_event.topic0)
+        }
+        timestamps: dict[int, int] = {}
+
+        def issued_at(block_number: int) -> int:
+            if block_number not in timestamps:
+                timestamps[block_number] = self.rpc.timestamp(block_number)
+            return timestamps[block_number]
+
+        records: list[IssuanceRecord] = []
+        for entry in headers:
+            topic0 = entry.log.topics[0]
+            if topic0 == issued.topic0:
+                v = issued.decode(entry.log)
+                records.append(
+                    IssuanceRecord(
+                        partner_id=PartnerId(v["partnerId"]),
+                        ref=bytes(v["ref"]),
+                        customer=v["to"],
+                        amount=Points(v["amount"]),
+                        item_ref=bytes(v["ref"]),
+                        epoch=Epoch(v["epoch"]),
+                        issued_at=issued_at(entry.block_number),
+                        value=int(v["value"]),
+                    )
+                )
+            elif topic0 == batch.topic0:
+                v = batch.decode(entry.log)
+                first = int(v["seq"]) + 1
+                try:
+                    parts = [by_seq[first + i] for i in range(int(v["count"]))]
+                except KeyError:
+                    raise EntryNotFound(
+                        f"the items of batch 0x{bytes(v['ref']).hex()} are not in the logs"
+                    ) from None
+                tree = MerkleTree([BatchItem(p["to"], p["amount"], bytes(p["itemRef"])) for p in parts])
+                if tree.root != bytes(v["ref"]):
+                    raise PermanentError(f"the items of batch 0x{bytes(v['ref']).hex()} lead to another root")
+                records.extend(
+                    IssuanceRecord(
+                        partner_id=PartnerId(v["partnerId"]),
+                        ref=bytes(v["ref"]),
+                        customer=p["to"],
+                        amount=Points(p["amount"]),
+                        item_ref=bytes(p["itemRef"]),
+                        epoch=Epoch(v["epoch"]),
+                        issued_at=issued_at(entry.block_number),
+                        value=int(v["value"]),
+                        proof=tuple(tree.proof(i)),
+                    )
+                    for i, p in enumerate(parts)
+                )
+        return records
+
+    def _redemption_records(self, logs: Iterable[_LoggedEntry]) -> list[RedemptionRecord]:
+        """The redemptions whose ``PointsRedeemed`` parts are among ``logs``, grouped by partner and
+        reference (a redemption's parts are consecutive entries of one transaction), parts in order."""
+        event = self._events["PointsRedeemed"]
+        groups: dict[tuple[int, bytes], list[dict[str, Any]]] = {}
+        for entry in logs:
+            if entry.log.topics[0] == event.topic0:
+                v = event.decode(entry.log)
+                groups.setdefault((v["partnerId"], bytes(v["ref"])), []).append(v)
+        return [
+            RedemptionRecord(
+                partner_id=PartnerId(partner_id),
+                customer=parts[0]["customer"],
+                ref=ref,
+                value=int(parts[0]["value"]),
+                nonce=int(parts[0]["nonce"]),
+                epochs=tuple(Epoch(p["epoch"]) for p in parts),
+                amounts=tuple(Points(p["amount"]) for p in parts),
+            )
+            for (partner_id, ref), parts in groups.items()
+        ]
+
+    def _logs(
+        self, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
+    ) -> list[_LoggedEntry]:
+        """This ledger's logs under ``topics`` (one list of alternatives per position, ``None``: any) in
+        ``[from_block, to_block]``, in chain order; a range the node finds too large is halved."""
+        if from_block > to_block:
+            return []
+        try:
+            answer = self._get_logs(topics, from_block, to_block)
+        except RangeTooLarge:
+            if from_block == to_block:
+                raise
+            middle = (from_block + to_block) // 2
+            return [*self._logs(topics, from_block, middle), *self._logs(topics, middle + 1, to_block)]
+        entries = [
+            _LoggedEntry(
+                _as_int(item["blockNumber"]),
+                Log(
+                    address=to_checksum_address(item["address"]),
+                    topics=tuple(bytes(HexBytes(t)) for t in item["topics"]),
+                    data=bytes(HexBytes(item["data"])),
+                    log_index=_as_int(item["logIndex"]),
+                ),
+            )
+            for item in answer
+            if not item.get("removed")
+        ]
+        return sorted(entries, key=lambda e: (e.block_number, e.log.log_index))
+
+    def _get_logs(
+        self, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
+    ) -> list[Mapping[str, Any]]:
+        # Topics as 0x-hex text on both paths: eth-tester's filter matches no HexBytes topic.
+        hex_topics = [None if group is None else [HexBytes(t).to_0x_hex() for t in group] for group in topics]
+        if self.rpc.raw:
+            query = {
+                "address": self.address,
+                "fromBlock": hex(from_block),
+                "toBlock": hex(to_block),
+                "topics": hex_topics,
+            }
+            return list(self.rpc.request("eth_getLogs", [query]) or [])
+        try:
+            return list(
+                self.rpc.w3.eth.get_logs(
+                    {
+                        "address": self.address,
+                        "fromBlock": from_block,
+                        "toBlock": to_block,
+                        "topics": hex_topics,
+                    }
+                )
+            )
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise classify_rpc_error(exc, self.rpc.decoder) from exc
 
     # ------------------------------------------------------------------ the partner registry (admin)
 
@@ -523,7 +1026,16 @@ class Ledger(ContractClient):
         return Points(self._one("totalExpired", block=block))
 
     def pending_expiry(self, *, block: Block = "latest") -> Points:
+        """Expired points not yet swept: issued - (redeemed - refunded) - reversed - expired - outstanding."""
         return Points(self._one("pendingExpiry", block=block))
+
+    def total_reversed(self, *, block: Block = "latest") -> Points:
+        """Points taken back by reversals (what was recovered, not what was requested)."""
+        return Points(self._one("totalReversed", block=block))
+
+    def total_refunded(self, *, block: Block = "latest") -> Points:
+        """Points given back by refunds (live again, or expired on arrival)."""
+        return Points(self._one("totalRefunded", block=block))
 
     # ------------------------------------------------------------------ views: the clock
 
@@ -535,6 +1047,10 @@ class Ledger(ContractClient):
 
     def validity_duration(self, *, block: Block = "latest") -> int:
         return int(self._one("validityDuration", block=block))
+
+    def reversal_window(self, *, block: Block = "latest") -> int:
+        """Seconds after an issuance's block during which its partner may reverse it."""
+        return int(self._one("reversalWindow", block=block))
 
     def genesis_timestamp(self, *, block: Block = "latest") -> int:
         return int(self._one("genesisTimestamp", block=block))
@@ -653,6 +1169,30 @@ class Ledger(ContractClient):
     ) -> bool:
         return bool(self._one("settlementReferenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
 
+    def return_reference_used(self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest") -> bool:
+        return bool(self._one("returnReferenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
+
+    def refund_reference_used(self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest") -> bool:
+        return bool(self._one("refundReferenceUsed", partner_id, _bytes32(ref, "ref"), block=block))
+
+    def reversed_of(self, item: IssuanceRecord, *, block: Block = "latest") -> Points:
+        """Points of the item reversed so far (requested, whether recovered or not)."""
+        return Points(
+            self._one(
+                "reversedOf",
+                item.partner_id,
+                _bytes32(item.ref, "ref"),
+                to_checksum_address(item.customer),
+                item.amount,
+                _bytes32(item.item_ref, "item_ref"),
+                block=block,
+            )
+        )
+
+    def refunded_of(self, partner_id: PartnerId, ref: bytes, *, block: Block = "latest") -> Points:
+        """Points of partner ``partner_id``'s redemption ``ref`` refunded so far."""
+        return Points(self._one("refundedOf", partner_id, _bytes32(ref, "ref"), block=block))
+
     # ------------------------------------------------------------------ views: switches and roles
 
     def paused(self, *, block: Block = "latest") -> bool:
@@ -715,6 +1255,10 @@ class Ledger(ContractClient):
     def domain_separator(self, *, block: Block = "latest") -> bytes:
         return bytes(self._one("DOMAIN_SEPARATOR", block=block))
 
+    def extension(self, *, block: Block = "latest") -> Address:
+        """The code that runs the ledger's extension functions (by delegatecall, in the ledger's storage)."""
+        return to_checksum_address(self._one("extension", block=block))
+
     def redemption_digest(
         self,
         customer: str,
@@ -743,3 +1287,22 @@ class Ledger(ContractClient):
     def cancellation_digest(self, customer: str, nonce: int, *, block: Block = "latest") -> bytes:
         """The EIP-712 digest of a cancellation (equals the hash of :meth:`cancellation_message`)."""
         return bytes(self._one("cancellationDigest", to_checksum_address(customer), nonce, block=block))
+
+    def migration_digest(
+        self, from_account: str, to: str, nonce: int, deadline: int, *, block: Block = "latest"
+    ) -> bytes:
+        """The EIP-712 digest of a migration (equals the hash of :meth:`migration_message`)."""
+        return bytes(
+            self._one(
+                "migrationDigest",
+                to_checksum_address(from_account),
+                to_checksum_address(to),
+                nonce,
+                deadline,
+                block=block,
+            )
+        )
+
+
+def _as_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)

@@ -56,11 +56,11 @@ from ._rpc import Rpc
 from ._types import Address, BlockNumber
 
 __all__ = [
+    "LEDGER_EXTENSION",
     "MANIFEST_VERSION",
     "ContractDeployment",
     "DeployedAt",
     "DeploymentManifest",
-    "LEDGER_EXTENSION",
     "LedgerParameters",
     "ManifestError",
     "ManifestMismatch",

@@ -302,6 +302,9 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
      * Requirements: not paused; the caller operates the issuing partner, active; 0 < `amount`; the issuance
      * exists under `issuance.ref` with these values and proof; within the reversal window of its block's
      * timestamp; cumulative reversals of the item at most what it issued; `returnRef` unused by the partner.
+     * The bound is kept per leaf (customer, amount, order reference) of an issuance: a batch that names the same
+     * order twice for the same customer and amount holds one leaf twice, and only one item's amount can be
+     * reversed (never more than was issued; an auditor flags the order reference earned twice).
      * Emits {IssuanceReversed}, then {Transfer} and {PointsReversed} per epoch taken from.
      * @return recovered the points taken back.
      */
@@ -477,6 +480,7 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         bytes calldata fromSignature,
         bytes calldata toSignature
     ) external onlyDelegated whenNotPaused {
+        _checkMigration(from, to);
         if (block.timestamp > deadline) revert LedgerExpiredSignature(deadline);
         bytes32 digest = migrationDigest(from, to, nonce, deadline);
         _checkConsent(from, digest, fromSignature);
@@ -837,8 +841,12 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
     }
 
     /// @dev Moves every live point of `from` to `to`, keeping epochs, and records the migration.
-    function _migrate(address from, address to, uint256 nonce, bool recovery) internal {
+    function _checkMigration(address from, address to) internal pure {
         if (from == address(0) || to == address(0) || from == to) revert LedgerInvalidMigration(from, to);
+    }
+
+    function _migrate(address from, address to, uint256 nonce, bool recovery) internal {
+        _checkMigration(from, to);
         uint256 amount = _balanceOf(from);
         if (amount == 0) revert LedgerInsufficientBalance(from, 0, 1);
         uint64 seq = _nextSeq();

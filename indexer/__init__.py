@@ -4,7 +4,8 @@
 window (and, given the ledger's timelock, the timelock's scheduled and executed operations);
 ``reconcile`` compares the mirror with the chain at the mirror's block; ``MirrorView`` answers time-aware
 questions (live balance, points expiring by a date, on the ledger's pause-stopped clock), positions,
-settlements, role holders and admin operations from the derived tables.
+settlements, a wallet's history with its returns and refunds, role holders and admin operations from the
+derived tables.
 """
 
 from ._db import Lease, make_engine, migrate, scratch_schema
@@ -18,7 +19,7 @@ from ._errors import (
     UndecodableLog,
 )
 from ._indexer import Indexer, IndexerConfig, IndexerStats, Progress
-from ._queries import EpochHolding, MirrorView
+from ._queries import EpochHolding, MirroredIssuance, MirroredRedemption, MirrorView, WalletEntry
 from ._reconcile import Difference, reconcile
 from ._schema import (
     AccountEpoch,
@@ -67,6 +68,8 @@ __all__ = [
     "LedgerState",
     "MirrorMismatch",
     "MirrorView",
+    "MirroredIssuance",
+    "MirroredRedemption",
     "Partner",
     "PartnerChange",
     "PartnerPeriod",
@@ -83,6 +86,7 @@ __all__ = [
     "TierPolicy",
     "TimelockEvent",
     "UndecodableLog",
+    "WalletEntry",
     "decode_logs",
     "entry_topics",
     "make_engine",

@@ -115,9 +115,10 @@ _HEADER_TYPES = [
     "bytes32",
     "uint256",
     "uint256",
+    "uint256",
 ]
-_ITEM_TYPES = ["bytes32", "address", "uint64", "uint256"]
-_HEADER_ARGS = ("partnerId", "seq", "epoch", "ref", "reason", "ruleHash", "count", "total")
+_ITEM_TYPES = ["bytes32", "address", "uint64", "uint256", "bytes32"]
+_HEADER_ARGS = ("partnerId", "seq", "epoch", "ref", "reason", "ruleHash", "count", "total", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,7 +555,13 @@ def _naive_index(
                 values = [topic0["PointsBatchIssued"], *(args[k] for k in _HEADER_ARGS)]
                 entry_hash = keccak(abi_encode(_HEADER_TYPES, values))
             else:
-                values = [topic0["PointsIssuedInBatch"], args["to"], args["seq"], args["amount"]]
+                values = [
+                    topic0["PointsIssuedInBatch"],
+                    args["to"],
+                    args["seq"],
+                    args["amount"],
+                    args["itemRef"],
+                ]
                 entry_hash = keccak(abi_encode(_ITEM_TYPES, values))
             head = keccak(head + entry_hash)
             session.add(
@@ -572,6 +579,8 @@ def _naive_index(
                     epoch=batch["epoch"],
                     amount=args["total"] if is_header else args["amount"],
                     ref=batch["ref"],
+                    item_ref=None if is_header else args["itemRef"],
+                    value=batch["value"] if is_header else None,
                     reason=batch["reason"],
                     rule_hash=batch["ruleHash"],
                     batch_count=args["count"] if is_header else None,

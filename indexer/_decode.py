@@ -85,7 +85,8 @@ def _settled(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
 
 def _issued(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["partner_id"], row["account"] = ix
-    row["seq"], row["epoch"], row["amount"], row["ref"], row["reason"], row["rule_hash"], _value = d
+    row["seq"], row["epoch"], row["amount"], row["ref"], row["reason"], row["rule_hash"], row["value"] = d
+    row["item_ref"] = row["ref"]  # a single issue is an issuance of one item, its reference its own
 
 
 def _batch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
@@ -98,22 +99,51 @@ def _batch(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
         row["rule_hash"],
         row["batch_count"],
         row["amount"],
-        _value,
+        row["value"],
     ) = d
 
 
 def _batch_item(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     (row["account"],) = ix
-    row["seq"], row["amount"], _item_ref = d
+    row["seq"], row["amount"], row["item_ref"] = d
 
 
 def _redeemed(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
     row["partner_id"], row["account"] = ix
-    row["seq"], row["epoch"], row["amount"], row["ref"], row["nonce"], _value = d
+    row["seq"], row["epoch"], row["amount"], row["ref"], row["nonce"], row["value"] = d
 
 
-def _todo(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:  # TODO(indexer helper): typed columns
-    row["seq"] = d[0]
+def _issuance_reversed(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["partner_id"], row["account"] = ix
+    (
+        row["seq"],
+        row["ref"],
+        row["item_ref"],
+        row["return_ref"],
+        row["requested"],
+        row["recovered"],
+        row["value"],
+    ) = d
+
+
+def _points_reversed(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["partner_id"], row["account"] = ix
+    row["seq"], row["epoch"], row["amount"], row["return_ref"] = d
+
+
+def _redemption_refunded(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["partner_id"], row["account"] = ix
+    row["seq"], row["ref"], row["refund_ref"], row["amount"], row["restored"], row["value"] = d
+
+
+def _points_refunded(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["partner_id"], row["account"] = ix
+    row["seq"], row["epoch"], row["amount"], row["refund_ref"] = d
+
+
+def _migrated(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
+    row["account"], row["counterparty"] = ix
+    row["seq"], row["nonce"], row["recovery"], row["amount"] = d
 
 
 def _expired(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
@@ -172,11 +202,11 @@ _FILLERS: dict[str, Filler] = {
     "RoleChanged": _role,
     "AdminHandoverChanged": _handover,
     "PauseChanged": _pause,
-    "IssuanceReversed": _todo,
-    "PointsReversed": _todo,
-    "RedemptionRefunded": _todo,
-    "PointsRefunded": _todo,
-    "AccountMigrated": _todo,
+    "IssuanceReversed": _issuance_reversed,
+    "PointsReversed": _points_reversed,
+    "RedemptionRefunded": _redemption_refunded,
+    "PointsRefunded": _points_refunded,
+    "AccountMigrated": _migrated,
 }
 
 
@@ -280,16 +310,29 @@ def _topic_value(abi_type: str, topic: str) -> Any:
     return bytes.fromhex(topic[2:])
 
 
+#: A batch item's columns that come from its header.
+_FROM_BATCH_HEADER = ("partner_id", "epoch", "ref", "reason", "rule_hash")
+#: Headers of operations of several entries (their parts follow them).
+_HEADERS = frozenset({"PointsBatchIssued", "IssuanceReversed", "RedemptionRefunded", "AccountMigrated"})
+#: Parts that only ever follow their header (in the same transaction) -> the header.
+_PARTS = {"PointsReversed": "IssuanceReversed", "PointsRefunded": "RedemptionRefunded"}
+
+
 def decode_logs(logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]) -> list[Row]:
     """Rows for ``ledger_entries`` (``head`` left ``None``), in the order given (the node's on-chain order).
 
     ``timestamps`` maps block numbers to block timestamps (for logs that do not carry ``blockTimestamp``).
-    A batch item takes partner, epoch, reference, reason and rule from the batch header before it, which the
-    contract emits in the same transaction, so it is always in the same ``eth_getLogs`` answer.
+    The parts of an operation are linked to its header (``batch_seq``), which the contract emits first in
+    the same transaction, so it is always in the same ``eth_getLogs`` answer: a batch item (which also takes
+    the header's partner, epoch, reference, reason and rule), a reversal's ``PointsReversed``, a refund's
+    ``PointsRefunded`` and the ``PointsExpired`` right after one that expired on arrival (same account, epoch
+    and amount), and a migration's ``PointsTransferred`` (as many as move the migration's amount; a transfer
+    later in the same transaction is not part of it).
     """
     rows: list[Row] = []
     template = row_template()
     header: Row | None = None
+    left = 0  # points of the migration header not yet moved by its parts
     last_block = last_tx = ""
     number = timestamp = tx_index = 0
     block_hash = tx_hash = b""
@@ -323,7 +366,8 @@ def decode_logs(logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]
             last_tx = tx_key
             tx_hash = bytes.fromhex(tx_key[2:])
             tx_index = int(log["transactionIndex"], 16)
-        row["event"] = spec.name
+        name = spec.name
+        row["event"] = name
         row["block_number"] = number
         row["block_hash"] = block_hash
         row["block_timestamp"] = timestamp
@@ -331,13 +375,32 @@ def decode_logs(logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]
         row["tx_index"] = tx_index
         row["log_index"] = int(log["logIndex"], 16)
         row["entry_hash"] = keccak(raw)
-        if spec.name == "PointsBatchIssued":
-            header = row
-        elif spec.name == "PointsIssuedInBatch":
-            if header is None or header["tx_hash"] != row["tx_hash"]:
+        if name == "PointsIssuedInBatch":  # first: the bulk of a backfill
+            if header is None or header["event"] != "PointsBatchIssued" or header["tx_hash"] != tx_hash:
                 raise UndecodableLog(log, "batch item without its PointsBatchIssued header")
-            for column in ("partner_id", "epoch", "ref", "reason", "rule_hash"):
+            for column in _FROM_BATCH_HEADER:
                 row[column] = header[column]
             row["batch_seq"] = header["seq"]
+        elif name in _HEADERS:
+            header = row
+            left = row["amount"] if name == "AccountMigrated" else 0
+        elif name in _PARTS:
+            if header is None or header["event"] != _PARTS[name] or header["tx_hash"] != tx_hash:
+                raise UndecodableLog(log, f"{name} without its {_PARTS[name]} header")
+            row["batch_seq"] = header["seq"]
+        elif name == "PointsTransferred":
+            if left > 0 and header is not None and header["tx_hash"] == tx_hash:
+                row["batch_seq"] = header["seq"]
+                left -= row["amount"]
+        elif name == "PointsExpired" and rows:
+            previous = rows[-1]
+            if (
+                previous["event"] == "PointsRefunded"
+                and previous["tx_hash"] == tx_hash
+                and previous["account"] == row["account"]
+                and previous["epoch"] == row["epoch"]
+                and previous["amount"] == row["amount"]
+            ):
+                row["batch_seq"] = previous["batch_seq"]
         rows.append(row)
     return rows

@@ -10,22 +10,31 @@ Time is the ledger's clock, as the contract keeps it: pauses stop it, so at bloc
 with the pauses read from ``pause_intervals`` (mirrored ``PauseChanged`` entries). Every answer is what the
 contract's view returns in a block with timestamp ``t`` (``balanceOf``, ``outstandingSupply``,
 ``pendingExpiry``, ``epochExpiresAt``, ``ledgerClock``, ``pausedDuration``), given the entries mirrored.
+
+A wallet's history (:meth:`MirrorView.wallet_history`) shows each issue, batch item and redemption with
+what its returns and refunds took back and gave back, through the links the store keeps
+(``original_seq``: a reversal's issuance, a refund's redemption).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, func, select
+from eth_utils.address import to_checksum_address
+from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from chain import Position
+from chain._merkle import BatchItem, MerkleTree
 
 from ._errors import IndexerError
 from ._schema import (
     AccountEpoch,
     AdminOperation,
     Cursor,
+    LedgerEntry,
     LedgerState,
     Partner,
     PartnerChange,
@@ -35,7 +44,7 @@ from ._schema import (
 )
 from ._store import DEFAULT_ADMIN_ROLE, LedgerParams
 
-__all__ = ["EpochHolding", "MirrorView"]
+__all__ = ["EpochHolding", "MirrorView", "MirroredIssuance", "MirroredRedemption", "WalletEntry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,73 @@ class EpochHolding:
     epoch: int
     points: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class WalletEntry:
+    """One entry of a wallet's history, with what undid part of it.
+
+    ``value``: settlement units per point (a batch item's is its header's). For an issue or batch item,
+    ``returned`` is what its reversals asked back (the returned part of the purchase) and ``recovered`` what
+    they took back; for a redemption (on its first part, which refunds link to) ``refunded`` is what its
+    refunds gave back and ``restored`` the part of that which was live again (the rest expired on arrival).
+    ``undone_by``: the seqs of those reversals and refunds, oldest first."""
+
+    entry: LedgerEntry
+    value: int | None
+    returned: int = 0
+    recovered: int = 0
+    refunded: int = 0
+    restored: int = 0
+    undone_by: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredIssuance:
+    """An issue or batch item as ``reverseIssuance`` takes it (``ILedgerEntries.IssuanceItem``), read from
+    the mirror: a batch item's proof comes from the tree of its batch's items."""
+
+    ref: bytes
+    customer: str
+    amount: int
+    item_ref: bytes
+    epoch: int
+    issued_at: int
+    value: int
+    proof: tuple[bytes, ...]
+
+    def as_struct(self) -> tuple[Any, ...]:
+        return (
+            self.ref,
+            to_checksum_address(self.customer),
+            self.amount,
+            self.item_ref,
+            self.epoch,
+            self.issued_at,
+            self.value,
+            list(self.proof),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredRedemption:
+    """A redemption as ``refundRedemption`` takes it (``ILedgerEntries.RedemptionRecord``): its parts in
+    order, read from the mirror."""
+
+    customer: str
+    ref: bytes
+    value: int
+    epochs: tuple[int, ...]
+    amounts: tuple[int, ...]
+
+    def as_struct(self) -> tuple[Any, ...]:
+        return (
+            to_checksum_address(self.customer),
+            self.ref,
+            self.value,
+            list(self.epochs),
+            list(self.amounts),
+        )
 
 
 class MirrorView:
@@ -155,23 +231,23 @@ class MirrorView:
         return self.session.get(Partner, partner_id)
 
     def partner_position(self, partner_id: int) -> Position:
-        """All-time: points redeemed at the partner minus points it issued, and the same in value
-        (positive: the coalition owes the partner). ``partnerPosition``."""
-        p = self._partner(partner_id)
-        return Position(p.redeemed - p.issued, p.redeemed_value - p.issued_value)
+        """All-time: points redeemed at the partner (less its refunds) minus points it issued (less its
+        reversals), and the same in value, each at its entry's value (positive: the coalition owes the
+        partner). ``partnerPosition``."""
+        return _position(self._partner(partner_id))
 
     def partner_open_position(self, partner_id: int) -> Position:
         """The all-time position minus what was settled with the partner. ``partnerOpenPosition``."""
         p = self._partner(partner_id)
-        return Position(
-            p.redeemed - p.issued - p.settled_points, p.redeemed_value - p.issued_value - p.settled_value
-        )
+        position = _position(p)
+        return Position(position.net_points - p.settled_points, position.net_value - p.settled_value)
 
     def coalition_position(self) -> Position:
-        """The coalition pool's all-time position: minus the sum of the partners'. ``coalitionPosition``."""
+        """The coalition pool's all-time position: points issued (less reversals) minus points redeemed (less
+        refunds); in value, minus the sum of the partners'. ``coalitionPosition``."""
         state = self.state()
-        value = sum(p.issued_value - p.redeemed_value for p in self.partners())
-        return Position(state.total_issued - state.total_redeemed, value)
+        points = state.total_issued - state.total_reversed - state.total_redeemed + state.total_refunded
+        return Position(points, -sum(_position(p).net_value for p in self.partners()))
 
     def coalition_open_position(self) -> Position:
         """Minus the sum of the partners' open positions. ``coalitionOpenPosition``."""
@@ -204,6 +280,146 @@ class MirrorView:
             query = query.where(Settlement.partner_id == partner_id)
         return list(self.session.scalars(query))
 
+    # ------------------------------------------------------------------ returns, refunds, wallet history
+
+    def entry(self, seq: int) -> LedgerEntry | None:
+        return self.session.get(LedgerEntry, seq)
+
+    def returns_of(self, seq: int) -> list[LedgerEntry]:
+        """The reversals (``IssuanceReversed``) of the issue or batch item ``seq``, or the refunds
+        (``RedemptionRefunded``) of the redemption whose first part is ``seq``, oldest first (their parts
+        are the entries whose ``batch_seq`` is theirs)."""
+        original = self.entry(seq)
+        if original is None or original.account is None:
+            return []
+        return list(
+            self.session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.account == original.account, LedgerEntry.original_seq == seq)
+                .order_by(LedgerEntry.seq)
+            )
+        )
+
+    def issuance(self, seq: int) -> MirroredIssuance:
+        """The issue or batch item ``seq`` as ``reverseIssuance`` takes it."""
+        entry = self.entry(seq)
+        if entry is None or entry.event not in ("PointsIssued", "PointsIssuedInBatch"):
+            raise IndexerError(f"the mirror holds no issue or batch item {seq}")
+        assert entry.ref is not None and entry.item_ref is not None and entry.account is not None
+        assert entry.amount is not None and entry.epoch is not None
+        value = entry.value
+        proof: tuple[bytes, ...] = ()
+        if entry.event == "PointsIssuedInBatch":
+            header = self.entry(entry.batch_seq or 0)
+            assert header is not None and header.batch_count is not None
+            value = header.value
+            # Its items are the entries right after the header (the batch retires stale buckets first).
+            items = list(
+                self.session.scalars(
+                    select(LedgerEntry)
+                    .where(
+                        LedgerEntry.seq.between(header.seq + 1, header.seq + header.batch_count),
+                        LedgerEntry.batch_seq == header.seq,
+                    )
+                    .order_by(LedgerEntry.seq)
+                )
+            )
+            if len(items) != header.batch_count:
+                raise IndexerError(f"the mirror holds {len(items)} of batch {header.seq}'s items")
+            tree = MerkleTree([BatchItem(i.account or "", i.amount or 0, i.item_ref or b"") for i in items])
+            proof = tuple(tree.proof([i.seq for i in items].index(seq)))
+        assert value is not None
+        return MirroredIssuance(
+            bytes(entry.ref),
+            entry.account,
+            entry.amount,
+            bytes(entry.item_ref),
+            entry.epoch,
+            entry.block_timestamp,
+            value,
+            proof,
+        )
+
+    def redemption(self, seq: int) -> MirroredRedemption:
+        """The redemption whose part (any of them) is ``seq``, as ``refundRedemption`` takes it."""
+        entry = self.entry(seq)
+        if entry is None or entry.event != "PointsRedeemed":
+            raise IndexerError(f"the mirror holds no redemption part {seq}")
+        parts = list(
+            self.session.scalars(
+                select(LedgerEntry)
+                .where(
+                    LedgerEntry.account == entry.account,
+                    LedgerEntry.partner_id == entry.partner_id,
+                    LedgerEntry.ref == entry.ref,
+                    LedgerEntry.event == "PointsRedeemed",
+                )
+                .order_by(LedgerEntry.seq)
+            )
+        )
+        assert entry.account is not None and entry.ref is not None and entry.value is not None
+        return MirroredRedemption(
+            entry.account,
+            bytes(entry.ref),
+            entry.value,
+            tuple(p.epoch or 0 for p in parts),
+            tuple(p.amount or 0 for p in parts),
+        )
+
+    def wallet_history(self, account: str) -> list[WalletEntry]:
+        """Every entry that names ``account`` (issued to it, its redemptions, expiries, reversals, refunds
+        and their parts, transfers and migrations from or to it, its consent revocations), oldest first,
+        each issue, batch item and redemption with what its reversals and refunds undid."""
+        account = account.lower()
+        entries: Sequence[LedgerEntry] = list(
+            self.session.scalars(
+                select(LedgerEntry)
+                .where(
+                    or_(
+                        LedgerEntry.account == account,
+                        and_(
+                            LedgerEntry.counterparty == account,
+                            LedgerEntry.event.in_(("PointsTransferred", "AccountMigrated")),
+                        ),
+                    )
+                )
+                .order_by(LedgerEntry.seq)
+            )
+        )
+        # A batch item's value is its header's (one read for all of them).
+        headers = {
+            e.batch_seq for e in entries if e.event == "PointsIssuedInBatch" and e.batch_seq is not None
+        }
+        batch_values: dict[int, int | None] = {}
+        if headers:
+            rows = self.conn.execute(
+                select(LedgerEntry.seq, LedgerEntry.value).where(LedgerEntry.seq.in_(headers))
+            )
+            batch_values = {seq: value for seq, value in rows}
+        # A reversal or refund names the same customer as its original: it is among the entries.
+        undone: dict[int, list[LedgerEntry]] = {}
+        for e in entries:
+            if e.original_seq is not None:
+                undone.setdefault(e.original_seq, []).append(e)
+        history = []
+        for e in entries:
+            value = e.value
+            if e.event == "PointsIssuedInBatch" and e.batch_seq is not None:
+                value = batch_values.get(e.batch_seq)
+            by = undone.get(e.seq, [])
+            history.append(
+                WalletEntry(
+                    entry=e,
+                    value=value,
+                    returned=sum(u.requested or 0 for u in by),
+                    recovered=sum(u.recovered or 0 for u in by),
+                    refunded=sum(u.amount or 0 for u in by if u.event == "RedemptionRefunded"),
+                    restored=sum(u.restored or 0 for u in by),
+                    undone_by=tuple(u.seq for u in by),
+                )
+            )
+        return history
+
     # ------------------------------------------------------------------ governance
 
     def role_holders(self, role: bytes | None = None) -> list[RoleHolder]:
@@ -228,3 +444,11 @@ class MirrorView:
         if status is not None:
             query = query.where(AdminOperation.status == status)
         return list(self.session.scalars(query))
+
+
+def _position(p: Partner) -> Position:
+    """``partnerPosition``: (redeemed - refunded) - (issued - reversed), in points and in value."""
+    return Position(
+        (p.redeemed - p.refunded) - (p.issued - p.reversed),
+        (p.redeemed_value - p.refunded_value) - (p.issued_value - p.reversed_value),
+    )

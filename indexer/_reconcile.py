@@ -10,7 +10,7 @@ from typing import Any
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from web3 import Web3
 
 from chain import Ledger, Rpc
@@ -56,9 +56,12 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
     mirror's cursor when not given; any other block raises :class:`BlockNotMirrored`). Empty when they agree.
 
     Compared: the block's hash; every mirrored account's live balance, outstanding supply, the totals
-    issued, redeemed and expired, pending expiry; every partner's registry entry and counters (all of
-    ``partner(id)``), its all-time and open positions, and the set of partners; the coalition's all-time and
-    open positions; the settlement value and the transfer switch; the pause (``paused()``,
+    issued, redeemed, expired, reversed and refunded, pending expiry; every partner's registry entry and
+    counters (all of ``partner(id)``: reversed, refunded and their values too), its all-time and open
+    positions, and the set of partners; the coalition's all-time and open positions; per reversed issuance
+    item the points its reversals asked back (``reversedOf``, the item's amount read from the issue or batch
+    item the mirror links the reversals to, so a wrong link shows) and per refunded redemption the points
+    refunded (``refundedOf``); the settlement value and the transfer switch; the pause (``paused()``,
     ``pausedDuration()``, ``ledgerClock()``, ``currentEpoch()`` at the block's time); for every (role,
     account) a role change named, whether it holds the role, and per role how many of them do; the default
     admin and a pending handover or delay change; the last sequence number and the hash-chain head. With a
@@ -95,6 +98,8 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
             ("totalIssued", None): state.total_issued,
             ("totalRedeemed", None): state.total_redeemed,
             ("totalExpired", None): state.total_expired,
+            ("totalReversed", None): state.total_reversed,
+            ("totalRefunded", None): state.total_refunded,
             ("settlementValue", None): state.settlement_value,
             ("transfersEnabled", None): state.transfers_enabled,
             ("ledgerSequence", None): state.seq,
@@ -133,6 +138,10 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
                 p.redeemed,
                 p.issued_value,
                 p.redeemed_value,
+                p.reversed,
+                p.refunded,
+                p.reversed_value,
+                p.refunded_value,
                 p.settled_points,
                 p.settled_value,
             )
@@ -140,6 +149,10 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
             mirror[("partnerOpenPosition", str(pid))] = _pair(view.partner_open_position(pid))
         for account, points in balances.items():
             mirror[("balanceOf", account)] = points
+        for item, points in _returned_items(conn).items():
+            mirror[("reversedOf", item)] = points
+        for redemption, points in _refunded_redemptions(conn).items():
+            mirror[("refundedOf", redemption)] = points
         holders = {(bytes(h.role), h.account) for h in view.role_holders()}
         named = set(
             conn.execute(
@@ -177,6 +190,8 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
         "totalIssued",
         "totalRedeemed",
         "totalExpired",
+        "totalReversed",
+        "totalRefunded",
         "settlementValue",
         "transfersEnabled",
         "ledgerSequence",
@@ -203,6 +218,19 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
             view_of(key, what, int(who), read=tuple)
         elif what == "balanceOf":
             view_of(key, "balanceOf", to_checksum_address(who), read=lambda out: out[0])
+        elif what == "reversedOf":
+            partner_id, ref, customer, amount, item_ref = who.split(":")
+            reversal = (
+                int(partner_id),
+                _bytes(ref),
+                to_checksum_address(customer),
+                int(amount),
+                _bytes(item_ref),
+            )
+            view_of(key, "reversedOf", *reversal, read=lambda out: out[0])
+        elif what == "refundedOf":
+            partner_id, ref = who.split(":")
+            view_of(key, "refundedOf", int(partner_id), _bytes(ref), read=lambda out: out[0])
         elif what == "hasRole":
             role_hex, account = who.split(":")
             view_of(
@@ -244,6 +272,50 @@ def reconcile(w3: Web3, engine: Engine, address: str, block: int | None = None) 
         for what, who in sorted(mirror, key=lambda k: (k[0], k[1] or ""))
         if mirror[(what, who)] != chain.get((what, who))
     ]
+
+
+def _returned_items(conn: Connection) -> dict[str, int]:
+    """``partner:ref:customer:amount:itemRef`` of every reversed issuance item -> the points its reversals
+    asked back (the amount from the issue or batch item the reversals link to; 0 for an unlinked one)."""
+    reversals = conn.execute(
+        select(
+            LedgerEntry.partner_id,
+            LedgerEntry.ref,
+            LedgerEntry.account,
+            LedgerEntry.item_ref,
+            LedgerEntry.original_seq,
+            LedgerEntry.requested,
+        ).where(LedgerEntry.event == "IssuanceReversed")
+    ).all()
+    linked = {r.original_seq for r in reversals if r.original_seq is not None}
+    amounts: dict[int, int] = {}
+    if linked:
+        amounts = {
+            seq: amount
+            for seq, amount in conn.execute(
+                select(LedgerEntry.seq, LedgerEntry.amount).where(LedgerEntry.seq.in_(linked))
+            )
+        }
+    out: defaultdict[str, int] = defaultdict(int)
+    for r in reversals:
+        amount = amounts.get(r.original_seq, 0) if r.original_seq is not None else 0
+        out[f"{r.partner_id}:{_hex(r.ref)}:{r.account}:{amount}:{_hex(r.item_ref)}"] += r.requested
+    return dict(out)
+
+
+def _refunded_redemptions(conn: Connection) -> dict[str, int]:
+    """``partner:ref`` of every refunded redemption -> the points its refunds gave back."""
+    total = func.sum(LedgerEntry.amount)
+    rows = conn.execute(
+        select(LedgerEntry.partner_id, LedgerEntry.ref, total)
+        .where(LedgerEntry.event == "RedemptionRefunded")
+        .group_by(LedgerEntry.partner_id, LedgerEntry.ref)
+    ).all()
+    return {f"{pid}:{_hex(ref)}": int(points) for pid, ref, points in rows}
+
+
+def _bytes(hex_: str) -> bytes:
+    return bytes.fromhex(hex_[2:])
 
 
 def _partner(out: tuple[Any, ...]) -> tuple[Any, ...]:

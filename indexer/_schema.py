@@ -17,15 +17,18 @@ Derived (a pure function of the raw rows; reversed or recomputed on a reorg)::
                      the timelock's minimum delay
     account_epochs   points held and earned per (account, epoch): live balance and "expiring on date X"
     partners         registry (operator, settlement address, status, rights), remaining allowance, points
-                     issued and redeemed at it and their value, what was settled with it
+                     issued and redeemed at it, reversed (returns) and refunded by it, and their values,
+                     what was settled with it
     partner_history  every registration, operator rotation, rights, status, settlement address and
                      allowance change, one row per entry
-    partner_periods  per partner and period (ledger epoch of the entry): points issued and redeemed
+    partner_periods  per partner and period (ledger epoch of the entry): points issued, redeemed, reversed
+                     and refunded
     settlements      one row per recorded settlement (a closed period)
     role_holders     who holds each role now
     pause_intervals  every pause: when it began and ended (open while the ledger is paused)
     admin_operations the timelock's operations, one row per call: scheduled, executed or cancelled
-    supply_history   cumulative issued / redeemed / expired after every block that changed them
+    supply_history   cumulative issued / redeemed / expired / reversed / refunded after every block that
+                     changed them
     tiers            rolling qualifying points and tier per account, as of the cursor's block
 
 Points summed in SQL are exact: ``NUMERIC(78, 0)`` on PostgreSQL; on SQLite a 64-bit ``INTEGER`` (a
@@ -46,6 +49,7 @@ from sqlalchemy import (
     Boolean,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -54,6 +58,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -200,12 +205,27 @@ class LedgerEntry(Base):
     PartnerRightsChanged              partner_id, can_issue, can_accept
     PartnerSettlementAddressChanged   partner_id, counterparty (settlement address)
     SettlementRecorded                partner_id, settled_points, settled_value, ref (payment reference)
-    PointsIssued                      partner_id, account, epoch, amount, ref, reason, rule_hash
-    PointsBatchIssued                 partner_id, epoch, ref, reason, rule_hash, batch_count, amount (total)
-    PointsIssuedInBatch               account, amount, batch_seq (+ the header's partner, epoch, ref, ...)
-    PointsRedeemed                    partner_id, account (customer), epoch, amount, ref, nonce
-    PointsExpired                     account, epoch, amount
-    PointsTransferred                 account (from), counterparty (to), epoch, amount
+    PointsIssued                      partner_id, account, epoch, amount, ref, item_ref (= ref), reason,
+                                      rule_hash, value (per point)
+    PointsBatchIssued                 partner_id, epoch, ref (Merkle root), reason, rule_hash, batch_count,
+                                      amount (total), value (per point)
+    PointsIssuedInBatch               account, amount, item_ref, batch_seq (+ the header's partner, epoch,
+                                      ref, reason, rule; its value is the header's)
+    PointsRedeemed                    partner_id, account (customer), epoch, amount, ref, nonce, value
+    IssuanceReversed                  partner_id, account (customer), ref (issue's or batch root), item_ref,
+                                      return_ref, requested, recovered, value; original_seq and epoch:
+                                      the reversed issue or batch item and its epoch
+    PointsReversed                    partner_id, account, epoch, amount, return_ref, batch_seq (its
+                                      IssuanceReversed)
+    RedemptionRefunded                partner_id, account (customer), ref (the redemption's), refund_ref,
+                                      amount, restored, value; original_seq: the redemption's first part
+    PointsRefunded                    partner_id, account, epoch, amount, refund_ref, batch_seq (its
+                                      RedemptionRefunded)
+    AccountMigrated                   account (from), counterparty (to), nonce, recovery, amount
+    PointsExpired                     account, epoch, amount; batch_seq: the RedemptionRefunded whose
+                                      part expired on arrival (the PointsRefunded just before it)
+    PointsTransferred                 account (from), counterparty (to), epoch, amount; batch_seq: the
+                                      AccountMigrated it is part of (none for a transfer)
     ConsentRevoked                    account (customer), nonce
     SettlementValueChanged            previous_value, value
     TransfersEnabledChanged           enabled
@@ -214,12 +234,26 @@ class LedgerEntry(Base):
                                       4 cancelled), account (new admin), delay, schedule
     PauseChanged                      paused, paused_duration (before this pause / including it)
     ================================  =====================================================================
+
+    Links: ``batch_seq`` names the header of the operation an entry is part of (a batch, a reversal, a
+    refund, a migration); ``original_seq`` names the entry a reversal or refund undoes part of, so an
+    issuance's returns and a redemption's refunds are found from it (:meth:`MirrorView.returns_of`).
     """
 
     __tablename__ = "ledger_entries"
     # (block, log index) is the on-chain order and, within one chain, a log's identity; it also serves the
     # block range scans of a reorganisation. ``seq`` is the replay key: an entry is never inserted twice.
-    __table_args__ = (UniqueConstraint("block_number", "log_index"),)
+    #: ``counterparty`` is indexed only where set (transfers, migrations, settlement addresses, ...): the
+    #: issues and batch items of a backfill add no key to it.
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(
+            "ix_ledger_entries_counterparty",
+            "counterparty",
+            sqlite_where=text("counterparty IS NOT NULL"),
+            postgresql_where=text("counterparty IS NOT NULL"),
+        ),
+    )
 
     #: SQLite: ``INTEGER PRIMARY KEY`` (the rowid itself, no second index to maintain).
     seq: Mapped[int] = mapped_column(
@@ -233,10 +267,10 @@ class LedgerEntry(Base):
     log_index: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(32))
     partner_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    #: recipient (issue, batch item), customer (redeem, revocation), holder (expire), sender (transfer),
-    #: operator (registration, rotation), role holder, new admin
+    #: recipient (issue, batch item), customer (redeem, revocation, reversal, refund), holder (expire),
+    #: sender (transfer, migration), operator (registration, rotation), role holder, new admin
     account: Mapped[str | None] = mapped_column(Address, index=True)
-    #: recipient of a transfer, settlement address, previous operator, sender of a role change
+    #: recipient of a transfer or migration, settlement address, previous operator, sender of a role change
     counterparty: Mapped[str | None] = mapped_column(Address)
     epoch: Mapped[int | None] = mapped_column(BigInteger)
     amount: Mapped[int | None] = mapped_column(Uint)
@@ -244,10 +278,26 @@ class LedgerEntry(Base):
     reason: Mapped[int | None] = mapped_column(Integer)
     rule_hash: Mapped[bytes | None] = mapped_column(Hash)
     nonce: Mapped[int | None] = mapped_column(BigUint)
-    #: batch header: number of items; batch item: the header's seq
+    #: batch header: number of items; a part of an operation (batch item, reversal or refund part, a
+    #: migration's move, a refund's expiry on arrival): its header's seq
     batch_count: Mapped[int | None] = mapped_column(BigInteger)
     batch_seq: Mapped[int | None] = mapped_column(BigInteger)
-    #: new allowance / settlement value; the value it replaced
+    #: a batch item's (an issue's: its ref) and a reversal's item reference (the partner's order)
+    item_ref: Mapped[bytes | None] = mapped_column(Hash)
+    #: the partner's reference of a return (reversal and its parts) and of a refund (and its parts)
+    return_ref: Mapped[bytes | None] = mapped_column(Hash)
+    refund_ref: Mapped[bytes | None] = mapped_column(Hash)
+    #: reversal: points asked back and points taken back (the rest was spent or expired)
+    requested: Mapped[int | None] = mapped_column(Uint)
+    recovered: Mapped[int | None] = mapped_column(Uint)
+    #: refund: the part of ``amount`` that went back to live epochs (the rest expired on arrival)
+    restored: Mapped[int | None] = mapped_column(Uint)
+    #: migration: by the admin's recovery of a lost key (else both accounts' consent)
+    recovery: Mapped[bool | None] = mapped_column(Boolean)
+    #: reversal: the issue or batch item it reverses; refund: the first part of the redemption it refunds
+    original_seq: Mapped[int | None] = mapped_column(BigInteger)
+    #: new allowance / settlement value; settlement value per point of an issue, batch, redemption,
+    #: reversal or refund (the original's); the value it replaced
     value: Mapped[int | None] = mapped_column(BigUint)
     previous_value: Mapped[int | None] = mapped_column(BigUint)
     #: partner status (a :class:`PartnerStatus`)
@@ -307,6 +357,9 @@ class LedgerState(Base):
     total_issued: Mapped[int] = mapped_column(Uint)
     total_redeemed: Mapped[int] = mapped_column(Uint)
     total_expired: Mapped[int] = mapped_column(Uint)
+    #: points taken back by reversals, and given back by refunds (``totalReversed``, ``totalRefunded``)
+    total_reversed: Mapped[int] = mapped_column(Uint)
+    total_refunded: Mapped[int] = mapped_column(Uint)
     settlement_value: Mapped[int] = mapped_column(BigUint)
     transfers_enabled: Mapped[bool] = mapped_column(Boolean)
     #: the epoch the ``tiers`` rows are computed for
@@ -327,7 +380,9 @@ class LedgerState(Base):
 
 
 class AccountEpoch(Base):
-    """Points ``account`` holds of ``epoch`` (expired ones until swept) and the points it earned in it."""
+    """Points ``account`` holds of ``epoch`` (expired ones until swept) and the points it earned in it:
+    issued to it in that epoch, less the returned part of those issuances (what reversals asked back, taken
+    back or not). Tiers sum ``earned``; a migration moves held points, not earnings."""
 
     __tablename__ = "account_epochs"
 
@@ -356,6 +411,11 @@ class Partner(Base):
     redeemed: Mapped[int] = mapped_column(BigUint)
     issued_value: Mapped[int] = mapped_column(BigUint)
     redeemed_value: Mapped[int] = mapped_column(BigUint)
+    #: points its reversals took back and its refunds gave back, each at its original entry's value
+    reversed: Mapped[int] = mapped_column(BigUint)
+    refunded: Mapped[int] = mapped_column(BigUint)
+    reversed_value: Mapped[int] = mapped_column(BigUint)
+    refunded_value: Mapped[int] = mapped_column(BigUint)
     settled_points: Mapped[int] = mapped_column(BigInt)
     settled_value: Mapped[int] = mapped_column(BigInt)
     registered_seq: Mapped[int] = mapped_column(BigInteger)
@@ -390,7 +450,8 @@ class PartnerChange(Base):
 
 
 class PartnerPeriod(Base):
-    """Settlement figures of one partner in one period (the ledger epoch in which the entries happened)."""
+    """Settlement figures of one partner in one period (the ledger epoch in which the entries happened): a
+    reversal or refund counts in the period it happened in, not in its original's."""
 
     __tablename__ = "partner_periods"
 
@@ -398,6 +459,8 @@ class PartnerPeriod(Base):
     period: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     issued: Mapped[int] = mapped_column(Uint)
     redeemed: Mapped[int] = mapped_column(Uint)
+    reversed: Mapped[int] = mapped_column(Uint)
+    refunded: Mapped[int] = mapped_column(Uint)
 
 
 class Settlement(Base):
@@ -484,6 +547,8 @@ class SupplyPoint(Base):
     total_issued: Mapped[int] = mapped_column(Uint)
     total_redeemed: Mapped[int] = mapped_column(Uint)
     total_expired: Mapped[int] = mapped_column(Uint)
+    total_reversed: Mapped[int] = mapped_column(Uint)
+    total_refunded: Mapped[int] = mapped_column(Uint)
 
 
 class Tier(Base):

@@ -1,7 +1,8 @@
 """Writes to the mirror: one SQL transaction per batch, entries and derived rows and the cursor together.
 
-Every derived figure is a sum over entries (points held, earned, issued, redeemed, expired, the allowance,
-the value of what a partner issued and redeemed, what was settled with it) or the value of the last entry of
+Every derived figure is a sum over entries (points held, earned, issued, redeemed, expired, reversed and
+refunded, the allowance, the value of what a partner issued, redeemed, reversed and refunded, what was
+settled with it) or the value of the last entry of
 a kind (a partner's operator, settlement address, status and rights; the settlement value, the transfer
 switch, the pause state, a pending admin handover; the hash-chain head). A batch adds its entries'
 contributions; a reorganisation subtracts the contributions of the entries it removes (the same code with
@@ -10,10 +11,25 @@ the sign flipped) and re-reads the "last value" fields from the entries that rem
 timelock's operations are recomputed from what remains. Rows whose sums are all zero are deleted, so the
 tables equal a fresh index of the same chain.
 
-Value accrues per entry: an issue or redemption is worth ``amount * settlement value in force``, the value
-the last ``SettlementValueChanged`` before it set (the constructor's before the first), exactly as the
-contract counts it. A batch walks its entries in order from the value in force at its start; a rollback
-walks the removed entries from the value in force before the first of them.
+Value accrues per entry: an issue, batch or redemption is worth ``amount * value``, the settlement value
+per point its entry carries (the one in force when it happened); a reversal takes back ``recovered`` points
+and a refund gives back ``amount`` points at the value of the entry they undo, which their headers carry.
+
+Returns and refunds (the contract's rules, mirrored):
+
+* ``IssuanceReversed`` counts ``recovered`` in the partner's ``reversed`` (and ``recovered * value``) and
+  the ledger's total; its ``PointsReversed`` parts burn what they name from (account, epoch).
+* ``RedemptionRefunded`` counts ``amount`` in the partner's ``refunded`` (live and expired parts alike) and
+  the ledger's total; each ``PointsRefunded`` adds its points back to (account, epoch), and the
+  ``PointsExpired`` that follows one whose epoch has expired takes them out again (counted as expired), so
+  the balance never holds them, as on chain.
+* ``AccountMigrated`` changes nothing itself: its ``PointsTransferred`` parts move the epochs.
+* Qualifying points (tiers): a reversal takes its ``requested`` points out of what the customer earned in
+  the reversed issuance's epoch, whether or not they could still be taken back: a returned purchase keeps
+  no qualifying points (spending the points before the return does not keep them either). The store links
+  each reversal to the issue or batch item it reverses (``original_seq``, and that issuance's ``epoch`` on
+  the reversal's row) and each refund to the redemption's first part, from the entries it holds, before the
+  rows are written; a rollback reads them back from the rows it removes.
 """
 
 from __future__ import annotations
@@ -103,9 +119,31 @@ _PARTNER_SUMS = (
     "redeemed",
     "issued_value",
     "redeemed_value",
+    "reversed",
+    "refunded",
+    "reversed_value",
+    "refunded_value",
     "settled_points",
     "settled_value",
 )
+(
+    _ALLOWANCE,
+    _ISSUED,
+    _REDEEMED,
+    _ISSUED_VALUE,
+    _REDEEMED_VALUE,
+    _REVERSED,
+    _REFUNDED,
+    _REVERSED_VALUE,
+    _REFUNDED_VALUE,
+    _SETTLED_POINTS,
+    _SETTLED_VALUE,
+) = range(len(_PARTNER_SUMS))
+#: A partner period's summed figures, in the order of ``_Deltas.periods``' lists.
+_PERIOD_SUMS = ("issued", "redeemed", "reversed", "refunded")
+#: The entries an original's link is looked up for: the reversal (of an issue or batch item) and the refund
+#: (of a redemption).
+_ISSUANCES = ("PointsIssued", "PointsIssuedInBatch")
 #: Entries that set a partner's "last value" fields.
 _PARTNER_CHANGES = (
     "PartnerStatusChanged",
@@ -241,24 +279,26 @@ class _Deltas:
     held: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     earned: defaultdict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     # partner -> the figures of _PARTNER_SUMS
-    partners: defaultdict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0] * 7))
-    # (partner, period) -> [issued, redeemed]
+    partners: defaultdict[int, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0] * len(_PARTNER_SUMS))
+    )
+    # (partner, period) -> the figures of _PERIOD_SUMS
     periods: defaultdict[tuple[int, int], list[int]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0])
+        default_factory=lambda: defaultdict(lambda: [0] * len(_PERIOD_SUMS))
     )
     issued: int = 0
     redeemed: int = 0
     expired: int = 0
-    # block -> (timestamp, issued, redeemed, expired) added in that block (forward only)
+    reversed: int = 0
+    refunded: int = 0
+    # block -> (timestamp, issued, redeemed, expired, reversed, refunded) added in that block (forward only)
     by_block: dict[int, list[int]] = field(default_factory=dict)
 
 
-def _deltas(
-    rows: Iterable[Mapping[str, Any]], sign: int, params: LedgerParams, *, value: int, paused: int
-) -> _Deltas:
-    """The contributions of ``rows`` (in on-chain order), given the settlement value and the time spent in
-    ended pauses in force before the first of them. Points move only while the ledger is not paused, so
-    the ledger clock of an issue or redemption is its block time minus the pauses ended before it."""
+def _deltas(rows: Iterable[Mapping[str, Any]], sign: int, params: LedgerParams, *, paused: int) -> _Deltas:
+    """The contributions of ``rows`` (in on-chain order), given the time spent in ended pauses before the
+    first of them. Points move only while the ledger is not paused, so the ledger clock of an issue,
+    redemption, reversal or refund is its block time minus the pauses ended before it."""
     d = _Deltas()
     for r in rows:
         event = r["event"]
@@ -280,38 +320,61 @@ def _deltas(
             d.held[(r["account"], r["epoch"])] -= sign * amount
             d.held[(r["counterparty"], r["epoch"])] += sign * amount
             continue
+        elif event == "PointsReversed":
+            d.held[(r["account"], r["epoch"])] -= sign * amount
+            continue
+        elif event == "PointsRefunded":
+            d.held[(r["account"], r["epoch"])] += sign * amount
+            continue
+        elif event == "IssuanceReversed":
+            # Qualifying points: the returned part leaves what was earned in the issuance's epoch (taken
+            # back or not; see the module's docstring). The epoch is the linked issuance's.
+            if r["epoch"] is not None:
+                d.earned[(r["account"], r["epoch"])] -= sign * r["requested"]
         elif event == "PartnerRegistered":
-            d.partners[r["partner_id"]][0] += sign * r["value"]
+            d.partners[r["partner_id"]][_ALLOWANCE] += sign * r["value"]
             continue
         elif event == "PartnerAllowanceChanged":
-            d.partners[r["partner_id"]][0] += sign * (r["value"] - r["previous_value"])
+            d.partners[r["partner_id"]][_ALLOWANCE] += sign * (r["value"] - r["previous_value"])
             continue
         elif event == "SettlementRecorded":
             partner = d.partners[r["partner_id"]]
-            partner[5] += sign * r["settled_points"]
-            partner[6] += sign * r["settled_value"]
-            continue
-        elif event == "SettlementValueChanged":
-            value = r["value"]
+            partner[_SETTLED_POINTS] += sign * r["settled_points"]
+            partner[_SETTLED_VALUE] += sign * r["settled_value"]
             continue
         elif event == "PauseChanged":
             paused = r["paused_duration"]  # on resume: every pause so far (on pause: no points move)
             continue
-        if event in ("PointsIssued", "PointsBatchIssued"):
+        if event == "PointsIssued" or event == "PointsBatchIssued":
             partner = d.partners[r["partner_id"]]
-            partner[0] -= sign * amount
-            partner[1] += sign * amount
-            partner[3] += sign * amount * value
+            partner[_ALLOWANCE] -= sign * amount
+            partner[_ISSUED] += sign * amount
+            partner[_ISSUED_VALUE] += sign * amount * r["value"]
             d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][0] += sign * amount
             d.issued += sign * amount
             _per_block(d, r)[1] += sign * amount
         elif event == "PointsRedeemed":
             partner = d.partners[r["partner_id"]]
-            partner[2] += sign * amount
-            partner[4] += sign * amount * value
+            partner[_REDEEMED] += sign * amount
+            partner[_REDEEMED_VALUE] += sign * amount * r["value"]
             d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][1] += sign * amount
             d.redeemed += sign * amount
             _per_block(d, r)[2] += sign * amount
+        elif event == "IssuanceReversed":
+            recovered = r["recovered"]
+            partner = d.partners[r["partner_id"]]
+            partner[_REVERSED] += sign * recovered
+            partner[_REVERSED_VALUE] += sign * recovered * r["value"]
+            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][2] += sign * recovered
+            d.reversed += sign * recovered
+            _per_block(d, r)[4] += sign * recovered
+        elif event == "RedemptionRefunded":
+            partner = d.partners[r["partner_id"]]
+            partner[_REFUNDED] += sign * amount
+            partner[_REFUNDED_VALUE] += sign * amount * r["value"]
+            d.periods[(r["partner_id"], params.epoch_at(r["block_timestamp"], paused))][3] += sign * amount
+            d.refunded += sign * amount
+            _per_block(d, r)[5] += sign * amount
     return d
 
 
@@ -409,8 +472,17 @@ def _history_row(r: Mapping[str, Any]) -> dict[str, Any]:
 def _per_block(d: _Deltas, r: Mapping[str, Any]) -> list[int]:
     entry = d.by_block.get(r["block_number"])
     if entry is None:
-        entry = d.by_block[r["block_number"]] = [r["block_timestamp"], 0, 0, 0]
+        entry = d.by_block[r["block_number"]] = [r["block_timestamp"], 0, 0, 0, 0, 0]
     return entry
+
+
+def _original_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a reversal or refund and the entry it undoes have in common: (kind, partner, reference,
+    customer, item reference)."""
+    event = r["event"]
+    if event in _ISSUANCES or event == "IssuanceReversed":
+        return ("issuance", r["partner_id"], bytes(r["ref"]), r["account"], bytes(r["item_ref"]))
+    return ("redemption", r["partner_id"], bytes(r["ref"]), r["account"], None)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -508,6 +580,8 @@ class Store:
                     total_issued=0,
                     total_redeemed=0,
                     total_expired=0,
+                    total_reversed=0,
+                    total_refunded=0,
                     settlement_value=settlement_value,
                     tiers_as_of=None,
                     timelock_min_delay=timelock_min_delay,
@@ -557,10 +631,9 @@ class Store:
                     f"the ledger's sequence at block {to_block.number} is {chain_seq}, the logs end at {seq}"
                 )
             if fresh:
+                self._link_originals(fresh)
                 self._insert_entries(fresh)
-                d = _deltas(
-                    fresh, +1, params, value=state["settlement_value"], paused=state["paused_duration"]
-                )
+                d = _deltas(fresh, +1, params, paused=state["paused_duration"])
                 self._insert_registrations(fresh)  # first: the sums add to their rows
                 self._apply(d)
                 self._update_partners(d.partners, _partner_changes(fresh))
@@ -581,6 +654,8 @@ class Store:
                         total_issued=STATE.c.total_issued + d.issued,
                         total_redeemed=STATE.c.total_redeemed + d.redeemed,
                         total_expired=STATE.c.total_expired + d.expired,
+                        total_reversed=STATE.c.total_reversed + d.reversed,
+                        total_refunded=STATE.c.total_refunded + d.refunded,
                         **values,
                     )
                 )
@@ -639,14 +714,13 @@ class Store:
                 if events & {*_SWITCHES, "RoleChanged"}:
                     values.update(_INITIAL_SWITCHES)
                     values.update(_switches(self._remaining_switches(first)))
-                value = changes[0]["previous_value"] if changes else state["settlement_value"]
                 paused = self.conn.execute(
                     select(ENTRIES.c.paused_duration)
                     .where(ENTRIES.c.event == "PauseChanged", ENTRIES.c.seq < first)
                     .order_by(ENTRIES.c.seq.desc())
                     .limit(1)
                 ).scalar()
-                d = _deltas(removed, -1, params, value=value, paused=paused or 0)
+                d = _deltas(removed, -1, params, paused=paused or 0)
                 conn.execute(delete(ENTRIES).where(ENTRIES.c.block_number > ancestor.number))
                 self._apply(d)
                 conn.execute(delete(PARTNERS).where(PARTNERS.c.registered_seq >= first))
@@ -668,6 +742,8 @@ class Store:
                         total_issued=STATE.c.total_issued + d.issued,
                         total_redeemed=STATE.c.total_redeemed + d.redeemed,
                         total_expired=STATE.c.total_expired + d.expired,
+                        total_reversed=STATE.c.total_reversed + d.reversed,
+                        total_refunded=STATE.c.total_refunded + d.refunded,
                         **values,
                     )
                 )
@@ -697,6 +773,42 @@ class Store:
         return int(number)
 
     # ------------------------------------------------------------------ pieces
+
+    def _link_originals(self, rows: list[dict[str, Any]]) -> None:
+        """Links each reversal in ``rows`` to the issue or batch item it reverses (``original_seq``, and that
+        issuance's ``epoch``) and each refund to its redemption's first part, found among the rows before it
+        or the entries held (an original always comes first; the customer's entries are an index lookup).
+
+        An item is its partner, reference (the issue's, or the batch's root), customer and item reference;
+        a batch that names the same customer and item reference twice (with two amounts, the contract's two
+        items) links the reversals of either to the first of them."""
+        links = [r for r in rows if r["event"] == "IssuanceReversed" or r["event"] == "RedemptionRefunded"]
+        if not links:
+            return
+        wanted = {_original_key(r): r for r in links}
+        found: dict[tuple[Any, ...], tuple[int, int | None]] = {}
+        for r in rows:
+            if r["event"] in _ISSUANCES or r["event"] == "PointsRedeemed":
+                key = _original_key(r)
+                if key in wanted and key not in found:
+                    found[key] = (r["seq"], r["epoch"])
+        for key in wanted.keys() - found.keys():
+            kind, partner_id, ref, account, item_ref = key
+            query = select(ENTRIES.c.seq, ENTRIES.c.epoch).where(
+                ENTRIES.c.account == account, ENTRIES.c.partner_id == partner_id, ENTRIES.c.ref == ref
+            )
+            if kind == "issuance":
+                query = query.where(ENTRIES.c.event.in_(_ISSUANCES), ENTRIES.c.item_ref == item_ref)
+            else:
+                query = query.where(ENTRIES.c.event == "PointsRedeemed")
+            original = self.conn.execute(query.order_by(ENTRIES.c.seq).limit(1)).first()
+            if original is not None:
+                found[key] = (original.seq, original.epoch)
+        for r in links:
+            seq, epoch = found.get(_original_key(r), (None, None))
+            r["original_seq"] = seq
+            if r["event"] == "IssuanceReversed":
+                r["epoch"] = epoch
 
     def _insert_entries(self, rows: list[dict[str, Any]]) -> None:
         conn = self.conn
@@ -735,8 +847,9 @@ class Store:
 
     def _apply(self, d: _Deltas) -> None:
         conn = self.conn
-        if d.held or d.earned:
-            keys = d.held.keys() | d.earned.keys()
+        # keys whose sums do not change are left alone (a refund's part that expired on arrival: +x, -x)
+        keys = [k for k in d.held.keys() | d.earned.keys() if d.held.get(k, 0) or d.earned.get(k, 0)]
+        if keys:
             _upsert_add(
                 conn,
                 ACCOUNT_EPOCHS,
@@ -751,8 +864,8 @@ class Store:
                     for a, e in keys
                 ],
             )
-            shrunk = [{"a": a, "e": e} for (a, e), v in d.held.items() if v < 0] + [
-                {"a": a, "e": e} for (a, e), v in d.earned.items() if v < 0
+            shrunk = [
+                {"a": a, "e": e} for a, e in keys if d.held.get((a, e), 0) < 0 or d.earned.get((a, e), 0) < 0
             ]
             if shrunk:
                 self._delete_zero(ACCOUNT_EPOCHS, ("account", "epoch"), ("held", "earned"), shrunk)
@@ -762,24 +875,23 @@ class Store:
                 PERIODS,
                 ("partner_id", "period"),
                 [
-                    {"partner_id": p, "period": e, "issued": v[0], "redeemed": v[1]}
+                    {"partner_id": p, "period": e, **dict(zip(_PERIOD_SUMS, v, strict=True))}
                     for (p, e), v in d.periods.items()
                 ],
             )
-            shrunk = [{"a": p, "e": e} for (p, e), v in d.periods.items() if v[0] < 0 or v[1] < 0]
+            shrunk = [{"a": p, "e": e} for (p, e), v in d.periods.items() if min(v) < 0]
             if shrunk:
-                self._delete_zero(PERIODS, ("partner_id", "period"), ("issued", "redeemed"), shrunk)
+                self._delete_zero(PERIODS, ("partner_id", "period"), _PERIOD_SUMS, shrunk)
 
     def _delete_zero(
-        self, table: Table, keys: tuple[str, str], sums: tuple[str, str], rows: list[dict[str, Any]]
+        self, table: Table, keys: tuple[str, str], sums: Sequence[str], rows: list[dict[str, Any]]
     ) -> None:
         self.conn.execute(
             delete(table).where(
                 and_(
                     table.c[keys[0]] == bindparam("a"),
                     table.c[keys[1]] == bindparam("e"),
-                    table.c[sums[0]] == 0,
-                    table.c[sums[1]] == 0,
+                    *(table.c[s] == 0 for s in sums),
                 )
             ),
             rows,
@@ -1031,19 +1143,14 @@ class Store:
             conn.execute(insert(OPERATIONS), operations)
 
     def _append_supply(self, d: _Deltas, state: Mapping[str, Any]) -> None:
-        issued, redeemed, expired = state["total_issued"], state["total_redeemed"], state["total_expired"]
+        names = ("total_issued", "total_redeemed", "total_expired", "total_reversed", "total_refunded")
+        totals = [state[name] for name in names]
         points = []
         for number in sorted(d.by_block):
-            timestamp, i, r, e = d.by_block[number]
-            issued, redeemed, expired = issued + i, redeemed + r, expired + e
+            timestamp, *added = d.by_block[number]
+            totals = [t + a for t, a in zip(totals, added, strict=True)]
             points.append(
-                {
-                    "block_number": number,
-                    "timestamp": timestamp,
-                    "total_issued": issued,
-                    "total_redeemed": redeemed,
-                    "total_expired": expired,
-                }
+                {"block_number": number, "timestamp": timestamp, **dict(zip(names, totals, strict=True))}
             )
         if points:
             self.conn.execute(insert(SUPPLY), points)
@@ -1072,8 +1179,12 @@ class Store:
             return
         earned: defaultdict[str, int] = defaultdict(int)
         for r in changed:
-            if r["event"] in ("PointsIssued", "PointsIssuedInBatch") and low <= r["epoch"] <= as_of:
+            event = r["event"]
+            if event in _ISSUANCES and low <= r["epoch"] <= as_of:
                 earned[r["account"]] += sign * r["amount"]
+            elif event == "IssuanceReversed" and r["epoch"] is not None and low <= r["epoch"] <= as_of:
+                earned[r["account"]] -= sign * r["requested"]
+        earned = defaultdict(int, {a: p for a, p in earned.items() if p})
         if not earned:
             return
         stmt = _insert(conn, TIERS)
@@ -1093,7 +1204,7 @@ class Store:
                 for a, p in earned.items()
             ],
         )
-        if sign < 0:
+        if any(p < 0 for p in earned.values()):
             conn.execute(delete(TIERS).where(TIERS.c.qualifying_points <= 0))
 
     def _move_cursor(self, block: BlockRow) -> None:

@@ -1,4 +1,7 @@
-"""Gas report: the ledger's operations next to an OpenZeppelin ERC-20 mint/burn, on a spawned anvil.
+"""Gas report: the ledger's operations next to an OpenZeppelin ERC-20 mint/burn, on a spawned anvil: issues
+and Merkle batches, redemptions, returns (of an issue, and of an item of a 512-item batch with its proof),
+refunds, a 12-epoch migration, governance, sweeps and the validity bound (chain/_gas_report.py says what each
+row measures).
 
 Run from the repo root inside the project's environment: `python scripts/gas_report.py`.
 The last line printed is one JSON object with every figure and ratio (and the share of a block of the

@@ -200,6 +200,23 @@ class Ledger:
             "issue", to, amount, ref or random_ref(), reason, rule, sender=sender or self.actors.partner
         )
 
+    def issue_batch(
+        self,
+        recipients: list[str],
+        amounts: list[int],
+        item_refs: list[bytes] | None = None,
+        *,
+        sender: str | None = None,
+        reason: int = 1,
+        rule: bytes = b"\x00" * 32,
+    ) -> TxReceipt:
+        """``issueBatch`` with a fresh item reference per recipient unless given (the batch's reference is
+        the Merkle root of its items, which the contract computes)."""
+        refs = item_refs if item_refs is not None else [random_ref() for _ in recipients]
+        return self.transact(
+            "issueBatch", recipients, amounts, refs, reason, rule, sender=sender or self.actors.partner
+        )
+
     def sign_redemption(
         self,
         customer: LocalAccount,
@@ -527,7 +544,10 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
     ]
     pending.append(
         partner.issue_batch(
-            [c.address for c in people], [Points(10 + salt)] * customers, random_ref(), ReasonCode(6)
+            [c.address for c in people],
+            [Points(10 + salt)] * customers,
+            [random_ref() for _ in people],
+            ReasonCode(6),
         )
     )
     for p in pending:

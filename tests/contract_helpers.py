@@ -1,18 +1,23 @@
-"""Helpers shared by the contract behaviour tests (issue, redeem, expiry, transfers, consent, pause clock).
+"""Helpers shared by the contract behaviour tests (issue, redeem, expiry, transfers, consent, pause clock,
+roles, hash chain).
 
 Kept out of ``conftest.py`` (the fixtures' module): exact clock control, keyed nonces, the customer's
-EIP-712 ``ConsentCancellation``, and sending a transaction from a key generated for the test, or one that
-is expected to fail, keeping its receipt.
+EIP-712 ``ConsentCancellation`` and the two accounts' ``Migration``, a batch's Merkle tree and the
+``IssuanceItem`` / ``RedemptionRecord`` arguments of a reversal or a refund read off the original entries,
+and sending a transaction from a key generated for the test, or one that is expected to fail, keeping its
+receipt.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from chain import ContractRevert
+from chain._merkle import BatchItem, MerkleTree
 from conftest import GAS, Ledger, Node
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -33,6 +38,10 @@ PARTNER_FIELDS = (
     "redeemed",
     "issuedValue",
     "redeemedValue",
+    "reversed",
+    "refunded",
+    "reversedValue",
+    "refundedValue",
     "settledPoints",
     "settledValue",
 )
@@ -73,6 +82,101 @@ def next_block_at(node: Node, timestamp: int) -> None:
         node.w3.provider.ethereum_tester.time_travel(timestamp)  # type: ignore[attr-defined]
 
 
+# --------------------------------------------------------------------------- batches, reversals and refunds
+
+
+def batch_tree(recipients: Sequence[str], amounts: Sequence[int], item_refs: Sequence[bytes]) -> MerkleTree:
+    """The Merkle tree of a batch's items, computed off chain (its root is the batch's reference)."""
+    return MerkleTree(
+        [BatchItem(to, amount, ref) for to, amount, ref in zip(recipients, amounts, item_refs, strict=True)]
+    )
+
+
+def batch_root(recipients: Sequence[str], amounts: Sequence[int], item_refs: Sequence[bytes]) -> bytes:
+    return batch_tree(recipients, amounts, item_refs).root
+
+
+class IssuanceItem(NamedTuple):
+    """``ILedgerEntries.IssuanceItem``: one issuance, as its entries recorded it (a tuple for web3)."""
+
+    ref: bytes
+    customer: str
+    amount: int
+    item_ref: bytes
+    epoch: int
+    issued_at: int
+    value: int
+    proof: list[bytes]
+
+
+class RedemptionRecord(NamedTuple):
+    """``ILedgerEntries.RedemptionRecord``: one redemption, as its ``PointsRedeemed`` entries recorded it."""
+
+    customer: str
+    ref: bytes
+    value: int
+    epochs: list[int]
+    amounts: list[int]
+
+
+def block_timestamp(ledger: Ledger, receipt: TxReceipt) -> int:
+    return int(ledger.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+
+def issued_items(ledger: Ledger, receipt: TxReceipt) -> list[IssuanceItem]:
+    """Every item an ``issue`` or ``issueBatch`` receipt issued, as ``reverseIssuance`` takes it: read from
+    its entries alone (a batch's proofs from the tree of its items, whose root must be the header's ref)."""
+    issued_at = block_timestamp(ledger, receipt)
+    items = []
+    for event in ledger.events(receipt, "PointsIssued"):
+        a = event["args"]
+        items.append(
+            IssuanceItem(a["ref"], a["to"], a["amount"], a["ref"], a["epoch"], issued_at, a["value"], [])
+        )
+    headers = ledger.events(receipt, "PointsBatchIssued")
+    if headers:
+        (header,) = headers
+        h = header["args"]
+        parts = [event["args"] for event in ledger.events(receipt, "PointsIssuedInBatch")]
+        assert len(parts) == h["count"]
+        tree = batch_tree(
+            [p["to"] for p in parts], [p["amount"] for p in parts], [p["itemRef"] for p in parts]
+        )
+        assert tree.root == h["ref"]
+        for i, p in enumerate(parts):
+            items.append(
+                IssuanceItem(
+                    h["ref"],
+                    p["to"],
+                    p["amount"],
+                    p["itemRef"],
+                    h["epoch"],
+                    issued_at,
+                    h["value"],
+                    tree.proof(i),
+                )
+            )
+    return items
+
+
+def issued_item(ledger: Ledger, receipt: TxReceipt, index: int = 0) -> IssuanceItem:
+    return issued_items(ledger, receipt)[index]
+
+
+def redemption_record(ledger: Ledger, receipt: TxReceipt) -> RedemptionRecord:
+    """The redemption a ``redeem`` receipt made, as ``refundRedemption`` takes it (its parts in order)."""
+    parts = [event["args"] for event in ledger.events(receipt, "PointsRedeemed")]
+    assert parts and len({(p["customer"], p["ref"], p["value"]) for p in parts}) == 1
+    first = parts[0]
+    return RedemptionRecord(
+        first["customer"],
+        first["ref"],
+        first["value"],
+        [p["epoch"] for p in parts],
+        [p["amount"] for p in parts],
+    )
+
+
 # --------------------------------------------------------------------------- consent cancellation (EIP-712)
 
 
@@ -110,6 +214,70 @@ def sign_cancellation(
         domain_data=data["domain"], message_types=data["types"], message_data=data["message"]
     )
     return bytes(signed.signature)
+
+
+# --------------------------------------------------------------------------- account migration (EIP-712)
+
+
+def migration_typed_data(
+    *, chain_id: int, contract: str, source: str, target: str, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The EIP-712 ``Migration`` both accounts sign to move every live point of ``source`` to ``target``."""
+    return {
+        "domain": {
+            "name": "LoyaltyLedger",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        "types": {
+            "Migration": [
+                {"name": "from", "type": "address"},
+                {"name": "to", "type": "address"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ]
+        },
+        "primaryType": "Migration",
+        "message": {"from": source, "to": target, "nonce": nonce, "deadline": deadline},
+    }
+
+
+def sign_migration(
+    ledger: Ledger, signer: LocalAccount, source: str, target: str, nonce: int, deadline: int
+) -> bytes:
+    """``signer``'s signature of the migration of ``source``'s points to ``target`` (both sign it)."""
+    data = migration_typed_data(
+        chain_id=ledger.w3.eth.chain_id,
+        contract=ledger.address,
+        source=source,
+        target=target,
+        nonce=nonce,
+        deadline=deadline,
+    )
+    signed = signer.sign_typed_data(
+        domain_data=data["domain"], message_types=data["types"], message_data=data["message"]
+    )
+    return bytes(signed.signature)
+
+
+def migration_args(
+    ledger: Ledger,
+    source: LocalAccount,
+    target: LocalAccount,
+    *,
+    nonce: int | None = None,
+    deadline: int | None = None,
+) -> tuple[Any, ...]:
+    """``migrateAccount``'s arguments moving ``source``'s points to ``target``, signed by both, with
+    ``source``'s next nonce of key 0 and an hour's deadline unless given."""
+    nonce = ledger.call("nonces", source.address, 0) if nonce is None else nonce
+    deadline = ledger.node.timestamp() + 3600 if deadline is None else deadline
+    signatures = [
+        sign_migration(ledger, key, source.address, target.address, nonce, deadline)
+        for key in (source, target)
+    ]
+    return (source.address, target.address, nonce, deadline, *signatures)
 
 
 # --------------------------------------------------------------------------- sending

@@ -322,7 +322,8 @@ def build_chain(ledger: Any, *, batches: int = 40, recipients: int = 5, every: i
     for i in range(batches):
         chosen = [people[(i + k) % len(people)] for k in range(recipients)]
         amounts = [Points(1 + (i * 7 + k) % 50) for k in range(recipients)]
-        partner.issue_batch(chosen, amounts, random_ref(), ReasonCode(1 + i % 5)).wait()
+        item_refs = [random_ref() for _ in chosen]
+        partner.issue_batch(chosen, amounts, item_refs, ReasonCode(1 + i % 5)).wait()
         if (i + 1) % every == 0:
             ledger.w3.provider.make_request("anvil_mine", [hex(gap)])
     return int(ledger.w3.eth.block_number)

@@ -36,6 +36,8 @@ V2_ROWS = [
     "revoke_consent",
     "cancel_consent",
 ]
+#: The rows of returns, refunds and migration (ledger v2, 2 of 2).
+RETURN_ROWS = ["reverse_issue", "reverse_batch_item_512", "refund", "migrate_12_epochs"]
 
 
 def _allowance_exceeded() -> bytes:
@@ -147,10 +149,11 @@ def gas_report(anvil_node: AnvilNode) -> Iterator[GasReport]:
 
 
 def test_gas_targets_against_openzeppelin_mint(gas_report: GasReport) -> None:
-    """Single issue to a fresh recipient <= 2.0x an OZ mint; batch of 100 <= 0.6x per recipient."""
+    """Single issue to a fresh recipient <= 2.0x an OZ mint; batch of 100 with an item reference per
+    recipient (the contract builds their Merkle tree) <= 0.65x per recipient."""
     figures = gas_report.figures()
     assert figures["issue_fresh_ratio"] <= 2.0, gas_report.table()
-    assert figures["batch100_per_recipient_ratio"] <= 0.6, gas_report.table()
+    assert figures["batch100_per_recipient_ratio"] <= 0.65, gas_report.table()
     # the batch amortises: per-recipient gas falls as the batch grows
     assert (
         figures["batch100_per_recipient"] < figures["batch10_per_recipient"] < figures["batch1_per_recipient"]
@@ -179,6 +182,21 @@ def test_gas_of_the_v2_operations(gas_report: GasReport) -> None:
     figures = gas_report.figures()
     assert set(rows) <= set(figures), "the JSON summary carries every row of the table"
     assert all(name in gas_report.table() for name in rows)
+
+
+def test_gas_of_returns_refunds_and_migration(gas_report: GasReport) -> None:
+    """A reversal, a refund and a 12-epoch migration each cost well under a block; the Merkle proof of a
+    512-item batch (9 or 10 hashes in calldata) adds a few thousand gas to a reversal, and moving 12 epochs
+    to a fresh account costs about 12 fresh balance slots."""
+    rows = gas_report.rows
+    for name in RETURN_ROWS:
+        assert 21_000 < rows[name] < 1_000_000, gas_report.table()
+    proof_overhead = rows["reverse_batch_item_512"] - rows["reverse_issue"]
+    assert 0 < proof_overhead < 15_000, gas_report.table()
+    assert 12 * 22_100 < rows["migrate_12_epochs"] < 12 * 50_000, gas_report.table()
+    table = gas_report.table()
+    assert all(name in table for name in RETURN_ROWS)
+    assert set(RETURN_ROWS) <= set(gas_report.figures())
 
 
 def test_eth_tester_messages_quoted_either_way_decode() -> None:

@@ -3,7 +3,8 @@
 Points credited in epoch ``e`` are live during epochs ``e`` … ``e + validity - 1`` and expired from the first
 second of epoch ``e + validity``. Expiry itself emits nothing; ``sweepExpired`` (anyone may call it) burns
 expired points with a ``PointsExpired`` entry, and so does reusing a storage bucket that still holds them.
-At every step: totalIssued == totalRedeemed + totalExpired + pendingExpiry + outstandingSupply.
+At every step: totalIssued == (totalRedeemed - totalRefunded) + totalReversed + totalExpired + pendingExpiry
++ outstandingSupply.
 Epochs run on the ledger's clock, which pauses stop (tests/test_pause_clock.py); no pause happens here.
 """
 
@@ -18,6 +19,7 @@ from web3.exceptions import ContractCustomError
 from conftest import (
     ACTIVE,
     EPOCH,
+    SETTLEMENT_VALUE,
     VALIDITY,
     Ledger,
     Node,
@@ -27,7 +29,7 @@ from conftest import (
     random_ref,
     revert_decoder,
 )
-from contract_helpers import warp_to
+from contract_helpers import batch_root, redemption_record, warp_to
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 TIME_BASED = 1  # IERC7818.EPOCH_TYPE.TIME_BASED
@@ -50,11 +52,17 @@ def totals(ledger: Ledger) -> dict[str, int]:
 
 
 def assert_conserved(ledger: Ledger) -> dict[str, int]:
-    """Checks issued == redeemed + expired + pending + outstanding (and totalSupply == outstanding)."""
+    """Checks issued == (redeemed - refunded) + reversed + expired + pending + outstanding (and
+    totalSupply == outstanding); returns the totals but refunded and reversed."""
     t = totals(ledger)
-    assert (
-        t["totalIssued"]
-        == t["totalRedeemed"] + t["totalExpired"] + t["pendingExpiry"] + t["outstandingSupply"]
+    refunded, reversed_ = ledger.call("totalRefunded"), ledger.call("totalReversed")
+    assert t["totalIssued"] == (
+        t["totalRedeemed"]
+        - refunded
+        + reversed_
+        + t["totalExpired"]
+        + t["pendingExpiry"]
+        + t["outstandingSupply"]
     )
     assert ledger.call("totalSupply") == t["outstandingSupply"]
     return t
@@ -259,6 +267,7 @@ def test_issuing_into_a_bucket_holding_expired_points_expires_them_first(node: N
                 "ref": ref,
                 "reason": 1,
                 "ruleHash": b"\x00" * 32,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]
@@ -282,11 +291,9 @@ def test_a_batch_expires_stale_buckets_before_its_numbered_items(node: Node) -> 
     stale, fresh = ledger.actors.customer, new_customer().address
     ledger.issue(stale, 10)  # epoch 0, bucket 0
     to_epoch(ledger, 3)  # epoch 0 expired, unswept; epoch 3 uses bucket 0 again
-    ref, seq = random_ref(), ledger.call("ledgerSequence")
+    refs, seq = [random_ref(), random_ref()], ledger.call("ledgerSequence")
 
-    receipt = ledger.transact(
-        "issueBatch", [fresh, stale], [4, 5], ref, 1, b"\x00" * 32, sender=ledger.actors.partner
-    )
+    receipt = ledger.issue_batch([fresh, stale], [4, 5], refs)
 
     logged = [(name, args.get("seq")) for name, args in entries(ledger, receipt) if name != "Transfer"]
     assert logged == [
@@ -297,8 +304,52 @@ def test_a_batch_expires_stale_buckets_before_its_numbered_items(node: Node) -> 
     ]
     header = ledger.events(receipt, "PointsBatchIssued")[0]["args"]
     assert (header["count"], header["total"], header["epoch"]) == (2, 9, 3)
+    assert header["ref"] == batch_root([fresh, stale], [4, 5], refs)
+    items = [(e["args"]["to"], e["args"]["itemRef"]) for e in ledger.events(receipt, "PointsIssuedInBatch")]
+    assert items == [(fresh, refs[0]), (stale, refs[1])]
     assert ledger.call("balanceOf", stale) == 5
     assert assert_conserved(ledger)["pendingExpiry"] == 0
+
+
+def test_a_refund_into_an_expired_epoch_expires_on_arrival(node: Node) -> None:
+    """A redemption spent epochs 0 and 1; refunded once epoch 0 has expired, the part of epoch 1 comes back
+    live (newest part first) and the part of epoch 0 is expired at once: a PointsRefunded entry followed by
+    its PointsExpired, no balance change, no Transfer, and the identity still holds."""
+    ledger = deploy_ledger(node, epoch_length=3600, validity=3)
+    customer = new_customer()
+    ledger.issue(customer.address, 10)  # epoch 0
+    to_epoch(ledger, 1)
+    ledger.issue(customer.address, 10)  # epoch 1
+    record = redemption_record(ledger, ledger.redeem(customer, 15))
+    assert (record.epochs, record.amounts) == ([0, 1], [10, 5])
+    to_epoch(ledger, 3)  # epoch 0 expired, epoch 1 live
+    refund_ref, seq = random_ref(), ledger.call("ledgerSequence")
+
+    receipt = ledger.transact("refundRedemption", record, 8, refund_ref, sender=ledger.actors.partner)
+
+    customer_, value = customer.address, SETTLEMENT_VALUE
+    refunded = {"partnerId": ACTIVE, "customer": customer_}
+    assert entries(ledger, receipt) == [
+        (
+            "RedemptionRefunded",
+            {**refunded, "seq": seq + 1, "ref": record.ref, "refundRef": refund_ref, "amount": 8}
+            | {"restored": 5, "value": value},
+        ),
+        ("Transfer", {"from": ZERO_ADDRESS, "to": customer_, "value": 5}),
+        ("PointsRefunded", {**refunded, "seq": seq + 2, "epoch": 1, "amount": 5, "refundRef": refund_ref}),
+        ("PointsRefunded", {**refunded, "seq": seq + 3, "epoch": 0, "amount": 3, "refundRef": refund_ref}),
+        ("PointsExpired", {"account": customer_, "seq": seq + 4, "epoch": 0, "amount": 3}),
+    ]
+    assert ledger.call("liveBalances", customer_) == [[1], [10]]
+    assert (ledger.call("totalRefunded"), ledger.call("totalExpired")) == (8, 3)
+    assert (ledger.call("epochSupply", 0), ledger.call("epochSupply", 1)) == (0, 10)
+    assert assert_conserved(ledger) == {
+        "totalIssued": 20,
+        "totalRedeemed": 15,
+        "totalExpired": 3,
+        "pendingExpiry": 0,
+        "outstandingSupply": 10,
+    }
 
 
 def test_epoch_views_do_not_overflow_for_huge_epochs(ledger: Ledger) -> None:

@@ -1,13 +1,14 @@
 """The numbered, hash-chained ledger, recomputed from raw logs alone.
 
-The interface (``contracts/interfaces/ILoyaltyLedger.sol``) defines: every event carrying a ``seq`` field is
+The interface (``contracts/interfaces/ILedgerEntries.sol``) defines: every event carrying a ``seq`` field is
 a ledger entry; ``entryHash = keccak256(topic0 ‖ topic1 ‖ … ‖ data)`` of its raw log;
 ``head = keccak256(head ‖ entryHash)`` starting from 32 zero bytes; ``seq`` numbers the entries 1, 2, 3, …
 without gaps. An auditor holding only the logs must be able to reproduce ``ledgerHead()``: these tests do
 exactly that after every step of a scenario touching every kind of entry (issuance, redemption, expiry,
-transfers, the partner registry, settlements, consent revocations, roles, the admin handover and pauses),
-on both backends, and check that a mirror missing, reordering or altering an entry does not reproduce the
-head.
+transfers, reversals, refunds, migration and recovery, the partner registry, settlements, consent
+revocations, roles, the admin handover and pauses), on both backends, and check that a mirror missing,
+reordering or altering an entry does not reproduce the head. Entries of the extension's code come from the
+ledger's address (delegatecall) and join the same chain.
 """
 
 from __future__ import annotations
@@ -37,7 +38,18 @@ from conftest import (
     deploy_ledger,
     new_customer,
 )
-from contract_helpers import ZERO_ADDRESS, keyed, next_block_at, send_signed, sign_cancellation
+from contract_helpers import (
+    ZERO_ADDRESS,
+    IssuanceItem,
+    RedemptionRecord,
+    issued_item,
+    keyed,
+    migration_args,
+    next_block_at,
+    redemption_record,
+    send_signed,
+    sign_cancellation,
+)
 
 EPOCH_LENGTH = 3600
 VALIDITY = 3
@@ -60,7 +72,7 @@ def _entry_events() -> dict[bytes, tuple[str, list[str]]]:
 
 ENTRY_EVENTS = _entry_events()
 
-#: Every ledger entry of ILoyaltyLedger (v2).
+#: Every ledger entry of ILedgerEntries (v2: the ledger's and its extension's).
 ENTRY_NAMES = sorted(
     [
         # points
@@ -71,6 +83,12 @@ ENTRY_NAMES = sorted(
         "PointsExpired",
         "PointsTransferred",
         "ConsentRevoked",
+        # returns, refunds, migration and recovery
+        "IssuanceReversed",
+        "PointsReversed",
+        "RedemptionRefunded",
+        "PointsRefunded",
+        "AccountMigrated",
         # partners and settlement
         "PartnerRegistered",
         "PartnerAllowanceChanged",
@@ -190,6 +208,7 @@ class Mirror:
         )
 
     def add(self, receipt: TxReceipt) -> list[LogLike]:
+        self.receipt = receipt  # the last one
         new = entry_logs(receipt["logs"], self.ledger.address)
         self.entries.extend(new)
         return new
@@ -212,6 +231,37 @@ class Mirror:
                 items = self.entries[i + 1 : i + 1 + entry_word(log, "count")]
                 assert _names(items) == ["PointsIssuedInBatch"] * entry_word(log, "count")
                 assert sum(entry_word(item, "amount") for item in items) == entry_word(log, "total")
+            elif entry_name(log) == "IssuanceReversed":
+                parts = _parts(self.entries, i, "PointsReversed", entry_word(log, "recovered"))
+                assert all(entry_word(p, "returnRef") == entry_word(log, "returnRef") for p in parts)
+            elif entry_name(log) == "RedemptionRefunded":
+                # each part refunded into an expired epoch is followed at once by its expiry
+                parts = _parts(self.entries, i, "PointsRefunded", entry_word(log, "amount"), "PointsExpired")
+                restored = entry_word(log, "amount")
+                for part in (p for p in parts if entry_name(p) == "PointsRefunded"):
+                    after = self.entries[self.entries.index(part) + 1 : self.entries.index(part) + 2]
+                    expired = _names(after) == ["PointsExpired"] and all(
+                        entry_word(after[0], f) == entry_word(part, f) for f in ("epoch", "amount")
+                    )
+                    restored -= entry_word(part, "amount") if expired else 0
+                assert restored == entry_word(log, "restored")
+            elif entry_name(log) == "AccountMigrated":
+                _parts(self.entries, i, "PointsTransferred", entry_word(log, "amount"))
+
+
+def _parts(entries: Sequence[LogLike], header: int, name: str, total: int, *also: str) -> list[LogLike]:
+    """The entries ``name`` (and ``also``) right after the header at index ``header`` whose amounts make
+    ``total`` (each header announces exactly such parts)."""
+    parts: list[LogLike] = []
+    left = total
+    for log in entries[header + 1 :]:
+        if left == 0 or entry_name(log) not in (name, *also):
+            break
+        parts.append(log)
+        if entry_name(log) == name:
+            left -= entry_word(log, "amount")
+    assert left == 0, f"the parts after entry {header} do not make {total}"
+    return parts
 
 
 def _redeem(ledger: Ledger, mirror: Mirror, customer: LocalAccount, amount: int) -> list[LogLike]:
@@ -278,7 +328,7 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
         "issueBatch",
         [carol.address, actors.customer, actors.stranger],
         [10, 20, 30],
-        b"\x02" * 32,
+        [b"\x21" * 32, b"\x22" * 32, b"\x23" * 32],
         2,
         b"\xab" * 32,
         sender=partner,
@@ -292,6 +342,7 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     mirror.step("issue", actors.stranger, 9, b"\x08" * 32, 1, b"\x00" * 32, sender=partner)
     new = _redeem(ledger, mirror, carol, 120)
     assert _names(new) == ["PointsRedeemed", "PointsRedeemed"]
+    carols_redemption = redemption_record(ledger, mirror.receipt)
 
     # epoch 4: epochs 0 and 1 expired. Crediting epoch 4 to an account whose bucket (4 % 3 = 1) still holds
     # epoch-1 points retires them first: before the issue, and before a batch's header (its items follow it).
@@ -299,16 +350,18 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     assert ledger.call("currentEpoch") == 4
     new = mirror.step("issue", carol.address, 7, b"\x04" * 32, 1, b"\x00" * 32, sender=partner)
     assert _names(new) == ["PointsExpired", "PointsIssued"]  # carol's 40 left of epoch 1
+    carols_issue = issued_item(ledger, mirror.receipt)
     new = mirror.step(
         "issueBatch",
         [actors.stranger, actors.customer],
         [3, 4],
-        b"\x09" * 32,
+        [b"\x91" * 32, b"\x92" * 32],
         2,
         b"\x00" * 32,
         sender=partner,
     )
     assert _names(new) == ["PointsExpired", "PointsBatchIssued", "PointsIssuedInBatch", "PointsIssuedInBatch"]
+    customers_item = issued_item(ledger, mirror.receipt, 1)
     new = mirror.step(
         "sweepExpired", [actors.customer, actors.stranger, carol.address], sender=actors.stranger
     )
@@ -342,6 +395,7 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
         "PartnerAllowanceChanged"
     ]
     assert _names(mirror.step("setSettlementValue", 25, sender=actors.treasury)) == ["SettlementValueChanged"]
+    _returns_refunds_and_migrations(ledger, mirror, carol, carols_issue, customers_item, carols_redemption)
     _v2_entries(ledger, mirror, carol)
 
     # a reverted transaction adds no entry and leaves the head alone
@@ -358,6 +412,13 @@ def test_head_is_recomputable_from_raw_logs_after_every_step(short_ledger: tuple
     ]
     # non-entry logs of the contract (Transfer, RoleGranted, ...) exist and are left out of the chain
     assert len(mirror.get_logs()) > len(mirror.entries)
+    # the extension's code runs in the ledger's context: no entry ever comes from the extension's address
+    # (its only logs are its constructor's, in the ledger's deployment: OpenZeppelin's RoleGranted of its
+    # own, never used, storage)
+    extension = ledger.call("extension")
+    own_logs = list(ledger.w3.eth.get_logs({"fromBlock": first_block, "address": extension}))
+    assert entry_logs(own_logs, extension) == []
+    assert {log["blockNumber"] for log in own_logs} <= {first_block}
 
     _assert_tampered_mirrors_diverge(mirror.entries, bytes(ledger.call("ledgerHead")))
 
@@ -366,6 +427,112 @@ def _decoded(ledger: Ledger, log: LogLike) -> dict[str, Any]:
     """An entry log's arguments, decoded with the ABI (to check what the raw words say)."""
     event = getattr(ledger.contract.events, entry_name(log))()
     return dict(event.process_log(log)["args"])
+
+
+def _returns_refunds_and_migrations(
+    ledger: Ledger,
+    mirror: Mirror,
+    carol: LocalAccount,
+    carols_issue: IssuanceItem,
+    customers_item: IssuanceItem,
+    carols_redemption: RedemptionRecord,
+) -> None:
+    """Reversals of a single issue and of a batch item, refunds into live and into expired epochs, a signed
+    migration and a recovery: each a header entry followed by its parts, all chained like any other.
+
+    In epoch 5 (epochs 3-5 live, the settlement value 25): carol holds 7 of epoch 4 and 2 of epoch 5, the
+    customer 1 of epoch 5, the stranger 12 of epoch 4 and 3 of epoch 5."""
+    actors = ledger.actors
+    assert ledger.call("currentEpoch") == 5
+    assert ledger.call("liveBalances", carol.address) == [[4, 5], [7, 2]]
+    assert ledger.call("liveBalances", actors.customer) == [[5], [1]]
+    assert ledger.call("liveBalances", actors.stranger) == [[4, 5], [12, 3]]
+
+    def decoded(logs: list[LogLike]) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (entry_name(log), {k: v for k, v in _decoded(ledger, log).items() if k != "seq"}) for log in logs
+        ]
+
+    # a return of 5 of carol's 7 (issued at the value then, 10): taken from the issuance's epoch
+    returned = b"\x31" * 32
+    new = mirror.step("reverseIssuance", carols_issue, 5, returned, sender=actors.partner)
+    reversed_ = {"partnerId": ACTIVE, "customer": carol.address}
+    assert decoded(new) == [
+        (
+            "IssuanceReversed",
+            {**reversed_, "ref": b"\x04" * 32, "itemRef": b"\x04" * 32, "returnRef": returned}
+            | {"requested": 5, "recovered": 5, "value": SETTLEMENT_VALUE},
+        ),
+        ("PointsReversed", {**reversed_, "epoch": 4, "amount": 5, "returnRef": returned}),
+    ]
+    # a return of the customer's batch item of 4 (epoch 4), of which it still holds 1, of epoch 5
+    returned = b"\x32" * 32
+    new = mirror.step("reverseIssuance", customers_item, 4, returned, sender=actors.partner)
+    reversed_ = {"partnerId": ACTIVE, "customer": actors.customer}
+    assert decoded(new) == [
+        (
+            "IssuanceReversed",
+            {**reversed_, "ref": customers_item.ref, "itemRef": b"\x92" * 32, "returnRef": returned}
+            | {"requested": 4, "recovered": 1, "value": SETTLEMENT_VALUE},
+        ),
+        ("PointsReversed", {**reversed_, "epoch": 5, "amount": 1, "returnRef": returned}),
+    ]
+
+    # carol redeems 3 at ACCEPT_ONLY (2 of epoch 4, 1 of epoch 5), refunded in full: newest part first
+    new = mirror.add(ledger.redeem(carol, 3, sender=actors.accept_only, partner_id=ACCEPT_ONLY))
+    mirror.check()
+    assert [(entry_word(log, "epoch"), entry_word(log, "amount")) for log in new] == [(4, 2), (5, 1)]
+    redemption, refund = redemption_record(ledger, mirror.receipt), b"\x41" * 32
+    new = mirror.step("refundRedemption", redemption, 3, refund, sender=actors.accept_only)
+    refunded = {"partnerId": ACCEPT_ONLY, "customer": carol.address}
+    assert decoded(new) == [
+        (
+            "RedemptionRefunded",
+            {**refunded, "ref": redemption.ref, "refundRef": refund, "amount": 3, "restored": 3, "value": 25},
+        ),
+        ("PointsRefunded", {**refunded, "epoch": 5, "amount": 1, "refundRef": refund}),
+        ("PointsRefunded", {**refunded, "epoch": 4, "amount": 2, "refundRef": refund}),
+    ]
+    # carol's redemption of 120 in epoch 1 (110 of epoch 0, 10 of epoch 1), both expired since: refunded
+    # in two steps, each part expiring on arrival; the second goes on after what the first took
+    refunded = {"partnerId": ACTIVE, "customer": carol.address}
+    for refund, amount, parts in ((b"\x42" * 32, 15, ((1, 10), (0, 5))), (b"\x43" * 32, 10, ((0, 10),))):
+        new = mirror.step("refundRedemption", carols_redemption, amount, refund, sender=actors.partner)
+        header = {"ref": carols_redemption.ref, "refundRef": refund, "amount": amount, "restored": 0}
+        expected = [("RedemptionRefunded", {**refunded, **header, "value": SETTLEMENT_VALUE})]
+        for epoch, part in parts:
+            expected += [
+                ("PointsRefunded", {**refunded, "epoch": epoch, "amount": part, "refundRef": refund}),
+                ("PointsExpired", {"account": carol.address, "epoch": epoch, "amount": part}),
+            ]
+        assert decoded(new) == expected
+    assert ledger.call("liveBalances", carol.address) == [[4, 5], [2, 2]]
+    assert (ledger.call("totalReversed"), ledger.call("totalRefunded")) == (6, 3 + 15 + 10)
+
+    # carol moves to a new key with both keys' signatures; a stranger submits it
+    erin = new_customer()
+    new = mirror.step("migrateAccount", *migration_args(ledger, carol, erin), sender=actors.stranger)
+    moved = {"from": carol.address, "to": erin.address}
+    assert decoded(new) == [
+        ("AccountMigrated", {**moved, "nonce": 0, "recovery": False, "amount": 4}),
+        ("PointsTransferred", {**moved, "epoch": 4, "amount": 2}),
+        ("PointsTransferred", {**moved, "epoch": 5, "amount": 2}),
+    ]
+    # the admin recovers the stranger's points to a new key
+    found = new_customer().address
+    new = mirror.step("recoverAccount", actors.stranger, found, sender=actors.admin)
+    moved = {"from": actors.stranger, "to": found}
+    assert decoded(new) == [
+        ("AccountMigrated", {**moved, "nonce": 0, "recovery": True, "amount": 15}),
+        ("PointsTransferred", {**moved, "epoch": 4, "amount": 12}),
+        ("PointsTransferred", {**moved, "epoch": 5, "amount": 3}),
+    ]
+    assert [ledger.call("balanceOf", a) for a in (carol.address, erin.address, actors.stranger, found)] == [
+        0,
+        4,
+        0,
+        15,
+    ]
 
 
 def _v2_entries(ledger: Ledger, mirror: Mirror, carol: LocalAccount) -> None:

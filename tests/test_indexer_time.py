@@ -78,7 +78,9 @@ def test_tiers_count_points_earned_in_the_rolling_window(
     partner.issue(silver, Points(1_200), random_ref(), ReasonCode(1)).wait()
     partner.issue(gold, Points(3_000), random_ref(), ReasonCode(1)).wait()
     anvil_node.advance_time(6 * EPOCH)
-    partner.issue_batch([gold, silver], [Points(2_500), Points(10)], random_ref(), ReasonCode(6)).wait()
+    partner.issue_batch(
+        [gold, silver], [Points(2_500), Points(10)], [random_ref(), random_ref()], ReasonCode(6)
+    ).wait()
     policy = TierPolicy(thresholds=(("member", 0), ("silver", 1_000), ("gold", 5_000)), qualifying_epochs=12)
 
     def tiers(indexer: Indexer) -> dict[str, tuple[int, str]]:

@@ -18,6 +18,7 @@ from web3.exceptions import ContractCustomError
 from web3.types import TxReceipt
 
 from chain import ContractRevert
+from chain._merkle import leaf_hash
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
@@ -32,7 +33,7 @@ from conftest import (
     new_customer,
     random_ref,
 )
-from contract_helpers import STATUS_ACTIVE, partner_view
+from contract_helpers import STATUS_ACTIVE, batch_root, partner_view
 
 MAX_AMOUNT = 2**64 - 1
 MAX_ALLOWANCE = 2**64 - 1
@@ -54,17 +55,24 @@ def issue(
     return ledger.transact("issue", to, amount, ref, reason, RULE, sender=sender or ledger.actors.partner)
 
 
+def item_refs(count: int) -> list[bytes]:
+    """A fresh order reference for each of ``count`` batch items."""
+    return [random_ref() for _ in range(count)]
+
+
 def issue_batch(
     ledger: Ledger,
     recipients: list[str],
     amounts: list[int],
-    ref: bytes,
+    refs: list[bytes] | None = None,
     *,
     sender: str | None = None,
     reason: int = PURCHASE,
 ) -> TxReceipt:
+    """``issueBatch`` of the items (``refs``: their order references, fresh ones unless given)."""
+    refs = item_refs(len(recipients)) if refs is None else refs
     return ledger.transact(
-        "issueBatch", recipients, amounts, ref, reason, RULE, sender=sender or ledger.actors.partner
+        "issueBatch", recipients, amounts, refs, reason, RULE, sender=sender or ledger.actors.partner
     )
 
 
@@ -178,6 +186,7 @@ def test_issue_credits_the_current_epoch_and_records_one_ledger_entry(ledger: Le
                 "ref": ref,
                 "reason": BIRTHDAY,
                 "ruleHash": RULE,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]
@@ -203,6 +212,10 @@ def test_issue_credits_the_current_epoch_and_records_one_ledger_entry(ledger: Le
         "redeemed": 0,
         "issuedValue": 250 * SETTLEMENT_VALUE,
         "redeemedValue": 0,
+        "reversed": 0,
+        "refunded": 0,
+        "reversedValue": 0,
+        "refundedValue": 0,
         "settledPoints": 0,
         "settledValue": 0,
     }
@@ -232,13 +245,20 @@ def test_issues_accumulate_per_epoch_and_per_partner(ledger: Ledger) -> None:
 
 
 def test_issue_batch_records_a_header_entry_then_one_entry_per_recipient(ledger: Ledger) -> None:
+    """The header's reference is the Merkle root of the items (recipient, amount, item reference), in item
+    order, which the contract computes and returns; each item's entry carries its order reference."""
     ledger.node.advance_time(EPOCH)
     recipients = [fresh_address() for _ in range(3)]
     amounts = [10, 20, 30]
-    ref = random_ref()
+    refs = item_refs(3)
+    root = batch_root(recipients, amounts, refs)
     seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+    returned = ledger.contract.functions.issueBatch(recipients, amounts, refs, BIRTHDAY, RULE).call(
+        {"from": ledger.actors.partner}
+    )
+    assert returned == root
 
-    receipt = issue_batch(ledger, recipients, amounts, ref, reason=BIRTHDAY)
+    receipt = issue_batch(ledger, recipients, amounts, refs, reason=BIRTHDAY)
 
     expected: list[tuple[str, dict[str, Any]]] = [
         (
@@ -247,18 +267,19 @@ def test_issue_batch_records_a_header_entry_then_one_entry_per_recipient(ledger:
                 "partnerId": ACTIVE,
                 "seq": seq + 1,
                 "epoch": 1,
-                "ref": ref,
+                "ref": root,
                 "reason": BIRTHDAY,
                 "ruleHash": RULE,
                 "count": 3,
                 "total": 60,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]
-    for i, (to, amount) in enumerate(zip(recipients, amounts, strict=True)):
+    for i, (to, amount, item_ref) in enumerate(zip(recipients, amounts, refs, strict=True)):
         expected += [
             ("Transfer", {"from": ZERO, "to": to, "value": amount}),
-            ("PointsIssuedInBatch", {"to": to, "seq": seq + 2 + i, "amount": amount}),
+            ("PointsIssuedInBatch", {"to": to, "seq": seq + 2 + i, "amount": amount, "itemRef": item_ref}),
         ]
     assert logs(ledger, receipt) == expected
     assert ledger.call("ledgerSequence") == seq + 4
@@ -267,19 +288,40 @@ def test_issue_batch_records_a_header_entry_then_one_entry_per_recipient(ledger:
     assert ledger.call("epochSupply", 1) == 60
     assert ledger.call("totalIssued") == ledger.call("outstandingSupply") == ledger.call("totalSupply") == 60
     assert (partner(ledger, ACTIVE)["issued"], partner(ledger, ACTIVE)["allowance"]) == (60, ALLOWANCE - 60)
-    assert ledger.call("referenceUsed", ACTIVE, ref) is True
+    assert (partner(ledger, ACTIVE)["issuedValue"]) == 60 * SETTLEMENT_VALUE
+    assert ledger.call("referenceUsed", ACTIVE, root) is True
+    # the item references are not references of the partner's: only the batch's root is
+    assert [ledger.call("referenceUsed", ACTIVE, item_ref) for item_ref in refs] == [False] * 3
+
+
+def test_the_batch_root_depends_on_every_field_of_every_item_and_on_their_order(ledger: Ledger) -> None:
+    """Leaves in item order, not sorted; nodes hash their two children as a sorted pair (OpenZeppelin's
+    MerkleProof), so two sibling leaves swapped keep the root, while any other order makes another."""
+    a, b, c = (fresh_address() for _ in range(3))
+    refs = item_refs(3)
+    recipients, amounts = [a, b, c], [1, 2, 3]
+    root = batch_root(recipients, amounts, refs)
+    assert batch_root([c, b, a], [3, 2, 1], refs[::-1]) != root
+    assert batch_root([b, a, c], [2, 1, 3], [refs[1], refs[0], refs[2]]) == root  # siblings
+    assert batch_root([a, a, c], amounts, refs) != root
+    assert batch_root(recipients, [1, 2, 4], refs) != root
+    assert batch_root(recipients, amounts, [refs[0], random_ref(), refs[2]]) != root
+    for order in ([0, 1, 2], [2, 1, 0]):
+        items = [recipients[i] for i in order], [amounts[i] for i in order], [refs[i] for i in order]
+        receipt = issue_batch(ledger, *items)
+        assert ledger.events(receipt, "PointsBatchIssued")[0]["args"]["ref"] == batch_root(*items)
 
 
 def test_a_batch_may_name_a_recipient_twice_and_credits_the_sum(ledger: Ledger) -> None:
     twice, once = fresh_address(), fresh_address()
-    seq = ledger.call("ledgerSequence")
-    receipt = issue_batch(ledger, [twice, once, twice], [1, 2, 3], random_ref())
+    seq, refs = ledger.call("ledgerSequence"), item_refs(3)
+    receipt = issue_batch(ledger, [twice, once, twice], [1, 2, 3], refs)
 
     items = [event["args"] for event in ledger.events(receipt, "PointsIssuedInBatch")]
     assert items == [
-        {"to": twice, "seq": seq + 2, "amount": 1},
-        {"to": once, "seq": seq + 3, "amount": 2},
-        {"to": twice, "seq": seq + 4, "amount": 3},
+        {"to": twice, "seq": seq + 2, "amount": 1, "itemRef": refs[0]},
+        {"to": once, "seq": seq + 3, "amount": 2, "itemRef": refs[1]},
+        {"to": twice, "seq": seq + 4, "amount": 3, "itemRef": refs[2]},
     ]
     assert ledger.events(receipt, "PointsBatchIssued")[0]["args"]["total"] == 6
     assert ledger.call("balanceOf", twice) == 4
@@ -288,10 +330,12 @@ def test_a_batch_may_name_a_recipient_twice_and_credits_the_sum(ledger: Ledger) 
 
 
 def test_a_batch_of_one_is_a_header_and_one_item(ledger: Ledger) -> None:
-    to = fresh_address()
-    receipt = issue_batch(ledger, [to], [1], random_ref())
+    """A tree of one item: its root is the item's leaf."""
+    to, item_ref = fresh_address(), random_ref()
+    receipt = issue_batch(ledger, [to], [1], [item_ref])
     names = [name for name, _ in logs(ledger, receipt)]
     assert names == ["PointsBatchIssued", "Transfer", "PointsIssuedInBatch"]
+    assert ledger.events(receipt, "PointsBatchIssued")[0]["args"]["ref"] == leaf_hash(to, 1, item_ref)
     assert ledger.call("balanceOf", to) == 1
 
 
@@ -320,6 +364,7 @@ def test_expired_points_in_a_reused_bucket_are_expired_before_an_issue(ledger: L
                 "ref": ref,
                 "reason": PURCHASE,
                 "ruleHash": RULE,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]
@@ -334,10 +379,10 @@ def test_a_batch_expires_reused_buckets_before_its_header_so_its_items_are_conse
     holder, other = fresh_address(), fresh_address()
     issue(ledger, holder, 5, random_ref())
     ledger.node.advance_time(VALIDITY * EPOCH)
-    ref = random_ref()
+    refs = item_refs(3)
     seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
 
-    receipt = issue_batch(ledger, [other, holder, holder], [1, 2, 3], ref)
+    receipt = issue_batch(ledger, [other, holder, holder], [1, 2, 3], refs)
 
     assert logs(ledger, receipt) == [
         ("Transfer", {"from": holder, "to": ZERO, "value": 5}),
@@ -348,57 +393,61 @@ def test_a_batch_expires_reused_buckets_before_its_header_so_its_items_are_conse
                 "partnerId": ACTIVE,
                 "seq": seq + 2,
                 "epoch": VALIDITY,
-                "ref": ref,
+                "ref": batch_root([other, holder, holder], [1, 2, 3], refs),
                 "reason": PURCHASE,
                 "ruleHash": RULE,
                 "count": 3,
                 "total": 6,
+                "value": SETTLEMENT_VALUE,
             },
         ),
         ("Transfer", {"from": ZERO, "to": other, "value": 1}),
-        ("PointsIssuedInBatch", {"to": other, "seq": seq + 3, "amount": 1}),
+        ("PointsIssuedInBatch", {"to": other, "seq": seq + 3, "amount": 1, "itemRef": refs[0]}),
         ("Transfer", {"from": ZERO, "to": holder, "value": 2}),
-        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 4, "amount": 2}),
+        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 4, "amount": 2, "itemRef": refs[1]}),
         ("Transfer", {"from": ZERO, "to": holder, "value": 3}),
-        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 5, "amount": 3}),
+        ("PointsIssuedInBatch", {"to": holder, "seq": seq + 5, "amount": 3, "itemRef": refs[2]}),
     ]
     assert ledger.call("ledgerHead") == chained_head(ledger, head, receipt)
     assert ledger.call("liveBalances", holder) == [[VALIDITY], [5]]
     assert (ledger.call("totalExpired"), ledger.call("pendingExpiry")) == (5, 0)
 
 
-def test_batch_length_mismatch_is_checked_before_emptiness(ledger: Ledger) -> None:
-    ref = random_ref()
+@pytest.mark.parametrize(("amounts", "references"), [(1, 0), (0, 1), (1, 1)])
+def test_batch_length_mismatch_is_checked_before_emptiness(
+    ledger: Ledger, amounts: int, references: int
+) -> None:
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, [], [1], ref),
+        lambda: issue_batch(ledger, [], [1] * amounts, item_refs(references)),
         "LedgerBatchLengthMismatch",
         0,
-        1,
-        refs=((ACTIVE, ref),),
+        amounts,
+        references,
     )
 
 
-@pytest.mark.parametrize(("recipients", "amounts"), [(2, 3), (3, 2), (1, 0)])
-def test_issue_batch_needs_one_amount_per_recipient(ledger: Ledger, recipients: int, amounts: int) -> None:
-    ref = random_ref()
+@pytest.mark.parametrize(
+    ("recipients", "amounts", "references"),
+    [(2, 3, 2), (3, 2, 3), (1, 0, 1), (2, 2, 3), (2, 2, 1), (1, 1, 0)],
+)
+def test_issue_batch_needs_one_amount_and_one_item_reference_per_recipient(
+    ledger: Ledger, recipients: int, amounts: int, references: int
+) -> None:
     accounts = tuple(fresh_address() for _ in range(recipients))
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, list(accounts), [5] * amounts, ref),
+        lambda: issue_batch(ledger, list(accounts), [5] * amounts, item_refs(references)),
         "LedgerBatchLengthMismatch",
         recipients,
         amounts,
+        references,
         accounts=accounts,
-        refs=((ACTIVE, ref),),
     )
 
 
 def test_an_empty_batch_is_rejected(ledger: Ledger) -> None:
-    ref = random_ref()
-    assert_rejected(
-        ledger, lambda: issue_batch(ledger, [], [], ref), "LedgerEmptyBatch", refs=((ACTIVE, ref),)
-    )
+    assert_rejected(ledger, lambda: issue_batch(ledger, [], [], []), "LedgerEmptyBatch")
 
 
 # --------------------------------------------------------------------------- the allowance
@@ -451,19 +500,19 @@ def test_the_default_allowance_is_exhausted_exactly(ledger: Ledger) -> None:
 
 def test_a_batch_is_checked_against_the_allowance_by_its_total(ledger: Ledger) -> None:
     """Each item fits the allowance, their sum does not: the whole batch is rejected."""
-    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    recipients, refs = [fresh_address(), fresh_address()], item_refs(2)
     cut_allowance_to(ledger, ACTIVE, 100)
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, recipients, [60, 41], ref),
+        lambda: issue_batch(ledger, recipients, [60, 41], refs),
         "LedgerAllowanceExceeded",
         ACTIVE,
         100,
         101,
         accounts=tuple(recipients),
-        refs=((ACTIVE, ref),),
+        refs=((ACTIVE, batch_root(recipients, [60, 41], refs)),),
     )
-    issue_batch(ledger, recipients, [60, 40], ref)
+    issue_batch(ledger, recipients, [60, 40], refs)
     assert partner(ledger, ACTIVE)["allowance"] == 0
 
 
@@ -489,7 +538,7 @@ def test_after_the_admin_tops_up_the_allowance_the_partner_can_issue_again(ledge
         "allowance": 50,
     }
     issue(ledger, to, 30, random_ref())
-    issue_batch(ledger, [to], [20], random_ref())
+    issue_batch(ledger, [to], [20])
     assert ledger.call("balanceOf", to) == 60
     assert (partner(ledger, ACTIVE)["allowance"], partner(ledger, ACTIVE)["issued"]) == (0, 60)
 
@@ -513,21 +562,92 @@ def test_the_allowance_is_per_partner(ledger: Ledger) -> None:
 # --------------------------------------------------------------------------- references
 
 
-ISSUERS: dict[str, Callable[[Ledger, bytes], TxReceipt]] = {
-    "issue": lambda ledger, ref: issue(ledger, fresh_address(), 5, ref),
-    "issueBatch": lambda ledger, ref: issue_batch(ledger, [fresh_address(), fresh_address()], [5, 6], ref),
-}
-
-
-@pytest.mark.parametrize("second", ISSUERS)
-@pytest.mark.parametrize("first", ISSUERS)
-def test_a_partner_uses_each_reference_once_across_single_and_batch_issues(
-    ledger: Ledger, first: str, second: str
-) -> None:
+def test_a_partner_uses_each_reference_once(ledger: Ledger) -> None:
     ref = random_ref()
-    ISSUERS[first](ledger, ref)
+    issue(ledger, fresh_address(), 5, ref)
     assert ledger.call("referenceUsed", ACTIVE, ref) is True
-    assert_rejected(ledger, lambda: ISSUERS[second](ledger, ref), "LedgerReferenceUsed", ACTIVE, ref)
+    to = fresh_address()
+    assert_rejected(
+        ledger,
+        lambda: issue(ledger, to, 5, ref),
+        "LedgerReferenceUsed",
+        ACTIVE,
+        ref,
+        accounts=(to,),
+        refs=((ACTIVE, ref),),
+    )
+
+
+def test_the_same_batch_items_are_issued_once(ledger: Ledger) -> None:
+    """A batch's reference is the root of its items: sent again (a retry), the same items are refused under
+    that root, whatever the reason and rule."""
+    recipients, amounts, refs = [fresh_address(), fresh_address()], [5, 6], item_refs(2)
+    root = batch_root(recipients, amounts, refs)
+    issue_batch(ledger, recipients, amounts, refs)
+    assert ledger.call("referenceUsed", ACTIVE, root) is True
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, amounts, refs, reason=BIRTHDAY),
+        "LedgerReferenceUsed",
+        ACTIVE,
+        root,
+        accounts=tuple(recipients),
+        refs=((ACTIVE, root),),
+    )
+    assert [ledger.call("balanceOf", to) for to in recipients] == amounts
+
+
+def test_single_and_batch_issues_share_one_namespace_of_references(ledger: Ledger) -> None:
+    """A single issue under a batch's root is refused, and a batch whose root a single issue already used
+    is refused."""
+    recipients, amounts, refs = [fresh_address(), fresh_address()], [5, 6], item_refs(2)
+    root = batch_root(recipients, amounts, refs)
+    issue_batch(ledger, recipients, amounts, refs)
+    to = fresh_address()
+    assert_rejected(
+        ledger, lambda: issue(ledger, to, 5, root), "LedgerReferenceUsed", ACTIVE, root, accounts=(to,)
+    )
+
+    later = item_refs(2)
+    later_root = batch_root(recipients, amounts, later)
+    issue(ledger, to, 5, later_root)
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, recipients, amounts, later),
+        "LedgerReferenceUsed",
+        ACTIVE,
+        later_root,
+        accounts=tuple(recipients),
+    )
+
+
+def test_a_batch_is_one_reference_as_a_whole_not_per_item(ledger: Ledger) -> None:
+    """Only the root is a reference (the contract keeps no item reference): the same items in an order
+    with another root, or an item reference again with other items, are another batch; two sibling items
+    swapped are the same root, refused."""
+    recipients, amounts, refs = [fresh_address() for _ in range(3)], [5, 6, 7], item_refs(3)
+    issue_batch(ledger, recipients, amounts, refs)
+    issue_batch(ledger, recipients[::-1], amounts[::-1], refs[::-1])
+    issue_batch(ledger, [recipients[0]], [amounts[0]], [refs[0]])
+    assert [ledger.call("balanceOf", to) for to in recipients] == [15, 12, 14]
+    for root in (
+        batch_root(recipients, amounts, refs),
+        batch_root(recipients[::-1], amounts[::-1], refs[::-1]),
+        leaf_hash(recipients[0], amounts[0], refs[0]),
+    ):
+        assert ledger.call("referenceUsed", ACTIVE, root) is True
+    swapped = [1, 0, 2]
+    items = [recipients[i] for i in swapped], [amounts[i] for i in swapped], [refs[i] for i in swapped]
+    root = batch_root(recipients, amounts, refs)
+    assert batch_root(*items) == root
+    assert_rejected(
+        ledger,
+        lambda: issue_batch(ledger, *items),
+        "LedgerReferenceUsed",
+        ACTIVE,
+        root,
+        accounts=tuple(recipients),
+    )
 
 
 def test_redemption_references_are_a_separate_namespace(ledger: Ledger) -> None:
@@ -540,17 +660,21 @@ def test_redemption_references_are_a_separate_namespace(ledger: Ledger) -> None:
     assert ledger.call("referenceUsed", ACTIVE, ref) is True
 
 
-@pytest.mark.parametrize("second", ISSUERS)
-def test_another_partner_may_use_the_same_reference(ledger: Ledger, second: str) -> None:
+def test_another_partner_may_use_the_same_reference_and_issue_the_same_batch(ledger: Ledger) -> None:
     ref = random_ref()
     issue(ledger, fresh_address(), 5, ref)
     to = fresh_address()
-    if second == "issue":
-        issue(ledger, to, 7, ref, sender=ledger.actors.issue_only)
-    else:
-        issue_batch(ledger, [to], [7], ref, sender=ledger.actors.issue_only)
+    issue(ledger, to, 7, ref, sender=ledger.actors.issue_only)
     assert ledger.call("balanceOf", to) == 7
     assert ledger.call("referenceUsed", ISSUE_ONLY, ref) is True
+
+    recipients, amounts, refs = [fresh_address(), fresh_address()], [1, 2], item_refs(2)
+    root = batch_root(recipients, amounts, refs)
+    issue_batch(ledger, recipients, amounts, refs)
+    assert ledger.call("referenceUsed", ISSUE_ONLY, root) is False
+    issue_batch(ledger, recipients, amounts, refs, sender=ledger.actors.issue_only)
+    assert ledger.call("referenceUsed", ISSUE_ONLY, root) is True
+    assert [ledger.call("balanceOf", r) for r in recipients] == [2, 4]
 
 
 # --------------------------------------------------------------------------- amounts and recipients
@@ -564,13 +688,13 @@ def test_zero_points_cannot_be_issued(ledger: Ledger) -> None:
 
 
 def test_a_batch_with_a_zero_item_is_rejected_whole(ledger: Ledger) -> None:
-    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    recipients, refs = [fresh_address(), fresh_address()], item_refs(2)
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, recipients, [5, 0], ref),
+        lambda: issue_batch(ledger, recipients, [5, 0], refs),
         "LedgerZeroAmount",
         accounts=tuple(recipients),
-        refs=((ACTIVE, ref),),
+        refs=((ACTIVE, batch_root(recipients, [5, 0], refs)),),
     )
 
 
@@ -596,29 +720,29 @@ def test_an_amount_above_max_amount_cannot_be_issued(ledger: Ledger) -> None:
 
 def test_a_batch_item_above_max_amount_is_rejected_whole(ledger: Ledger) -> None:
     """MAX_AMOUNT bounds each item; the batch's total is bounded by the allowance (at most MAX_ALLOWANCE)."""
-    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    recipients, refs = [fresh_address(), fresh_address()], item_refs(2)
     top_up_allowance_to(ledger, ACTIVE, MAX_ALLOWANCE)
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, recipients, [1, 2**64], ref),
+        lambda: issue_batch(ledger, recipients, [1, 2**64], refs),
         "LedgerAmountTooLarge",
         2**64,
         MAX_AMOUNT,
         accounts=tuple(recipients),
-        refs=((ACTIVE, ref),),
+        refs=((ACTIVE, batch_root(recipients, [1, 2**64], refs)),),
     )
     # every item within MAX_AMOUNT, the total above the allowance: refused by the allowance
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, recipients, [MAX_AMOUNT, 1], ref),
+        lambda: issue_batch(ledger, recipients, [MAX_AMOUNT, 1], refs),
         "LedgerAllowanceExceeded",
         ACTIVE,
         MAX_ALLOWANCE,
         MAX_AMOUNT + 1,
         accounts=tuple(recipients),
-        refs=((ACTIVE, ref),),
+        refs=((ACTIVE, batch_root(recipients, [MAX_AMOUNT, 1], refs)),),
     )
-    issue_batch(ledger, recipients, [MAX_AMOUNT - 1, 1], ref)  # the whole allowance in one batch
+    issue_batch(ledger, recipients, [MAX_AMOUNT - 1, 1], refs)  # the whole allowance in one batch
     assert [ledger.call("balanceOf", to) for to in recipients] == [MAX_AMOUNT - 1, 1]
     assert (partner(ledger, ACTIVE)["allowance"], partner(ledger, ACTIVE)["issued"]) == (0, MAX_ALLOWANCE)
 
@@ -632,16 +756,16 @@ def test_points_cannot_be_issued_to_the_zero_address(ledger: Ledger) -> None:
 
 @pytest.mark.parametrize("position", [0, 1, 2])
 def test_a_batch_naming_the_zero_address_anywhere_issues_nothing(ledger: Ledger, position: int) -> None:
-    recipients, ref = [fresh_address(), fresh_address()], random_ref()
+    recipients, refs = [fresh_address(), fresh_address()], item_refs(3)
     named = list(recipients)
     named.insert(position, ZERO)
     assert_rejected(
         ledger,
-        lambda: issue_batch(ledger, named, [1, 2, 3], ref),
+        lambda: issue_batch(ledger, named, [1, 2, 3], refs),
         "ERC20InvalidReceiver",
         ZERO,
         accounts=tuple(recipients),
-        refs=((ACTIVE, ref),),
+        refs=((ACTIVE, batch_root(named, [1, 2, 3], refs)),),
     )
     assert ledger.call("totalIssued") == 0
 
@@ -685,6 +809,10 @@ def test_a_registered_partner_is_recorded_and_can_issue_at_once(ledger: Ledger) 
         "redeemed": 0,
         "issuedValue": 3 * SETTLEMENT_VALUE,
         "redeemedValue": 0,
+        "reversed": 0,
+        "refunded": 0,
+        "reversedValue": 0,
+        "refundedValue": 0,
         "settledPoints": 0,
         "settledValue": 0,
     }
@@ -865,10 +993,20 @@ def test_positions_net_redeemed_against_issued_and_sum_to_zero(ledger: Ledger) -
     assert sum(values) + ledger.call("coalitionPosition")[1] == 0
 
 
+def entry_values(ledger: Ledger, *receipts: TxReceipt) -> list[int]:
+    """The settlement value each issue, batch or redemption entry of ``receipts`` carries."""
+    names = ("PointsIssued", "PointsBatchIssued", "PointsRedeemed")
+    return [e["args"]["value"] for r in receipts for e in ledger.events(r) if e["event"] in names]
+
+
 def test_a_settlement_value_change_prices_later_entries_only(ledger: Ledger) -> None:
+    """Each issue, batch and redemption entry carries the settlement value in force when it happened."""
     customer = new_customer()
-    issue(ledger, customer.address, 100, random_ref())
-    ledger.redeem(customer, 70, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY)
+    before = (
+        issue(ledger, customer.address, 100, random_ref()),
+        ledger.redeem(customer, 70, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY),
+    )
+    assert entry_values(ledger, *before) == [SETTLEMENT_VALUE, SETTLEMENT_VALUE]
 
     ledger.transact("setSettlementValue", 3, sender=ledger.actors.treasury)
 
@@ -879,8 +1017,12 @@ def test_a_settlement_value_change_prices_later_entries_only(ledger: Ledger) -> 
     assert ledger.call("partnerPosition", ACCEPT_ONLY) == [70, 70 * SETTLEMENT_VALUE]
     assert ledger.call("coalitionPosition") == [30, 30 * SETTLEMENT_VALUE]
 
-    issue(ledger, customer.address, 10, random_ref())  # valued at 3
-    ledger.redeem(customer, 4, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY)  # valued at 3
+    after = (
+        issue(ledger, customer.address, 6, random_ref()),
+        issue_batch(ledger, [customer.address], [4]),
+        ledger.redeem(customer, 4, sender=ledger.actors.accept_only, partner_id=ACCEPT_ONLY),
+    )
+    assert entry_values(ledger, *after) == [3, 3, 3]
 
     assert ledger.call("partnerPosition", ACTIVE) == [-110, -100 * SETTLEMENT_VALUE - 10 * 3]
     assert ledger.call("partnerPosition", ACCEPT_ONLY) == [74, 70 * SETTLEMENT_VALUE + 4 * 3]
@@ -918,7 +1060,7 @@ def test_total_supply_is_the_outstanding_supply_of_live_points(ledger: Ledger) -
     early, late = fresh_address(), fresh_address()
     issue(ledger, early, 40, random_ref())
     ledger.node.advance_time(5 * EPOCH)
-    issue_batch(ledger, [late, early], [2, 3], random_ref())
+    issue_batch(ledger, [late, early], [2, 3])
     assert ledger.call("totalSupply") == ledger.call("outstandingSupply") == 45
 
     ledger.node.advance_time((VALIDITY - 5) * EPOCH)  # epoch 0 has expired, unswept

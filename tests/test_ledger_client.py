@@ -1,5 +1,6 @@
 """The typed Ledger client on both backends: every write and view round-trips against the v2 contract, and
 every refusal is the contract's custom error decoded with its arguments, raised before anything is sent.
+Returns, refunds and migrations present records the client builds from receipts or finds in the logs.
 
 The fixture's keys: the admin (DEFAULT_ADMIN_ROLE), the treasury (TREASURY_ROLE), the pauser
 (PAUSER_ROLE), the partners ACTIVE, SUSPENDED, ACCEPT_ONLY, ISSUE_ONLY, a customer and a stranger.
@@ -15,7 +16,14 @@ import pytest
 from eth_abi.abi import encode
 from eth_account import Account
 
-from chain import ContractRevert, PermanentError, load_artifact
+from chain import (
+    ContractRevert,
+    EntryNotFound,
+    IssuanceRecord,
+    PermanentError,
+    extension_address,
+    load_artifact,
+)
 from chain._eip712 import typed_data_digest
 from chain._ledger import (
     ConsentCancellation,
@@ -41,6 +49,7 @@ from conftest import (
     ALLOWANCE,
     EPOCH,
     ISSUE_ONLY,
+    REVERSAL_WINDOW,
     SETTLEMENT_VALUE,
     SUSPENDED,
     VALIDITY,
@@ -137,6 +146,10 @@ def test_issue_and_the_views_that_follow_it(clients: Clients) -> None:
         redeemed=Points(0),
         issued_value=120 * SETTLEMENT_VALUE,
         redeemed_value=0,
+        reversed=Points(0),
+        refunded=Points(0),
+        reversed_value=0,
+        refunded_value=0,
         settled_points=0,
         settled_value=0,
     )
@@ -151,6 +164,9 @@ def test_issue_and_the_views_that_follow_it(clients: Clients) -> None:
     assert (partner.max_amount(), partner.max_allowance(), partner.max_settlement_value()) == (MAX64,) * 3
     assert partner.max_validity() == 120
     assert partner.current_epoch() == 0
+    assert partner.reversal_window() == REVERSAL_WINDOW
+    assert partner.extension() == extension_address(partner.address)
+    assert partner.total_reversed() == partner.total_refunded() == 0
     # A view at an earlier block sees the ledger as it was then.
     assert partner.balance_of(customer, block=receipt.block_number - 1) == 0
     assert partner.partner(PartnerId(ACTIVE), block=receipt.block_number - 1).issued == 0
@@ -161,11 +177,147 @@ def test_issue_many_and_issue_batch(clients: Clients) -> None:
     items = [Issuance(new_customer().address, Points(n), random_ref(), PURCHASE) for n in (1, 2, 3)]
     assert all(p.wait().succeeded for p in partner.issue_many(items))
     recipients = [new_customer().address for _ in range(3)]
-    partner.issue_batch(recipients, [Points(10), Points(20), Points(30)], random_ref(), PURCHASE).wait()
+    amounts, item_refs = [Points(10), Points(20), Points(30)], [random_ref() for _ in range(3)]
+    receipt = partner.issue_batch(recipients, amounts, item_refs, PURCHASE).wait()
 
     assert [partner.balance_of(i.to) for i in items] == [1, 2, 3]
     assert [partner.balance_of(r) for r in recipients] == [10, 20, 30]
     assert partner.partner(PartnerId(ACTIVE)).issued == 66
+    root = ChainLedger.batch_tree(recipients, amounts, item_refs).root  # the batch's reference
+    assert partner.reference_used(PartnerId(ACTIVE), root) is True
+    assert [(i.ref, i.customer, i.amount, i.item_ref) for i in partner.issuances_in(receipt)] == [
+        (root, r, a, ref) for r, a, ref in zip(recipients, amounts, item_refs, strict=True)
+    ]
+    with pytest.raises(PermanentError, match="a batch of 2 recipients, 1 amounts and 2 references"):
+        ChainLedger.batch_tree(recipients[:2], amounts[:1], item_refs[:2])
+
+
+# --------------------------------------------------------------------------- returns and refunds
+
+
+def test_a_return_of_a_single_issue_and_of_a_batch_item(clients: Clients) -> None:
+    partner, customer = clients.partner, new_customer().address
+    receipt = partner.issue(customer, Points(100), random_ref(), PURCHASE).wait()
+    [item] = partner.issuances_in(receipt)
+    assert (item.partner_id, item.customer, item.amount, item.item_ref, item.proof) == (
+        ACTIVE,
+        customer,
+        100,
+        item.ref,
+        (),
+    )
+    assert item.issued_at == partner.rpc.timestamp(receipt.block_number)
+    return_ref = random_ref()
+
+    reversal = partner.reverse_issuance(item, Points(30), return_ref).wait()
+
+    assert reversal.succeeded
+    assert partner.balance_of(customer) == 70
+    assert (partner.total_reversed(), partner.reversed_of(item)) == (30, 30)
+    assert partner.return_reference_used(PartnerId(ACTIVE), return_ref) is True
+    info = partner.partner(PartnerId(ACTIVE))
+    assert (info.reversed, info.reversed_value) == (30, 30 * SETTLEMENT_VALUE)
+
+    # a batch item, found in the logs by the batch's root, or by its own reference and customer
+    recipients = [new_customer().address for _ in range(3)]
+    item_refs = [random_ref() for _ in range(3)]
+    batch = partner.issue_batch(recipients, [Points(5), Points(6), Points(7)], item_refs, PURCHASE).wait()
+    items = partner.issuances_in(batch)
+    assert partner.find_issuances(PartnerId(ACTIVE), items[0].ref) == items
+    assert partner.find_issuances(PartnerId(ACTIVE), items[0].ref, customer=recipients[2]) == [items[2]]
+    assert partner.find_issuances(PartnerId(ACTIVE), item_refs[1], customer=recipients[1]) == [items[1]]
+    assert partner.find_issuances(PartnerId(ACTIVE), item.ref, customer=customer) == [item]
+    partner.reverse_issuance(items[1], Points(6), random_ref()).wait()
+    assert partner.balance_of(recipients[1]) == 0
+    assert partner.reversed_of(items[1]) == 6
+
+
+def test_records_are_found_only_where_they_are(clients: Clients) -> None:
+    partner = clients.partner
+    customer = new_customer().address
+    ref = random_ref()
+    receipt = partner.issue(customer, Points(10), ref, PURCHASE).wait()
+    with pytest.raises(EntryNotFound):
+        partner.find_issuances(PartnerId(ISSUE_ONLY), ref)  # another partner's
+    with pytest.raises(EntryNotFound):
+        partner.find_issuances(PartnerId(ACTIVE), ref, from_block=receipt.block_number + 1)
+    with pytest.raises(EntryNotFound):
+        partner.find_issuances(PartnerId(ACTIVE), ref, customer=new_customer().address)
+    with pytest.raises(EntryNotFound):
+        partner.find_redemption(PartnerId(ACTIVE), ref)
+    with pytest.raises(EntryNotFound):
+        partner.redemption_in(receipt)  # an issue's receipt has no redemption
+    switched = clients.admin.set_transfers_enabled(True).wait()
+    with pytest.raises(EntryNotFound):
+        partner.issuances_in(switched)
+    # the deployment block bounds the search by default, and a client keeps it with another sender
+    later = ChainLedger(partner.rpc, partner.address, deployment_block=receipt.block_number + 1)
+    assert clients.stranger.sender is not None
+    assert later.with_sender(clients.stranger.sender).deployment_block == receipt.block_number + 1
+    with pytest.raises(EntryNotFound):
+        later.find_issuances(PartnerId(ACTIVE), ref)
+    assert later.find_issuances(PartnerId(ACTIVE), ref, from_block=0)[0].customer == customer
+
+
+def test_a_refund_of_a_redemption(clients: Clients) -> None:
+    partner = clients.partner
+    customer = clients.customer_with_points(100)
+    ref = random_ref()
+    receipt = partner.redeem(partner.sign_redemption(customer, PartnerId(ACTIVE), Points(60), ref)).wait()
+    record = partner.redemption_in(receipt)
+    assert (record.partner_id, record.customer, record.ref, record.value) == (
+        ACTIVE,
+        customer.address,
+        ref,
+        SETTLEMENT_VALUE,
+    )
+    assert (record.epochs, record.amounts, record.amount) == ((0,), (60,), 60)
+    assert partner.find_redemption(PartnerId(ACTIVE), ref) == record
+    assert partner.find_redemption(PartnerId(ACTIVE), ref, customer=customer.address) == record
+    refund_ref = random_ref()
+
+    partner.refund_redemption(record, Points(25), refund_ref).wait()
+
+    assert partner.balance_of(customer.address) == 65
+    assert (partner.total_refunded(), partner.refunded_of(PartnerId(ACTIVE), ref)) == (25, 25)
+    assert partner.refund_reference_used(PartnerId(ACTIVE), refund_ref) is True
+    info = partner.partner(PartnerId(ACTIVE))
+    assert (info.refunded, info.refunded_value) == (25, 25 * SETTLEMENT_VALUE)
+    assert partner.partner_position(PartnerId(ACTIVE)) == Position(-100 + 60 - 25, (-100 + 35) * 10)
+
+
+# --------------------------------------------------------------------------- migration and recovery
+
+
+def test_a_migration_signed_by_both_accounts_and_a_recovery_by_the_admin(clients: Clients) -> None:
+    source = clients.customer_with_points(40)
+    target = LocalSigner(new_customer())
+    anyone = clients.stranger
+    nonce, deadline = anyone.nonce_of(source.address), anyone.rpc.timestamp() + 3600
+    message = anyone.migration_message(source.address, target.address, nonce, deadline)
+    assert anyone.migration_digest(source.address, target.address, nonce, deadline) == typed_data_digest(
+        message
+    )
+    from_signature = anyone.sign_migration(source, source.address, target.address, nonce, deadline)
+    to_signature = anyone.sign_migration(target, source.address, target.address, nonce, deadline)
+    with pytest.raises(PermanentError, match="neither side of the migration"):
+        anyone.sign_migration(LocalSigner(new_customer()), source.address, target.address, nonce, deadline)
+
+    anyone.migrate_account(
+        source.address, target.address, nonce, deadline, from_signature, to_signature
+    ).wait()
+
+    assert (anyone.balance_of(source.address), anyone.balance_of(target.address)) == (0, 40)
+    assert anyone.nonce_of(source.address) == nonce + 1
+    clients.admin.recover_account(target.address, source.address).wait()
+    assert (anyone.balance_of(source.address), anyone.balance_of(target.address)) == (40, 0)
+    call = clients.admin.call_of(
+        "recoverAccount", source.address, target.address
+    )  # to schedule on a timelock
+    assert (
+        str(clients.admin.decode_call(call.data))
+        == f"recoverAccount(lost={source.address}, to={target.address})"
+    )
 
 
 # --------------------------------------------------------------------------- consents: keyed, revocable
@@ -536,13 +688,13 @@ def _(c: Clients) -> Any:
 
 @case("LedgerEmptyBatch")
 def _(c: Clients) -> Any:
-    return lambda: c.partner.issue_batch([], [], random_ref(), PURCHASE), ()
+    return lambda: c.partner.issue_batch([], [], [], PURCHASE), ()
 
 
 @case("LedgerBatchLengthMismatch")
 def _(c: Clients) -> Any:
     to = [new_customer().address, new_customer().address]
-    return lambda: c.partner.issue_batch(to, [Points(1)], random_ref(), PURCHASE), (2, 1)
+    return lambda: c.partner.issue_batch(to, [Points(1)], [random_ref()] * 3, PURCHASE), (2, 1, 3)
 
 
 @case("LedgerPartnerExists")
@@ -772,13 +924,71 @@ def _(c: Clients) -> Any:
     artifact = load_artifact("LoyaltyLedger")
     admin = c.ledger.actors.admin
     args = encode(
-        ["string", "string", "address", "address", "address", "uint48", "uint256", "uint256", "uint256"],
-        ["P", "P", admin, admin, admin, 0, EPOCH, 121, 1],  # validity above MAX_VALIDITY
+        ["string", "string", "address", "address", "address", "uint48"] + ["uint256"] * 4,
+        ["P", "P", admin, admin, admin, 0, EPOCH, 121, 1, REVERSAL_WINDOW],  # validity above MAX_VALIDITY
     )
     sender = c.admin.sender
     assert sender is not None
     code = bytes.fromhex(artifact.bytecode.removeprefix("0x"))
     return lambda: sender.submit(Call(to=None, data=code + args)), (EPOCH, 121)
+
+
+def _issued(c: Clients, amount: int = 10) -> IssuanceRecord:
+    receipt = c.partner.issue(new_customer().address, Points(amount), random_ref(), PURCHASE).wait()
+    [item] = c.partner.issuances_in(receipt)
+    return item
+
+
+def _redeemed(c: Clients, amount: int = 5) -> Any:
+    customer = c.customer_with_points(amount)
+    return c.partner.redemption_in(c.partner.redeem(_consent(c, customer, amount)).wait())
+
+
+@case("LedgerIssuanceNotFound")
+def _(c: Clients) -> Any:
+    item = _issued(c)
+    return lambda: c.issue_only.reverse_issuance(item, Points(1), random_ref()), (ISSUE_ONLY, item.ref)
+
+
+@case("LedgerReversalWindowClosed")
+def _(c: Clients) -> Any:
+    item = _issued(c)
+    c.ledger.node.advance_time(REVERSAL_WINDOW + 1)
+    return lambda: c.partner.reverse_issuance(item, Points(1), random_ref()), (
+        item.ref,
+        item.issued_at + REVERSAL_WINDOW,
+    )
+
+
+@case("LedgerReversalExceedsIssuance")
+def _(c: Clients) -> Any:
+    item = _issued(c, 10)
+    return lambda: c.partner.reverse_issuance(item, Points(11), random_ref()), (item.ref, 10, 0, 11)
+
+
+@case("LedgerRedemptionNotFound")
+def _(c: Clients) -> Any:
+    record = _redeemed(c)
+    return lambda: c.accept_only.refund_redemption(record, Points(1), random_ref()), (ACCEPT_ONLY, record.ref)
+
+
+@case("LedgerRefundExceedsRedemption")
+def _(c: Clients) -> Any:
+    record = _redeemed(c, 5)
+    return lambda: c.partner.refund_redemption(record, Points(6), random_ref()), (record.ref, 5, 0, 6)
+
+
+@case("LedgerInvalidMigration")
+def _(c: Clients) -> Any:
+    account = c.customer_with_points(5).address
+    return lambda: c.admin.recover_account(account, account), (account, account)
+
+
+@case("LedgerExtensionOnly")
+def _(c: Clients) -> Any:
+    # the extension's code called on its own, not through the ledger's fallback
+    direct = ChainLedger(c.admin.rpc, c.admin.extension(), sender=c.admin.sender)
+    return _raw(direct, "setTransfersEnabled", True), ()
 
 
 #: Errors the ledger inherits but cannot raise, and why.
@@ -1024,6 +1234,76 @@ def _(c: Clients) -> Any:
     customer = LocalSigner(new_customer())
     cancellation = c.stranger.sign_cancellation(customer, keyed(ACTIVE, 1))
     return lambda: c.stranger.cancel_consent(cancellation), (customer.address, keyed(ACTIVE))
+
+
+@refusal("reverse_issuance: the return reference used", "LedgerReferenceUsed")
+def _(c: Clients) -> Any:
+    item, ref = _issued(c), random_ref()
+    c.partner.reverse_issuance(item, Points(1), ref).wait()
+    return lambda: c.partner.reverse_issuance(item, Points(1), ref), (ACTIVE, ref)
+
+
+@refusal("reverse_issuance: a forged proof", "LedgerIssuanceNotFound")
+def _(c: Clients) -> Any:
+    item = replace(_issued(c), proof=(random_ref(),))
+    return lambda: c.partner.reverse_issuance(item, Points(1), random_ref()), (ACTIVE, item.ref)
+
+
+@refusal("reverse_issuance: while paused", "EnforcedPause")
+def _(c: Clients) -> Any:
+    item = _issued(c)
+    c.pauser.pause().wait()
+    return lambda: c.partner.reverse_issuance(item, Points(1), random_ref()), ()
+
+
+@refusal("refund_redemption: the refund reference used", "LedgerReferenceUsed")
+def _(c: Clients) -> Any:
+    record, ref = _redeemed(c), random_ref()
+    c.partner.refund_redemption(record, Points(1), ref).wait()
+    return lambda: c.partner.refund_redemption(record, Points(1), ref), (ACTIVE, ref)
+
+
+@refusal("refund_redemption: zero", "LedgerZeroAmount")
+def _(c: Clients) -> Any:
+    record = _redeemed(c)
+    return lambda: c.partner.refund_redemption(record, Points(0), random_ref()), ()
+
+
+def _migration(c: Clients, source: LocalSigner, target: LocalSigner, deadline: int | None = None) -> Any:
+    nonce = c.stranger.nonce_of(source.address)
+    deadline = c.stranger.rpc.timestamp() + 3600 if deadline is None else deadline
+    args = (source.address, target.address, nonce, deadline)
+    signatures = (c.stranger.sign_migration(source, *args), c.stranger.sign_migration(target, *args))
+    return lambda: c.stranger.migrate_account(*args, *signatures)
+
+
+@refusal("migrate_account: the target signed for the source", "LedgerInvalidSigner")
+def _(c: Clients) -> Any:
+    source, target = c.customer_with_points(5), LocalSigner(new_customer())
+    nonce, deadline = c.stranger.nonce_of(source.address), c.stranger.rpc.timestamp() + 3600
+    args = (source.address, target.address, nonce, deadline)
+    signature = c.stranger.sign_migration(target, *args)
+    return lambda: c.stranger.migrate_account(*args, signature, signature), (source.address, target.address)
+
+
+@refusal("migrate_account: nothing live to move", "LedgerInsufficientBalance")
+def _(c: Clients) -> Any:
+    source = LocalSigner(new_customer())
+    return _migration(c, source, LocalSigner(new_customer())), (source.address, 0, 1)
+
+
+@refusal("migrate_account: expired", "LedgerExpiredSignature")
+def _(c: Clients) -> Any:
+    return _migration(c, c.customer_with_points(5), LocalSigner(new_customer()), deadline=1), (1,)
+
+
+@refusal("recover_account: not the admin", "AccessControlUnauthorizedAccount")
+def _(c: Clients) -> Any:
+    lost = c.customer_with_points(5).address
+    return lambda: c.treasury.recover_account(lost, new_customer().address), (
+        c.address_of(c.treasury),
+        bytes(32),
+    )
 
 
 @refusal("revoke_consent: not the next nonce", "InvalidAccountNonce")

@@ -1,48 +1,67 @@
 """Model-based test: random operation sequences against a pure-Python model of the ledger's rules.
 
-A Hypothesis state machine drives, on anvil, issue / issueBatch / redeem (consents at several nonce keys) /
-sweepExpired / transfer / transferAtEpoch / time travel; the registry (increase and decrease allowances,
-rights, suspend, reactivate, offboard, the transfer switch); operator rotation by the admin and by the
-partner itself, and role grants; the treasury (settlement value, settlement records); pause and unpause
+A Hypothesis state machine drives, on anvil, issue / issueBatch (items with their own references; the batch
+under its Merkle root) / redeem (consents at several nonce keys) / reverseIssuance (a single issue, or a batch
+item with its Merkle proof) / refundRedemption / migrateAccount (both accounts' signatures) / recoverAccount
+(the admin) / sweepExpired / transfer / transferAtEpoch / time travel; the registry (increase and decrease
+allowances, rights, suspend, reactivate, offboard, the transfer switch); operator rotation by the admin and by
+the partner itself, and role grants; the treasury (settlement value, settlement records); pause and unpause
 with time passing; revokeConsent and cancelConsent. The model (:class:`Model`) knows the rules, not the
 storage layout: a ledger clock that stands still while paused (epoch = (t - genesis - time paused) / L), a
 validity window of ``VALIDITY`` epochs, per-account per-epoch holdings spent oldest first, expired points
 pending until swept (or until the account is credited a live epoch that needs their bucket, as the contract
-documents), partner statuses, operator keys and the tombstones rotation leaves, allowances, issued and
-redeemed counters in points and in value (each entry at the settlement value in force), settlements,
-references used once per partner (issue, redemption and settlement references apart), role holders, keyed
-nonces. An operation the model predicts to fail must revert with the predicted custom error and arguments,
-and change nothing. A change that must take effect at once (a rotation, an allowance cut, transfers switched
-off, a pause) is followed within its step by the attempt it must stop (the old key issuing, an issue beyond
-what the cut left, a transfer, an issue), checked against the model like any other.
+documents), partner statuses, operator keys and the tombstones rotation leaves, allowances, issued, redeemed,
+reversed and refunded counters in points and in value (each entry at the settlement value in force; a reversal
+at its issuance's, a refund at its redemption's), settlements, role holders, keyed nonces (shared by
+redemption consents, revocations and migrations); every issuance (its items, Merkle root and proofs, epoch,
+block time and value) and every redemption (its parts per epoch), with what was reversed of each item and
+refunded of each redemption; references used once per partner (issues and batch roots in one namespace;
+redemptions, settlements, returns and refunds each in their own). For every operation the model predicts the
+outcome exactly: the custom error and its arguments, or every ledger entry the transaction emits, in order,
+with all its fields (which epochs a redemption spends, a reversal takes back, a refund restores or expires at
+once, a migration moves, which expired buckets a credit retires first). An operation the model predicts to fail
+must revert with that error and change nothing. A change that must take effect at once (a rotation, an
+allowance cut, transfers switched off, a pause) is followed within its step by the attempt it must stop (the
+old key issuing, an issue beyond what the cut left, a transfer, an issue), checked against the model like any
+other; so are a batch whose root an issue took first, and a migration replayed or repeated from the emptied
+account.
 
-Checks (:meth:`LedgerMachine.views_match_model`, after every step): issued - redeemed - expired -
-pendingExpiry == outstandingSupply == Σ balanceOf, Σ partner issued/redeemed == the totals, no balance below
-0 (or wrapped above totalIssued); the partners' and the coalition's positions sum to zero in points and in
-value, all-time and open; every open position == all-time - settled; ledgerHead moves exactly when
-ledgerSequence does; and every view the model predicts equals it: the clock (ledgerClock, pausedDuration,
-paused, currentEpoch, epochExpiresAt), the totals, ledgerSequence (the model counts every entry),
-transfersEnabled, settlementValue, every partner's whole record (operator, status, rights, allowance,
-counters in points and value, settled points and value) and positions, partnerIdOf of every key that ever
-operated a partner, the keyed nonces used, balanceOf of every account, balanceOfAtEpoch of the live epochs
-(and of the epoch that expired last) for the accounts the step involved, all accounts after a time step.
-After a reverted step only head, sequence, the clock and the named accounts' balances are read again (the
-model did not move, so the next full check would catch anything else); every example ends with a full check
-of all views of all accounts (in one example in ten with a cross-check of a few of them through web3).
+Checks (:meth:`LedgerMachine.views_match_model`, after every step), on the chain's own views: issued ==
+(redeemed - refunded) + reversed + expired + pendingExpiry + outstandingSupply, outstandingSupply == Σ balanceOf,
+Σ partner issued / redeemed / reversed / refunded == the totals, no partner's reversals above its issues nor
+refunds above its redemptions (points and value), no item's reversals (reversedOf) above what it issued, no
+redemption's refunds (refundedOf) above it, no balance below 0 (or wrapped above totalIssued); the partners' and
+the coalition's positions sum to zero in points and in value, all-time and open; every open position ==
+all-time - settled; ledgerHead == the hash chain rebuilt here from the raw logs of every transaction
+(``keccak(head ‖ keccak(topics ‖ data))`` over the entries), and it moves exactly when ledgerSequence does; and
+every view the model predicts equals it: the clock (ledgerClock, pausedDuration, paused, currentEpoch,
+epochExpiresAt), the totals, ledgerSequence, transfersEnabled, settlementValue, every partner's whole record and
+positions, partnerIdOf of every key that ever operated a partner, the keyed nonces used, reversedOf of every
+item issued and refundedOf of every redemption, balanceOf of every account, balanceOfAtEpoch of the live epochs
+(and of the epoch that expired last) for the accounts the step involved, all accounts after a time step. After
+a reverted step only head, sequence, the clock and the named accounts' balances are read again (the model did
+not move, so the next full check would catch anything else); every example ends with a full check of all views
+of all accounts, and of every reference the model used (and a few it did not) in all five namespaces (in one
+example in ten with a cross-check of a few views through web3).
 
 Speed: the ledger is deployed once per module on an anvil of its own with points of three epochs on every
-account, and every example starts from an ``evm_snapshot`` of it. Transactions and views go to anvil as raw
-JSON-RPC (:class:`RawLedger`, compared with web3 by ``test_raw_ledger_agrees_with_web3``); the views after a
-step are one JSON-RPC batch at "latest". Consents are signed over EIP-712 digests computed here from the
-type strings (:func:`redemption_digest`), independently of the contract and of the chain layer.
+account and two redemptions (one over three epochs, one of an epoch that has expired by the snapshot), and
+every example starts from an ``evm_snapshot`` of it. Transactions and views go to anvil as raw JSON-RPC
+(:class:`RawLedger`, compared with web3 by ``test_raw_ledger_agrees_with_web3``); the views after a step are one
+JSON-RPC batch at "latest". Consents and migrations are signed over EIP-712 digests computed here from the type
+strings (:func:`redemption_digest`, :func:`migration_digest`), independently of the contract and of the chain
+layer; Merkle roots and proofs come from ``chain._merkle`` (checked against the roots the contract computed for
+the setup batches).
 
 Time: anvil stamps every block exactly one second after its parent (``anvil_setBlockTimestampInterval``),
 a time step sets the next block's timestamp, and reverting to the snapshot takes the clock back with it; so
-the model knows the timestamp of every block, and predicts the clock from it.
+the model knows the timestamp of every block, and predicts the clock from it. The ledger is deployed with the
+fixtures' reversal window (``REVERSAL_WINDOW``) and an epoch of two fifths of it, so that an issuance's window
+closes half an epoch before its points expire (earlier still when a pause held the ledger clock back).
 
-Size: ``LOYALTY_HYPOTHESIS_EXAMPLES`` (default 200) examples of up to ``LOYALTY_HYPOTHESIS_STEPS`` (default
-30) steps, about 6,000 transactions, some two minutes; with the defaults the run must have exercised every
-outcome in ``REQUIRED_OUTCOMES``.
+Size: ``LOYALTY_HYPOTHESIS_EXAMPLES`` (default 120) examples of up to ``LOYALTY_HYPOTHESIS_STEPS`` (default
+30) steps, about 5,000 transactions, some two minutes on two cores; a run at least that large must have
+exercised every outcome in ``REQUIRED_OUTCOMES``.
 """
 
 from __future__ import annotations
@@ -61,6 +80,7 @@ import requests
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.crypto import keccak
@@ -72,11 +92,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from chain import ContractRevert, RevertDecoder
 from chain._devnode import anvil_binary, start_anvil
 from chain._errors import abi_type
+from chain._merkle import BatchItem, MerkleTree, leaf_hash, process_proof
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
     GAS,
     ISSUE_ONLY,
+    REVERSAL_WINDOW,
     ROOT,
     SUSPENDED,
     AnvilNode,
@@ -85,10 +107,13 @@ from conftest import (
     new_customer,
 )
 
-EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", "200"))
-STEPS = int(os.environ.get("LOYALTY_HYPOTHESIS_STEPS", "30"))
+DEFAULT_EXAMPLES, DEFAULT_STEPS = 120, 30
+EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", str(DEFAULT_EXAMPLES)))
+STEPS = int(os.environ.get("LOYALTY_HYPOTHESIS_STEPS", str(DEFAULT_STEPS)))
 
-EPOCH_LENGTH = 3600
+# The fixtures deploy with a reversal window of REVERSAL_WINDOW: epochs of two fifths of it close an issuance's
+# window in the middle of its third epoch, half an epoch before its points expire.
+EPOCH_LENGTH = REVERSAL_WINDOW * 2 // 5
 VALIDITY = 3
 MAX_AMOUNT = 2**64 - 1
 MAX_ALLOWANCE = 2**64 - 1
@@ -100,6 +125,8 @@ INT256_MIN = -(2**255)
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 NO_PARTNER = 9  # a partner id nobody registered
 DEADLINE = 2**40  # redemption consents that do not expire during the run
+ZERO_HASH = b"\x00" * 32
+BATCH_RULE = b"\x11" * 32  # the rule hash of the batches the machine sends
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
 TREASURY_ROLE = keccak(b"TREASURY_ROLE")
@@ -109,11 +136,13 @@ PAUSER_ROLE = keccak(b"PAUSER_ROLE")
 INITIAL_ALLOWANCE = {ACTIVE: 1000, SUSPENDED: 1000, ACCEPT_ONLY: 0, ISSUE_ONLY: 500}
 
 N_CUSTOMERS = 2  # keys generated here: they sign consents (and may revoke them themselves)
-N_HOLDERS = 3  # node accounts: they send transfers
+N_HOLDERS = 3  # node accounts: they send transfers (their dev keys sign migrations)
 N_ACCOUNTS = N_CUSTOMERS + N_HOLDERS
 ZERO = N_ACCOUNTS  # account index standing for the zero address (only as a recipient)
 N_SPARES = 8  # fresh keys a partner may rotate to, or the admin grant a role to
 BIG_KEY = 2**191 + 5  # a nonce key far from any partner id
+#: anvil's public dev mnemonic: the keys of the node's unlocked accounts (a local chain only)
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 class Status(IntEnum):
@@ -135,6 +164,7 @@ _REDEMPTION_TYPEHASH = keccak(
     b"uint256 deadline)"
 )
 _CANCELLATION_TYPEHASH = keccak(b"ConsentCancellation(address customer,uint256 nonce)")
+_MIGRATION_TYPEHASH = keccak(b"Migration(address from,address to,uint256 nonce,uint256 deadline)")
 
 
 def domain_separator(chain_id: int, contract: str) -> bytes:
@@ -161,8 +191,23 @@ def cancellation_digest(domain: bytes, customer: str, nonce: int) -> bytes:
     return keccak(b"\x19\x01" + domain + keccak(fields))
 
 
+def migration_digest(domain: bytes, origin: str, to: str, nonce: int, deadline: int) -> bytes:
+    fields = abi_encode(
+        ["bytes32", "address", "address", "uint256", "uint256"],
+        [_MIGRATION_TYPEHASH, origin, to, nonce, deadline],
+    )
+    return keccak(b"\x19\x01" + domain + keccak(fields))
+
+
 def sign(key: LocalAccount, digest: bytes) -> bytes:
     return bytes(key.unsafe_sign_hash(digest).signature)
+
+
+def anvil_keys(count: int) -> dict[str, LocalAccount]:
+    """The node's first ``count`` unlocked accounts' keys (``m/44'/60'/0'/0/i`` of the dev mnemonic)."""
+    seed = seed_from_mnemonic(ANVIL_MNEMONIC, "")
+    keys = [Account.from_key(key_from_seed(seed, f"m/44'/60'/0'/0/{i}")) for i in range(count)]
+    return {key.address: key for key in keys}
 
 
 # =========================================================================== anvil over raw JSON-RPC
@@ -246,13 +291,13 @@ class RawLedger:
             results.append(values[0] if len(values) == 1 else values)
         return results
 
-    def transact(self, name: str, *args: Any, sender: str) -> None:
-        """Sends ``name(*args)`` from ``sender`` (mined at once); raises the decoded
-        :class:`ContractRevert`."""
+    def transact(self, name: str, *args: Any, sender: str) -> list[dict[str, Any]]:
+        """Sends ``name(*args)`` from ``sender`` (mined at once); returns the receipt's logs, or raises the
+        decoded :class:`ContractRevert`."""
         call = self._call(name, args, sender)
         receipt = self.rpc.request("eth_sendTransactionSync", [call])  # the receipt, once mined
         if int(receipt["status"], 16) == 1:
-            return
+            return list(receipt["logs"])
         # A reverted transaction changed nothing but the sender's account: the latest state replays it.
         try:
             self.rpc.request("eth_call", [call, "latest"])
@@ -268,6 +313,46 @@ class RawLedger:
         self.rpc.request("evm_mine", [timestamp])
 
 
+class Entries:
+    """The ledger entries of the ABI (the events with a ``seq`` field): decoded from raw logs into
+    ``(name, args)`` in declaration order, and folded into the hash chain as the contract keeps it,
+    ``head = keccak256(head ‖ keccak256(topic0 ‖ topics ‖ data))``, from the logs alone."""
+
+    def __init__(self, address: str, abi: Sequence[dict[str, Any]]) -> None:
+        self._address = address.lower()
+        self._events: dict[bytes, tuple[str, list[tuple[str, bool]]]] = {}
+        self.seq_index: dict[str, int] = {}  # event name -> position of its seq among its arguments
+        for item in abi:
+            if item.get("type") != "event" or "seq" not in [p["name"] for p in item["inputs"]]:
+                continue
+            types = [abi_type(p) for p in item["inputs"]]
+            topic = keccak(f"{item['name']}({','.join(types)})".encode())
+            inputs = [(t, bool(p["indexed"])) for t, p in zip(types, item["inputs"], strict=True)]
+            self._events[topic] = (str(item["name"]), inputs)
+            self.seq_index[str(item["name"])] = [p["name"] for p in item["inputs"]].index("seq")
+
+    def read(
+        self, logs: Sequence[dict[str, Any]], head: bytes
+    ) -> tuple[list[tuple[str, tuple[Any, ...]]], bytes]:
+        """The entries among ``logs`` (of this ledger, in log order), and ``head`` with them appended."""
+        entries = []
+        for log in logs:
+            topics = [bytes(HexBytes(topic)) for topic in log["topics"]]
+            if str(log["address"]).lower() != self._address or not topics or topics[0] not in self._events:
+                continue
+            data = bytes(HexBytes(log["data"]))
+            head = keccak(head + keccak(b"".join(topics) + data))
+            name, inputs = self._events[topics[0]]
+            unindexed = iter(abi_decode([t for t, indexed in inputs if not indexed], data))
+            indexed = iter(topics[1:])
+            args = tuple(
+                abi_decode([t], next(indexed))[0] if is_indexed else next(unindexed)
+                for t, is_indexed in inputs
+            )
+            entries.append((name, args))
+        return entries, head
+
+
 # =========================================================================== the model
 
 
@@ -278,6 +363,90 @@ class Rejected(Exception):
         super().__init__(name, *args)
         self.name = name
         self.arguments = args
+
+
+#: Stands for the entry's sequence number in :meth:`Model._emit` (the model numbers its entries).
+SEQ: Any = object()
+
+
+class IssuanceItem(NamedTuple):
+    """ILedgerEntries.IssuanceItem: one issued item as a reversal presents it."""
+
+    ref: bytes
+    customer: str
+    amount: int
+    item_ref: bytes
+    epoch: int
+    issued_at: int
+    value: int
+    proof: tuple[bytes, ...]
+
+
+class RedemptionRecord(NamedTuple):
+    """ILedgerEntries.RedemptionRecord: a redemption as a refund presents it."""
+
+    customer: str
+    ref: bytes
+    value: int
+    epochs: tuple[int, ...]
+    amounts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """An issuance as its entries recorded it: a single issue (one item, its root the item's leaf, ``ref``
+    its reference) or a batch (``ref`` its Merkle root)."""
+
+    pid: int
+    ref: bytes
+    root: bytes
+    items: tuple[BatchItem, ...]
+    proofs: tuple[tuple[bytes, ...], ...]
+    epoch: int
+    issued_at: int
+    value: int
+    batch: bool
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Issuance:
+        return self  # immutable
+
+    def item(self, index: int) -> IssuanceItem:
+        """Item ``index`` (modulo the count) presented with its proof, as its partner would reverse it."""
+        index %= len(self.items)
+        item = self.items[index]
+        return IssuanceItem(
+            self.ref,
+            item.to,
+            item.amount,
+            item.item_ref,
+            self.epoch,
+            self.issued_at,
+            self.value,
+            self.proofs[index],
+        )
+
+    @classmethod
+    def of(
+        cls, pid: int, ref: bytes | None, items: Sequence[BatchItem], epoch: int, issued_at: int, value: int
+    ) -> Issuance:
+        """A single issue under ``ref``, or (``ref`` None) a batch of ``items`` under their Merkle root."""
+        if ref is not None:
+            return cls(pid, ref, items[0].leaf, tuple(items), ((),), epoch, issued_at, value, False)
+        tree = MerkleTree(items)
+        proofs = tuple(tuple(tree.proof(i)) for i in range(len(items)))
+        return cls(pid, tree.root, tree.root, tuple(items), proofs, epoch, issued_at, value, True)
+
+
+class Redemption(NamedTuple):
+    """A redemption as its PointsRedeemed entries recorded it: ``parts`` (epoch, points) in order."""
+
+    customer: str
+    value: int
+    parts: tuple[tuple[int, int], ...]
+
+    def presented(self, ref: bytes) -> RedemptionRecord:
+        epochs, amounts = zip(*self.parts, strict=True)
+        return RedemptionRecord(self.customer, ref, self.value, tuple(epochs), tuple(amounts))
 
 
 @dataclass
@@ -292,11 +461,19 @@ class PartnerModel:
     redeemed: int = 0
     issued_value: int = 0
     redeemed_value: int = 0
+    reversed: int = 0
+    refunded: int = 0
+    reversed_value: int = 0
+    refunded_value: int = 0
     settled_points: int = 0
     settled_value: int = 0
 
     def position(self) -> tuple[int, int]:
-        return self.redeemed - self.issued, self.redeemed_value - self.issued_value
+        """(redeemed - refunded) - (issued - reversed), in points and in value."""
+        return (
+            self.redeemed - self.refunded - self.issued + self.reversed,
+            self.redeemed_value - self.refunded_value - self.issued_value + self.reversed_value,
+        )
 
     def open_position(self) -> tuple[int, int]:
         points, value = self.position()
@@ -316,6 +493,10 @@ class PartnerModel:
             self.redeemed,
             self.issued_value,
             self.redeemed_value,
+            self.reversed,
+            self.refunded,
+            self.reversed_value,
+            self.refunded_value,
             self.settled_points,
             self.settled_value,
         )
@@ -323,7 +504,8 @@ class PartnerModel:
 
 @dataclass
 class Model:
-    """The ledger's rules. An operation checks everything first (raising :class:`Rejected`), then mutates.
+    """The ledger's rules. An operation checks everything first (raising :class:`Rejected`), then mutates,
+    appending to ``entries`` every ledger entry the transaction must emit, in order.
 
     Time: ``now`` is the timestamp of the block the next check reads (and, while an operation is applied,
     of the block that carries it); the clock is ``now - genesis - paused_duration``.
@@ -337,14 +519,23 @@ class Model:
     settlement_value: int
     #: role -> accounts holding it
     roles: dict[bytes, set[str]]
+    reversal_window: int
     paused_at: int | None = None
     paused_total: int = 0
     #: account -> epoch -> points held (> 0), expired but unswept epochs included
     held: dict[str, dict[int, int]] = field(default_factory=dict)
-    #: (partner, reference) pairs used by issues and batches, by redemptions, by settlements: three namespaces
-    used_refs: set[tuple[int, bytes]] = field(default_factory=set)
-    used_redemption_refs: set[tuple[int, bytes]] = field(default_factory=set)
+    #: (partner, reference) -> the issuance (single issue or batch root) made under it: one namespace
+    issuances: dict[tuple[int, bytes], Issuance] = field(default_factory=dict)
+    #: (partner, reference, item's leaf) -> points requested back by reversals so far
+    reversed: dict[tuple[int, bytes, bytes], int] = field(default_factory=dict)
+    #: (partner, reference) -> the redemption made under it
+    redemptions: dict[tuple[int, bytes], Redemption] = field(default_factory=dict)
+    #: (partner, reference) -> points of the redemption refunded so far
+    refunded: dict[tuple[int, bytes], int] = field(default_factory=dict)
+    #: (partner, reference) pairs used by settlements, returns (reversals), refunds: three more namespaces
     used_settlement_refs: set[tuple[int, bytes]] = field(default_factory=set)
+    used_return_refs: set[tuple[int, bytes]] = field(default_factory=set)
+    used_refund_refs: set[tuple[int, bytes]] = field(default_factory=set)
     #: (customer, key) -> next sequence number of that nonce key
     nonces: dict[tuple[str, int], int] = field(default_factory=dict)
     #: keys rotated away from a partner -> that partner (the contract keeps a tombstone for them)
@@ -352,6 +543,15 @@ class Model:
     total_issued: int = 0
     total_redeemed: int = 0
     total_expired: int = 0
+    total_reversed: int = 0
+    total_refunded: int = 0
+    #: the entries of the operation being applied: (event name, its arguments in declaration order)
+    entries: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def _emit(self, name: str, *args: Any) -> None:
+        """Appends ledger entry ``name(*args)``, numbered next (``SEQ`` among ``args`` stands for its number)."""
+        self.seq += 1
+        self.entries.append((name, tuple(self.seq if arg is SEQ else arg for arg in args)))
 
     # ------------------------------------------------------------ the clock
 
@@ -402,15 +602,20 @@ class Model:
 
     def _expire(self, account: str, epoch: int) -> None:
         assert self.is_expired(epoch), f"model: expiring live epoch {epoch}"
-        self.total_expired += self.holdings(account).pop(epoch)
-        self.seq += 1
+        amount = self.holdings(account).pop(epoch)
+        self.total_expired += amount
+        self._emit("PointsExpired", account, SEQ, epoch, amount)
 
-    def _credit(self, account: str, epoch: int, amount: int) -> None:
+    def _retire_stale(self, account: str, epoch: int) -> None:
+        """An account keeps one bucket per epoch residue: a live epoch needing a bucket that still holds an
+        (expired) older epoch retires those points first, as their own ledger entry."""
         held = self.holdings(account)
-        # An account keeps one bucket per epoch residue: a live epoch needing a bucket that still holds an
-        # (expired) older epoch retires those points first, as their own ledger entry.
         for old in [e for e in held if e != epoch and e % VALIDITY == epoch % VALIDITY]:
             self._expire(account, old)
+
+    def _credit(self, account: str, epoch: int, amount: int) -> None:
+        self._retire_stale(account, epoch)
+        held = self.holdings(account)
         held[epoch] = held.get(epoch, 0) + amount
 
     def _debit(self, account: str, epoch: int, amount: int) -> None:
@@ -434,8 +639,9 @@ class Model:
     # ------------------------------------------------------------ positions
 
     def coalition_position(self) -> tuple[int, int]:
-        value = sum(p.issued_value - p.redeemed_value for p in self.partners.values())
-        return self.total_issued - self.total_redeemed, value
+        """(issued - reversed) - (redeemed - refunded); in value, minus the partners' positions' sum."""
+        points = self.total_issued - self.total_reversed - self.total_redeemed + self.total_refunded
+        return points, -sum(p.position()[1] for p in self.partners.values())
 
     def coalition_open_position(self) -> tuple[int, int]:
         points, value = self.coalition_position()
@@ -467,7 +673,8 @@ class Model:
             raise Rejected("EnforcedPause")
 
     def _operating(self, caller: str) -> tuple[int, PartnerModel]:
-        """The partner ``caller`` operates, which must be active (an issue's or a redemption's caller)."""
+        """The partner ``caller`` operates, which must be active (the caller of an issue, a redemption, a
+        reversal, a refund)."""
         pid = self.operator_ids().get(caller)
         if pid is None:
             raise Rejected("LedgerUnknownPartner", caller)
@@ -510,7 +717,9 @@ class Model:
             raise Rejected("LedgerAmountTooLarge", amount, MAX_AMOUNT)
 
     @staticmethod
-    def _check_reference(used: set[tuple[int, bytes]], pid: int, ref: bytes) -> None:
+    def _check_reference(
+        used: set[tuple[int, bytes]] | dict[tuple[int, bytes], Any], pid: int, ref: bytes
+    ) -> None:
         if (pid, ref) in used:
             raise Rejected("LedgerReferenceUsed", pid, ref)
 
@@ -537,44 +746,66 @@ class Model:
         if to == ZERO_ADDRESS:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
 
-    def _use_nonce(self, customer: str, nonce: int) -> None:
-        key = nonce >> 64
-        current = self.nonce(customer, key)
+    def _check_nonce(self, customer: str, nonce: int) -> None:
+        current = self.nonce(customer, nonce >> 64)
         if nonce != current:
             raise Rejected("InvalidAccountNonce", customer, current)
+
+    def _use_nonce(self, customer: str, nonce: int) -> None:
+        self._check_nonce(customer, nonce)
+        key = nonce >> 64
         self.nonces[customer, key] = self.nonces.get((customer, key), 0) + 1
 
     # ------------------------------------------------------------ operations: partners and customers
 
-    def issue(self, operator: str, to: str, amount: int, ref: bytes) -> None:
+    def issue(self, operator: str, to: str, amount: int, ref: bytes, reason: int, rule: bytes) -> None:
         self._not_paused()
         self._check_amount(amount)
         pid, partner = self._spend_allowance(operator, amount)
-        self._check_reference(self.used_refs, pid, ref)
+        self._check_reference(self.issuances, pid, ref)
         if to == ZERO_ADDRESS:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
-        self.used_refs.add((pid, ref))
+        epoch, value = self.epoch, self.settlement_value
+        self.issuances[pid, ref] = Issuance.of(pid, ref, [BatchItem(to, amount, ref)], epoch, self.now, value)
         self._count_issued(partner, amount)
-        self._credit(to, self.epoch, amount)
-        self.seq += 1
+        self._credit(to, epoch, amount)
+        self._emit("PointsIssued", pid, to, SEQ, epoch, amount, ref, reason, rule, value)
 
-    def issue_batch(self, operator: str, recipients: list[str], amounts: list[int], ref: bytes) -> None:
+    def issue_batch(
+        self,
+        operator: str,
+        recipients: list[str],
+        amounts: list[int],
+        item_refs: list[bytes],
+        reason: int,
+        rule: bytes,
+    ) -> bytes:
+        """Checks and applies a batch; returns its Merkle root (its reference)."""
         self._not_paused()
+        if not len(recipients) == len(amounts) == len(item_refs):
+            raise Rejected("LedgerBatchLengthMismatch", len(recipients), len(amounts), len(item_refs))
         if not recipients:
             raise Rejected("LedgerEmptyBatch")
         for amount in amounts:
             self._check_amount(amount)
         total = sum(amounts)
         pid, partner = self._spend_allowance(operator, total)
-        self._check_reference(self.used_refs, pid, ref)
+        items = [BatchItem(*item) for item in zip(recipients, amounts, item_refs, strict=True)]
+        epoch, value = self.epoch, self.settlement_value
+        issuance = Issuance.of(pid, None, items, epoch, self.now, value)
+        self._check_reference(self.issuances, pid, issuance.ref)
         if ZERO_ADDRESS in recipients:
             raise Rejected("ERC20InvalidReceiver", ZERO_ADDRESS)
-        self.used_refs.add((pid, ref))
+        self.issuances[pid, issuance.ref] = issuance
         self._count_issued(partner, total)
-        self.seq += 1  # the batch header
-        for to, amount in zip(recipients, amounts, strict=True):
-            self._credit(to, self.epoch, amount)
-            self.seq += 1
+        # every recipient's stale bucket is retired before the header: the items are numbered in a row
+        for to in recipients:
+            self._retire_stale(to, epoch)
+        self._emit("PointsBatchIssued", pid, SEQ, epoch, issuance.ref, reason, rule, len(items), total, value)
+        for item in items:
+            self._credit(item.to, epoch, item.amount)
+            self._emit("PointsIssuedInBatch", item.to, SEQ, item.amount, item.item_ref)
+        return issuance.ref
 
     def redeem(
         self, operator: str, customer: str, amount: int, ref: bytes, nonce: int
@@ -586,43 +817,186 @@ class Model:
         if not partner.can_accept:
             raise Rejected("LedgerPartnerCannotAccept", pid)
         self._check_amount(amount)
-        current = self.nonce(customer, nonce >> 64)
-        if nonce != current:
-            raise Rejected("InvalidAccountNonce", customer, current)
-        self._check_reference(self.used_redemption_refs, pid, ref)
+        self._check_nonce(customer, nonce)
+        self._check_reference(self.redemptions, pid, ref)
         balance = self.balance(customer)
         if balance < amount:
             raise Rejected("LedgerInsufficientBalance", customer, balance, amount)
         if amount > MAX_ALLOWANCE - partner.redeemed:
             raise Rejected("LedgerAmountTooLarge", amount, MAX_ALLOWANCE - partner.redeemed)
         self._use_nonce(customer, nonce)
-        self.used_redemption_refs.add((pid, ref))
+        value = self.settlement_value
         partner.redeemed += amount
-        partner.redeemed_value += amount * self.settlement_value
+        partner.redeemed_value += amount * value
         self.total_redeemed += amount
         spent = self._oldest_first(customer, amount)
         for epoch, take in spent:
             self._debit(customer, epoch, take)
-            self.seq += 1
+            self._emit("PointsRedeemed", pid, customer, SEQ, epoch, take, ref, nonce, value)
+        self.redemptions[pid, ref] = Redemption(customer, value, tuple(spent))
         return spent
+
+    def reverse(
+        self, operator: str, item: IssuanceItem, amount: int, return_ref: bytes
+    ) -> list[tuple[int, int]]:
+        """Checks and applies a reversal (a return) of ``amount`` points of ``item``; returns the (epoch,
+        points) taken back: the issuance's epoch first (if live), then the oldest live epochs, up to what the
+        customer holds."""
+        self._not_paused()
+        pid, partner = self._operating(operator)  # no right to issue needed: a return undoes an issue
+        self._check_amount(amount)
+        leaf = leaf_hash(item.customer, item.amount, item.item_ref)
+        issuance = self.issuances.get((pid, item.ref))
+        presented = (process_proof(item.proof, leaf), item.epoch, item.issued_at, item.value)
+        if issuance is None or presented != (
+            issuance.root,
+            issuance.epoch,
+            issuance.issued_at,
+            issuance.value,
+        ):
+            raise Rejected("LedgerIssuanceNotFound", pid, item.ref)
+        closed_at = item.issued_at + self.reversal_window
+        if self.now > closed_at:
+            raise Rejected("LedgerReversalWindowClosed", item.ref, closed_at)
+        key = (pid, item.ref, leaf)
+        reversed_ = self.reversed.get(key, 0)
+        if amount > item.amount - reversed_:
+            raise Rejected("LedgerReversalExceedsIssuance", item.ref, item.amount, reversed_, amount)
+        self._check_reference(self.used_return_refs, pid, return_ref)
+        self.reversed[key] = reversed_ + amount
+        self.used_return_refs.add((pid, return_ref))
+        customer = item.customer
+        recovered = min(self.balance(customer), amount)
+        partner.reversed += recovered
+        partner.reversed_value += recovered * item.value
+        self.total_reversed += recovered
+        self._emit(
+            "IssuanceReversed",
+            pid,
+            customer,
+            SEQ,
+            item.ref,
+            item.item_ref,
+            return_ref,
+            amount,
+            recovered,
+            item.value,
+        )
+        order = [] if self.is_expired(item.epoch) else [item.epoch]
+        order += [epoch for epoch in self.live_epochs() if epoch != item.epoch]
+        taken, left = [], recovered
+        for epoch in order:
+            take = min(self.at_epoch(customer, epoch), left)
+            if take:
+                self._debit(customer, epoch, take)
+                self._emit("PointsReversed", pid, customer, SEQ, epoch, take, return_ref)
+                taken.append((epoch, take))
+                left -= take
+        assert left == 0
+        return taken
+
+    def refund(
+        self, operator: str, record: RedemptionRecord, amount: int, refund_ref: bytes
+    ) -> list[tuple[int, int]]:
+        """Checks and applies a refund of ``amount`` points of the redemption ``record`` presents; returns the
+        (epoch, points) given back, newest part first after what earlier refunds took (an expired epoch's
+        expire at once)."""
+        self._not_paused()
+        pid, partner = self._operating(operator)  # no right to accept needed
+        self._check_amount(amount)
+        redemption = self.redemptions.get((pid, record.ref))
+        if (
+            len(record.epochs) != len(record.amounts)
+            or redemption is None
+            or (record.customer, record.value, tuple(zip(record.epochs, record.amounts, strict=True)))
+            != redemption
+        ):
+            raise Rejected("LedgerRedemptionNotFound", pid, record.ref)
+        redeemed = sum(record.amounts)
+        refunded = self.refunded.get((pid, record.ref), 0)
+        if amount > redeemed - refunded:
+            raise Rejected("LedgerRefundExceedsRedemption", record.ref, redeemed, refunded, amount)
+        self._check_reference(self.used_refund_refs, pid, refund_ref)
+        self.refunded[pid, record.ref] = refunded + amount
+        self.used_refund_refs.add((pid, refund_ref))
+        given, skip, left = [], refunded, amount
+        for epoch, part in reversed(redemption.parts):
+            take = min(max(part - skip, 0), left)
+            skip = max(skip - part, 0)
+            if take:
+                given.append((epoch, take))
+                left -= take
+        assert left == 0
+        restored = sum(take for epoch, take in given if not self.is_expired(epoch))
+        partner.refunded += amount
+        partner.refunded_value += amount * record.value
+        self.total_refunded += amount
+        customer = record.customer
+        self._emit(
+            "RedemptionRefunded", pid, customer, SEQ, record.ref, refund_ref, amount, restored, record.value
+        )
+        for epoch, take in given:
+            if self.is_expired(epoch):  # never reaches the balance: expired on arrival
+                self._emit("PointsRefunded", pid, customer, SEQ, epoch, take, refund_ref)
+                self.total_expired += take
+                self._emit("PointsExpired", customer, SEQ, epoch, take)
+            else:
+                self._credit(customer, epoch, take)
+                self._emit("PointsRefunded", pid, customer, SEQ, epoch, take, refund_ref)
+        return given
+
+    def migrate(
+        self, origin: str, to: str, nonce: int, deadline: int, origin_signer: str, to_signer: str
+    ) -> None:
+        """migrateAccount with signatures by ``origin_signer`` (for ``origin``) and ``to_signer`` (for ``to``)."""
+        self._not_paused()
+        if self.now > deadline:
+            raise Rejected("LedgerExpiredSignature", deadline)
+        for account, signer in ((origin, origin_signer), (to, to_signer)):
+            if signer != account:
+                raise Rejected("LedgerInvalidSigner", account, signer)
+        self._check_nonce(origin, nonce)
+        self._check_migration(origin, to)
+        self._use_nonce(origin, nonce)
+        self._migrate(origin, to, nonce, recovery=False)
+
+    def recover(self, sender: str, lost: str, to: str) -> None:
+        """recoverAccount by ``sender``."""
+        self._check_role(sender, DEFAULT_ADMIN_ROLE)
+        self._not_paused()
+        self._check_migration(lost, to)
+        self._migrate(lost, to, 0, recovery=True)
+
+    def _check_migration(self, origin: str, to: str) -> None:
+        if ZERO_ADDRESS in (origin, to) or origin == to:
+            raise Rejected("LedgerInvalidMigration", origin, to)
+        if self.balance(origin) == 0:
+            raise Rejected("LedgerInsufficientBalance", origin, 0, 1)
+
+    def _migrate(self, origin: str, to: str, nonce: int, *, recovery: bool) -> None:
+        self._emit("AccountMigrated", origin, to, SEQ, nonce, recovery, self.balance(origin))
+        for epoch in self.live_epochs():
+            held = self.at_epoch(origin, epoch)
+            if held:
+                self._move(origin, to, epoch, held)
 
     def revoke(self, customer: str, nonce: int) -> None:
         """revokeConsent by the customer itself (works while paused)."""
         self._use_nonce(customer, nonce)
-        self.seq += 1
+        self._emit("ConsentRevoked", customer, SEQ, nonce)
 
     def cancel(self, customer: str, nonce: int, signer: str) -> None:
         """cancelConsent with ``signer``'s signature over the customer's cancellation (works while paused)."""
         if signer != customer:
             raise Rejected("LedgerInvalidSigner", customer, signer)
-        self._use_nonce(customer, nonce)
-        self.seq += 1
+        self.revoke(customer, nonce)
 
     def sweep(self, accounts: list[str]) -> int:
         self._not_paused()
         swept = 0
         for account in accounts:
-            for epoch in sorted(self.holdings(account)):
+            # the contract walks an account's buckets in slot order: epoch % VALIDITY
+            for epoch in sorted(self.holdings(account), key=lambda e: e % VALIDITY):
                 if self.is_expired(epoch):
                     swept += self.holdings(account)[epoch]
                     self._expire(account, epoch)
@@ -631,7 +1005,7 @@ class Model:
     def _move(self, sender: str, to: str, epoch: int, amount: int) -> None:
         self._debit(sender, epoch, amount)
         self._credit(to, epoch, amount)
-        self.seq += 1
+        self._emit("PointsTransferred", sender, to, SEQ, epoch, amount)
 
     def transfer(self, sender: str, to: str, value: int) -> None:
         self._check_transfer(to)
@@ -655,6 +1029,10 @@ class Model:
 
     # ------------------------------------------------------------ operations: the registry
 
+    def _set_allowance(self, pid: int, partner: PartnerModel, allowance: int) -> None:
+        self._emit("PartnerAllowanceChanged", pid, SEQ, partner.allowance, allowance)
+        partner.allowance = allowance
+
     def increase_allowance(self, sender: str, pid: int, amount: int) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         partner = self._live(pid)
@@ -663,8 +1041,7 @@ class Model:
         room = MAX_ALLOWANCE - partner.allowance
         if amount > room:
             raise Rejected("LedgerAmountTooLarge", amount, room)
-        partner.allowance += amount
-        self.seq += 1
+        self._set_allowance(pid, partner, partner.allowance + amount)
 
     def decrease_allowance(self, sender: str, pid: int, amount: int) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE, TREASURY_ROLE)
@@ -673,43 +1050,42 @@ class Model:
             raise Rejected("LedgerZeroAmount")
         if amount > partner.allowance:
             raise Rejected("LedgerAllowanceExceeded", pid, partner.allowance, amount)
-        partner.allowance -= amount
-        self.seq += 1
+        self._set_allowance(pid, partner, partner.allowance - amount)
 
     def set_rights(self, sender: str, pid: int, can_issue: bool, can_accept: bool) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         partner = self._live(pid)
         partner.can_issue, partner.can_accept = can_issue, can_accept
-        self.seq += 1
+        self._emit("PartnerRightsChanged", pid, SEQ, can_issue, can_accept)
+
+    def _set_status(self, pid: int, partner: PartnerModel, status: Status) -> None:
+        partner.status = status
+        self._emit("PartnerStatusChanged", pid, SEQ, int(status))
 
     def suspend(self, sender: str, pid: int) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE, PAUSER_ROLE)
         partner = self._existing(pid)
         self._require_active(pid, partner)
-        partner.status = Status.SUSPENDED
-        self.seq += 1
+        self._set_status(pid, partner, Status.SUSPENDED)
 
     def reactivate(self, sender: str, pid: int) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         partner = self._live(pid)
         if partner.status != Status.SUSPENDED:
             raise Rejected("LedgerPartnerNotSuspended", pid)
-        partner.status = Status.ACTIVE
-        self.seq += 1
+        self._set_status(pid, partner, Status.ACTIVE)
 
     def offboard(self, sender: str, pid: int) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         partner = self._live(pid)
         if partner.allowance:
-            partner.allowance = 0
-            self.seq += 1  # the allowance dropped, its own entry
-        partner.status = Status.OFFBOARDED
-        self.seq += 1
+            self._set_allowance(pid, partner, 0)  # the allowance dropped, its own entry
+        self._set_status(pid, partner, Status.OFFBOARDED)
 
     def set_transfers_enabled(self, sender: str, enabled: bool) -> None:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         self.transfers_enabled = enabled
-        self.seq += 1
+        self._emit("TransfersEnabledChanged", SEQ, enabled)
 
     def rotate(self, sender: str, pid: int, new_operator: str) -> None:
         partner = self._existing(pid)
@@ -719,9 +1095,10 @@ class Model:
         if partner.status == Status.OFFBOARDED:
             raise Rejected("LedgerPartnerOffboarded", pid)
         self._check_new_operator(new_operator)
-        self.former[partner.operator] = pid
+        previous = partner.operator
+        self.former[previous] = pid
         partner.operator = new_operator
-        self.seq += 1
+        self._emit("PartnerOperatorChanged", pid, new_operator, SEQ, previous)
 
     def grant(self, sender: str, role: bytes, account: str) -> bool:
         """grantRole; returns whether it added an entry (granting a role already held does not)."""
@@ -734,7 +1111,7 @@ class Model:
         if account in self.roles[role]:
             return False
         self.roles[role].add(account)
-        self.seq += 1
+        self._emit("RoleChanged", role, account, SEQ, True, sender)
         return True
 
     # ------------------------------------------------------------ operations: the treasury and the pauser
@@ -743,8 +1120,8 @@ class Model:
         self._check_role(sender, TREASURY_ROLE)
         if value > MAX_SETTLEMENT_VALUE:
             raise Rejected("LedgerInvalidSettlementValue", value, MAX_SETTLEMENT_VALUE)
-        self.settlement_value = value
-        self.seq += 1
+        previous, self.settlement_value = self.settlement_value, value
+        self._emit("SettlementValueChanged", SEQ, previous, value)
 
     def record_settlement(self, sender: str, pid: int, points: int, value: int, ref: bytes) -> None:
         self._check_role(sender, TREASURY_ROLE)
@@ -758,13 +1135,13 @@ class Model:
         self.used_settlement_refs.add((pid, ref))
         partner.settled_points += points
         partner.settled_value += value
-        self.seq += 1
+        self._emit("SettlementRecorded", pid, SEQ, points, value, ref)
 
     def pause(self, sender: str) -> None:
         self._check_role(sender, PAUSER_ROLE)
         self._not_paused()
         self.paused_at = self.now
-        self.seq += 1
+        self._emit("PauseChanged", SEQ, True, self.paused_total)
 
     def unpause(self, sender: str) -> None:
         self._check_role(sender, PAUSER_ROLE)
@@ -772,7 +1149,7 @@ class Model:
             raise Rejected("ExpectedPause")
         self.paused_total += self.now - self.paused_at
         self.paused_at = None
-        self.seq += 1
+        self._emit("PauseChanged", SEQ, False, self.paused_total)
 
 
 # =========================================================================== one deployment for all examples
@@ -785,13 +1162,16 @@ class World:
 
     ledger: Ledger
     raw: RawLedger
+    entries: Entries
     snapshot: str
     domain: bytes
     customers: list[LocalAccount]
     holders: list[str]
     accounts: list[str]  # customers' addresses, then holders
+    keys: dict[str, LocalAccount]  # every account's key (the holders': the node's dev keys)
     spares: list[str]  # unused keys, impersonated and funded
     baseline: Model  # the ledger at the snapshot
+    head: bytes  # the hash chain rebuilt from every log up to the snapshot
     examples: int = 0  # examples started
 
     def restart(self) -> Model:
@@ -804,8 +1184,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    """The ledger with points of epochs 0, 1 and 2 on every account and the clock at the first second of
-    epoch 3, then a snapshot: two epochs of live points to spend and move, and expired points to sweep."""
+    """The ledger with points of epochs 0, 1 and 2 on every account, two redemptions, and the clock at the
+    first second of epoch 3, then a snapshot: two epochs of live points to spend and move, expired points to
+    sweep, issuances whose reversal window is open or closed, a redemption to refund partly into an expired
+    epoch and one wholly."""
     if not anvil_binary(ROOT).exists():
         pytest.skip("anvil is not installed (run `make install`)")
     with start_anvil(ROOT, extra_args=("--accounts", "12")) as running:
@@ -819,6 +1201,7 @@ def world() -> Iterator[World]:
 def _build_world(node: AnvilNode, rpc: JsonRpc) -> World:
     rpc.request("anvil_setBlockTimestampInterval", [1])  # every block one second after its parent
     ledger = deploy_ledger(node, epoch_length=EPOCH_LENGTH, validity=VALIDITY)
+    assert ledger.call("reversalWindow") == REVERSAL_WINDOW
     raw = RawLedger(rpc, ledger.address, ledger.artifact.abi, ledger.decoder)
     actors = ledger.actors
     customers = [new_customer() for _ in range(N_CUSTOMERS)]
@@ -829,20 +1212,47 @@ def _build_world(node: AnvilNode, rpc: JsonRpc) -> World:
     holders = [actors.customer, actors.stranger, node.accounts[9]]
     assert len(holders) == N_HOLDERS
     accounts_ = [c.address for c in customers] + holders
+    keys = {c.address: c for c in customers} | {
+        a: k for a, k in anvil_keys(len(node.accounts)).items() if a in holders
+    }
+    assert sorted(keys) == sorted(accounts_), "the node's accounts are not the dev mnemonic's"
     genesis = ledger.call("genesisTimestamp")
 
-    held: dict[str, dict[int, int]] = {account: {} for account in accounts_}
-    used_refs: set[tuple[int, bytes]] = set()
+    def timestamp(receipt: Any) -> int:
+        return int(node.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+    issuances: dict[tuple[int, bytes], Issuance] = {}
     for epoch in range(VALIDITY):
         if epoch:
             raw.travel(genesis + epoch * EPOCH_LENGTH)
         assert ledger.call("currentEpoch") == epoch
         points = [10 * (epoch + 1) + i for i in range(N_ACCOUNTS)]
-        ref = f"setup batch {epoch}".encode().ljust(32, b"\x00")
-        ledger.transact("issueBatch", accounts_, points, ref, 0, b"\x00" * 32, sender=actors.partner)
-        used_refs.add((ACTIVE, ref))
-        for account, amount in zip(accounts_, points, strict=True):
-            held[account][epoch] = amount
+        item_refs = [f"setup {epoch} item {i}".encode().ljust(32, b"\x00") for i in range(N_ACCOUNTS)]
+        receipt = ledger.transact(
+            "issueBatch", accounts_, points, item_refs, 0, ZERO_HASH, sender=actors.partner
+        )
+        (header,) = ledger.events(receipt, "PointsBatchIssued")
+        items = [BatchItem(*item) for item in zip(accounts_, points, item_refs, strict=True)]
+        issuance = Issuance.of(ACTIVE, None, items, epoch, timestamp(receipt), header["args"]["value"])
+        assert header["args"]["ref"] == issuance.root, "chain._merkle's root is not the contract's"
+        issuances[ACTIVE, issuance.ref] = issuance
+    # Two redemptions in epoch 2: over all three epochs at ACTIVE, and of epoch 0 only at ACCEPT_ONLY
+    # (expired at the snapshot: a refund of it expires at once).
+    redemptions: dict[tuple[int, bytes], Redemption] = {}
+    for customer, pid, sender, amount in (
+        (customers[0], ACTIVE, actors.partner, 35),
+        (customers[1], ACCEPT_ONLY, actors.accept_only, 5),
+    ):
+        ref = f"setup redemption {pid}".encode().ljust(32, b"\x00")
+        receipt = ledger.redeem(customer, amount, sender=sender, partner_id=pid, ref=ref)
+        parts = [(e["args"]["epoch"], e["args"]["amount"]) for e in ledger.events(receipt, "PointsRedeemed")]
+        value = ledger.events(receipt, "PointsRedeemed")[0]["args"]["value"]
+        redemptions[pid, ref] = Redemption(customer.address, value, tuple(parts))
+    assert [len(r.parts) for r in redemptions.values()] == [3, 1]
+    held: dict[str, dict[int, int]] = {}
+    for account in accounts_:
+        epochs, amounts = ledger.call("liveBalances", account)  # epochs 0, 1 and 2: all live in epoch 2
+        held[account] = dict(zip(epochs, amounts, strict=True))
     for pid, allowance in INITIAL_ALLOWANCE.items():
         cut = ledger.call("partner", pid)[6] - allowance
         ledger.transact("decreasePartnerAllowance", pid, cut, sender=actors.treasury)
@@ -852,9 +1262,7 @@ def _build_world(node: AnvilNode, rpc: JsonRpc) -> World:
     partners = {}
     for pid in INITIAL_ALLOWANCE:
         view = ledger.call("partner", pid)
-        partners[pid] = PartnerModel(
-            view[1], view[2], Status(view[3]), *view[4:11], settled_points=view[11], settled_value=view[12]
-        )
+        partners[pid] = PartnerModel(view[1], view[2], Status(view[3]), *view[4:])
     assert partners[SUSPENDED].status == Status.SUSPENDED
     roles = {
         DEFAULT_ADMIN_ROLE: {actors.admin},
@@ -869,28 +1277,45 @@ def _build_world(node: AnvilNode, rpc: JsonRpc) -> World:
         transfers_enabled=True,
         settlement_value=ledger.call("settlementValue"),
         roles=roles,
+        reversal_window=REVERSAL_WINDOW,
         held=held,
-        used_refs=used_refs,
+        issuances=issuances,
+        redemptions=redemptions,
+        nonces={(customers[0].address, ACTIVE): 1, (customers[1].address, ACCEPT_ONLY): 1},
         total_issued=ledger.call("totalIssued"),
+        total_redeemed=ledger.call("totalRedeemed"),
     )
-    assert baseline.total_issued == partners[ACTIVE].issued == sum(sum(h.values()) for h in held.values())
+    assert baseline.total_issued == partners[ACTIVE].issued
+    assert baseline.total_issued - baseline.total_redeemed == sum(sum(h.values()) for h in held.values())
     assert baseline.epoch == VALIDITY == ledger.call("currentEpoch")
+
+    # The hash chain from every log since the deployment: it must be the contract's, and number its entries.
+    entries = Entries(ledger.address, ledger.artifact.abi)
+    logs = rpc.request("eth_getLogs", [{"address": ledger.address, "fromBlock": "0x0", "toBlock": "latest"}])
+    decoded, head = entries.read(logs, ZERO_HASH)
+    assert head == bytes(ledger.call("ledgerHead"))
+    assert [args[entries.seq_index[name]] for name, args in decoded] == list(range(1, baseline.seq + 1))
 
     chain_id = node.w3.eth.chain_id
     domain = domain_separator(chain_id, ledger.address)
     probe = (customers[0].address, ACTIVE, 5, b"\x07" * 32, ACTIVE << 64 | 3, DEADLINE)
     assert redemption_digest(domain, *probe) == ledger.call("redemptionDigest", *probe)
     assert cancellation_digest(domain, *probe[0:5:4]) == ledger.call("cancellationDigest", *probe[0:5:4])
+    migration = (customers[0].address, holders[0], BIG_KEY << 64 | 3, DEADLINE)
+    assert migration_digest(domain, *migration) == ledger.call("migrationDigest", *migration)
     return World(
         ledger=ledger,
         raw=raw,
+        entries=entries,
         snapshot=rpc.request("evm_snapshot"),
         domain=domain,
         customers=customers,
         holders=holders,
         accounts=accounts_,
+        keys=keys,
         spares=spares,
         baseline=baseline,
+        head=head,
     )
 
 
@@ -904,6 +1329,8 @@ SCALAR_VIEWS = [
     "outstandingSupply",
     "totalIssued",
     "totalRedeemed",
+    "totalReversed",
+    "totalRefunded",
     "totalExpired",
     "pendingExpiry",
     "ledgerSequence",
@@ -914,6 +1341,11 @@ SCALAR_VIEWS = [
     "coalitionOpenPosition",
 ]
 PARTNER_VIEWS = ["partner", "partnerPosition", "partnerOpenPosition"]
+# partner(id): where its counters sit in the PartnerView
+ISSUED, REDEEMED, ISSUED_VALUE, REDEEMED_VALUE, REVERSED, REFUNDED, REVERSED_VALUE, REFUNDED_VALUE = range(
+    7, 15
+)
+SETTLED_POINTS, SETTLED_VALUE = 15, 16
 
 # Hypothesis shrinks towards the first element, so the common, successful choices come first.
 FORMER = -1  # issuer or acceptor: a key rotated away from its partner (see LedgerMachine._operator)
@@ -938,17 +1370,36 @@ accounts = st.integers(0, N_ACCOUNTS - 1)
 recipients = st.sampled_from([*range(N_ACCOUNTS)] * 2 + [*range(N_CUSTOMERS), ZERO])
 holders = st.integers(0, N_HOLDERS - 1)
 customers = st.integers(0, N_CUSTOMERS - 1)
-# small numbers collide often: references get reused, within and across partners
+# small numbers collide often: references get reused, within and across partners and namespaces
 refs = (st.integers(0, 15) | st.integers(0, 2**64)).map(_as_ref)
+# a batch item's reference: few, so that the same items come again
+item_refs = st.integers(0, 3).map(_as_ref)
 # 1..400, and now and then 0 or MAX_AMOUNT + 1 (Hypothesis favours small draws: 0 maps to 1)
 amounts = st.integers(0, 419).map(_as_amount)
 values = st.integers(0, 500)
-# how a redeemed or transferred value relates to what the account holds (see amount_for)
+# how a redeemed or transferred amount relates to what is available (see amount_for)
 sizes = st.sampled_from(["part", "all", "one more", "any"])
+# how a reversed or refunded amount relates to what is left of the item or the redemption
+returned_sizes = st.sampled_from(["part", "all", "part", "all", "one more", "any"])
 # which nonce a consent names: the next one of its key, or one already used (a replay), or one ahead
 nonce_choices = st.sampled_from(["next", "next", "used", "ahead"])
 # the key of a redemption consent: the accepting partner's id (the chain layer's default) or another
 consent_keys = st.sampled_from(["partner", "zero", "other partner", "big"])
+# an earlier issuance or redemption, counted back from the latest (0): mostly a recent one
+backs = st.sampled_from([0, 0, 0, 0, 1, 1, 2, 3, 5, 8, 13])
+# who reverses an issuance or refunds a redemption: its partner's current key, or another partner's, or a
+# key rotated away (while there is none: the active partner's), or a key that operates no partner
+returners = st.sampled_from(["own"] * 7 + ["other", "former", "stranger"])
+# what a reversal presents otherwise than its issuance recorded (mostly nothing)
+issuance_tampers = st.sampled_from(
+    ["none"] * 14 + ["proof", "as a single issue", "amount", "customer", "epoch", "issuedAt", "value"]
+)
+# what a refund presents otherwise than its redemption recorded (mostly nothing)
+redemption_tampers = st.sampled_from(["none"] * 10 + ["part", "drop", "length", "value", "customer"])
+# when a reversal is sent (see ReturnOrder)
+reversal_times = st.sampled_from(
+    ["now"] * 6 + ["now, any", "as the window closes", "once it closed", "after a transfer", "after spending"]
+)
 
 # who sends an administration call: the admin; "other": the other role that may do it too (the
 # treasury cuts allowances, the pauser suspends); "unauthorised": a role holder that may not
@@ -978,11 +1429,72 @@ def nonce_for(choice: str, next_nonce: int) -> int:
     return next_nonce if choice == "next" else next_nonce + 1
 
 
+def tampered_issuance(item: IssuanceItem, how: str, other: str) -> IssuanceItem:
+    """``item`` with one field its issuance did not record (``other``: another account)."""
+    if how == "proof":  # a sibling dropped, or one too many
+        return item._replace(proof=item.proof[:-1] if item.proof else (b"\x05" * 32,))
+    if how == "as a single issue":  # a batch item presented under its own reference, without its proof
+        return item._replace(ref=item.item_ref, proof=())
+    changes: dict[str, Any] = {
+        "amount": {"amount": item.amount + 1},
+        "customer": {"customer": other},
+        "epoch": {"epoch": item.epoch + 1},
+        "issuedAt": {"issued_at": item.issued_at + 1},
+        "value": {"value": item.value + 1},
+    }[how]
+    return item._replace(**changes)
+
+
+def tampered_redemption(record: RedemptionRecord, how: str, other: str) -> RedemptionRecord:
+    """``record`` with one thing its redemption did not record (``other``: another account)."""
+    if how == "part":
+        return record._replace(amounts=(record.amounts[0] + 1, *record.amounts[1:]))
+    if how == "drop":  # its last part left out
+        return record._replace(epochs=record.epochs[:-1], amounts=record.amounts[:-1])
+    if how == "length":  # an epoch more than amounts
+        return record._replace(epochs=(*record.epochs, record.epochs[-1] + 1))
+    if how == "value":
+        return record._replace(value=record.value + 1)
+    return record._replace(customer=other)
+
+
 class IssueOrder(NamedTuple):
     issuer: int  # a partner id, FORMER, or 0 for an account that operates no partner
     to: int  # an account index, or ZERO
     amount: int
     ref: bytes
+
+
+# The rules of returns, refunds and migrations take their arguments as one tuple: Hypothesis sorts rules with
+# fewer arguments first, and picks those more often.
+class ReturnOrder(NamedTuple):
+    back: int  # which issuance (see backs)
+    index: int  # which of its items
+    who: str  # who sends it (see returners)
+    amount: tuple[int, str]  # (value, size): see amount_for
+    tamper: str  # the field presented otherwise than recorded, or "none"
+    # "now" (an issuance whose window is open), "now, any", "as the window closes", "once it closed", "after a
+    # transfer" (of all the customer holds of the issuance's epoch), "after spending" (most of its points)
+    when: str
+    return_ref: bytes
+
+
+class RefundOrder(NamedTuple):
+    back: int  # which redemption (see backs)
+    who: str  # who sends it (see returners)
+    amount: tuple[int, str]  # (value, size): see amount_for
+    tamper: str  # what is presented otherwise than recorded, or "none"
+    refund_ref: bytes
+
+
+class MigrationOrder(NamedTuple):
+    origin: int  # an account index
+    dest: int  # an account index, or ZERO
+    signed: str  # "both", or which signature is by the wrong key
+    consent: tuple[int, str]  # (nonce key, nonce choice)
+    deadline: str  # "far", "this block" (the last second it is valid), "last block" (expired)
+    then: str  # what follows a migration that went through: "nothing", "replay", "again"
+    submitter: int  # the holder who sends it
 
 
 #: What the runs exercised ("issue: ok", "redeem: LedgerInsufficientBalance", "expiry on credit", ...).
@@ -997,6 +1509,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = self.world.restart()
         self.head: bytes | None = None
         self.seq = -1
+        self.log_head = self.world.head  # the hash chain rebuilt from the logs of every transaction
         self.touched = set(self.world.accounts)  # accounts whose balanceOfAtEpoch the next check reads
         self.verified = False  # whether the invariant has passed since the last step began
         self.rejected = False  # whether the last step was a transaction that reverted
@@ -1019,24 +1532,34 @@ class LedgerMachine(RuleBasedStateMachine):
             return next(iter(self.model.former), self.model.partners[ACTIVE].operator)
         return self.model.partners[pid].operator if pid else self.actors.stranger
 
+    def _returner(self, who: str, pid: int) -> str:
+        """The key that reverses or refunds an entry of partner ``pid`` (see ``returners``)."""
+        if who == "own":
+            return self.model.partners[pid].operator
+        if who == "other":
+            return self.model.partners[ACTIVE if pid != ACTIVE else ISSUE_ONLY].operator
+        return self._operator(FORMER if who == "former" else 0)
+
     def _expect(self, model_op: Callable[[], object], fn: str, *args: Any, sender: str) -> bool:
         """Applies ``model_op`` to the model (at the time of the block the transaction will be mined in)
-        and sends ``fn(*args)``: both succeed, or both revert alike.
+        and sends ``fn(*args)``: both succeed with the same ledger entries, or both revert alike.
 
         Returns whether they succeeded. The invariant then checks that a reverted operation changed nothing.
         """
         self.verified = False
         self.rejected = False
-        expired, seq = self.model.total_expired, self.model.seq
-        self.model.now += 1  # anvil stamps each block one second after its parent
+        model = self.model
+        expired, seq = model.total_expired, model.seq
+        model.entries.clear()
+        model.now += 1  # anvil stamps each block one second after its parent
         try:
             model_op()
             expected: Rejected | None = None
         except Rejected as rejected:
             expected = rejected
-            assert self.model.seq == seq, "model: a rejected operation added entries"
+            assert model.seq == seq and not model.entries, "model: a rejected operation added entries"
         try:
-            self.world.raw.transact(fn, *args, sender=sender)
+            logs = self.world.raw.transact(fn, *args, sender=sender)
         except ContractRevert as revert:
             assert expected is not None, f"{fn} reverted with {revert}; the model expected success"
             assert (revert.name, revert.arguments) == (expected.name, expected.arguments), (
@@ -1047,8 +1570,16 @@ class LedgerMachine(RuleBasedStateMachine):
             self.rejected = True
             return False
         assert expected is None, f"{fn} succeeded; the model expected {expected.name}{expected.arguments}"
+        entries, self.log_head = self.world.entries.read(logs, self.log_head)
+        if _plain(entries) != _plain(model.entries):
+            raise AssertionError(
+                f"{fn}: the entries emitted are not the model's:\n"
+                + "\n".join(
+                    f"  chain {a}\n  model {b}" for a, b in itertools.zip_longest(entries, model.entries)
+                )
+            )
         OUTCOMES[f"{fn}: ok"] += 1
-        if self.model.total_expired > expired:
+        if model.total_expired > expired:
             OUTCOMES["expiry by sweep" if fn == "sweepExpired" else "expiry on credit"] += 1
         return True
 
@@ -1057,39 +1588,74 @@ class LedgerMachine(RuleBasedStateMachine):
     # A single argument sorts this rule first among the rules, which Hypothesis picks most often.
     @rule(order=st.builds(IssueOrder, st.sampled_from(ISSUERS), recipients, amounts, refs))
     def issue(self, order: IssueOrder) -> None:
-        operator, recipient = self._operator(order.issuer), self._account(order.to)
+        self._issue(order.issuer, self._account(order.to), order.amount, order.ref)
+
+    def _issue(self, issuer: int, recipient: str, amount: int, ref: bytes) -> bool:
+        operator = self._operator(issuer)
         self.touched.add(recipient)
-        self._expect(
-            lambda: self.model.issue(operator, recipient, order.amount, order.ref),
+        return self._expect(
+            lambda: self.model.issue(operator, recipient, amount, ref, 1, ZERO_HASH),
             "issue",
             recipient,
-            order.amount,
-            order.ref,
+            amount,
+            ref,
             1,
-            b"\x00" * 32,
+            ZERO_HASH,
             sender=operator,
         )
 
+    @rule(issuer=st.sampled_from(ISSUERS), back=backs, to=recipients, amount=amounts)
+    def issue_under_a_batch_root(self, issuer: int, back: int, to: int, amount: int) -> None:
+        """A single issue whose reference is an earlier batch's root: refused for that batch's partner (one
+        namespace), accepted for another."""
+        batches = [issuance for issuance in self.model.issuances.values() if issuance.batch]
+        root = batches[-1 - back % len(batches)]
+        if not self._issue(issuer, self._account(to), amount, root.ref):
+            OUTCOMES["issue: refused under a batch root"] += self.rejected
+        else:
+            OUTCOMES["issue: ok under another partner's batch root"] += 1
+
     @rule(
         issuer=st.sampled_from(ISSUERS),
-        items=st.lists(st.tuples(recipients, st.integers(0, 300)), max_size=4),
-        ref=refs,
+        items=st.lists(st.tuples(recipients, st.integers(0, 300), item_refs), max_size=4),
+        how=st.sampled_from(["new", "new", "new", "new", "new", "again", "again", "root taken", "lengths"]),
+        back=backs,
     )
-    def issue_batch(self, issuer: int, items: list[tuple[int, int]], ref: bytes) -> None:
+    def issue_batch(self, issuer: int, items: list[tuple[int, int, bytes]], how: str, back: int) -> None:
+        """A batch of new items; or the items of an earlier batch again (refused for its partner: the same
+        root); or, after a single issue under the root a one-item batch will have, that batch (refused); or
+        item references one fewer or one more than recipients."""
         operator = self._operator(issuer)
-        to = [self._account(i) for i, _ in items]
-        points = [amount for _, amount in items]
+        if how == "again":
+            batches = [issuance for issuance in self.model.issuances.values() if issuance.batch]
+            earlier = batches[-1 - back % len(batches)]
+            to, points = [i.to for i in earlier.items], [i.amount for i in earlier.items]
+            refs_ = [i.item_ref for i in earlier.items]
+        else:
+            to = [self._account(i) for i, _, _ in items]
+            points = [amount for _, amount, _ in items]
+            refs_ = [ref for _, _, ref in items]
+        if how == "root taken":  # one item (at least 1 point), whose leaf is the batch's root
+            to, points, refs_ = to[:1] or [self.world.accounts[0]], [max([*points[:1], 1])], refs_[:1]
+            refs_ = refs_ or [ZERO_HASH]
+            if self._issue(issuer, to[0], points[0], leaf_hash(to[0], points[0], refs_[0])):
+                self._check(detailed=[])  # the issue's entries, before an attempt that must change nothing
+        if how == "lengths":
+            refs_ = refs_[:-1] if back % 2 and refs_ else [*refs_, ZERO_HASH]
         self.touched.update(to)
-        self._expect(
-            lambda: self.model.issue_batch(operator, to, points, ref),
+        if self._expect(
+            lambda: self.model.issue_batch(operator, to, points, refs_, 2, BATCH_RULE),
             "issueBatch",
             to,
             points,
-            ref,
+            refs_,
             2,
-            b"\x11" * 32,
+            BATCH_RULE,
             sender=operator,
-        )
+        ):
+            OUTCOMES["issueBatch: ok, items issued by another partner before"] += how == "again"
+        elif how != "new":
+            OUTCOMES[f"issueBatch: refused, {how}"] += 1
 
     @rule(acceptor=st.sampled_from(ACCEPTORS), customer=customers, amount=st.tuples(values, sizes), ref=refs)
     def redeem(self, acceptor: int, customer: int, amount: tuple[int, str], ref: bytes) -> None:
@@ -1112,13 +1678,20 @@ class LedgerMachine(RuleBasedStateMachine):
         self._redeem(acceptor, customer, amount, ref, consent)
 
     def _redeem(
-        self, acceptor: int, customer: int, amount: tuple[int, str], ref: bytes, consent: tuple[str, str]
-    ) -> None:
+        self,
+        acceptor: int,
+        customer: int,
+        amount: tuple[int, str] | int,
+        ref: bytes,
+        consent: tuple[str, str],
+    ) -> bool:
+        """Redeems ``amount`` points (or (value, size): see amount_for) of customer ``customer``."""
         key = self.world.customers[customer]
         operator = self._operator(acceptor)
         pid = self.model.operator_ids().get(operator, 0)  # the partner the consent is for
         self.touched.add(key.address)
-        points = amount_for(amount[1], amount[0], self.model.balance(key.address))
+        balance = self.model.balance(key.address)
+        points = amount if isinstance(amount, int) else amount_for(amount[1], amount[0], balance)
         nonce_key = {
             "partner": pid,
             "zero": 0,
@@ -1143,6 +1716,222 @@ class LedgerMachine(RuleBasedStateMachine):
         ):
             OUTCOMES["redeem over several epochs"] += len(spent) > 1
             OUTCOMES["redeem: ok at a key not the partner's"] += nonce_key != pid
+            return True
+        return False
+
+    # ------------------------------------------------------------ rules: returns and refunds
+
+    @rule(
+        order=st.builds(
+            ReturnOrder,
+            backs,
+            st.integers(0, 4),
+            returners,
+            st.tuples(values, returned_sizes),
+            issuance_tampers,
+            reversal_times,
+            refs,
+        )
+    )
+    def reverse_issuance(self, order: ReturnOrder) -> None:
+        """The partner reverses part of an earlier issuance (a single issue, or a batch item with its proof):
+        a part of what is left of the item, all of it, one more, or any amount; presented as recorded or
+        with one field changed; by its own key, another partner's, a rotated-away key or a stranger; now,
+        or at the last second of its window, or one second after. Mostly an issuance whose window is open
+        (while there is one); "now, any": any issuance."""
+        back, index, who, amount, tamper, when, return_ref = order
+        model = self.model
+        issuances = list(model.issuances.values())
+        if when != "now, any":
+            is_open = [i for i in issuances if i.issued_at + model.reversal_window > model.now]
+            issuances = is_open or issuances
+        issuance = issuances[-1 - back % len(issuances)]
+        item = issuance.item(index)
+        other = self.world.accounts[(self.world.accounts.index(item.customer) + 1) % N_ACCOUNTS]
+        if tamper != "none":
+            item = tampered_issuance(item, tamper, other)
+        operator = self._returner(who, issuance.pid)
+        left = item.amount - model.reversed.get((issuance.pid, item.ref, leaf_hash(*item[1:4])), 0)
+        # after the customer spent its points: all that is left of the item, which it no longer holds whole
+        points = left if when.startswith("after") else amount_for(amount[1], amount[0], left)
+        if when.endswith("closes") or when.endswith("closed"):  # mined at the window's last second, or after
+            at = item.issued_at + model.reversal_window + (when == "once it closed")
+            if at - 1 > model.now:
+                self._travel(at - 1)
+                self.touched.update(self.world.accounts)
+        self.touched.add(item.customer)
+        if when == "after a transfer":
+            spent = self._spend(item.customer, item.epoch, of_epoch=True)
+        else:
+            spent = when == "after spending" and self._spend(item.customer, points // 2)
+        if spent:
+            self._check(detailed=[])  # the spending's entries, before the reversal
+        taken: list[tuple[int, int]] = []
+        if self._expect(
+            lambda: taken.extend(model.reverse(operator, item, points, return_ref)),
+            "reverseIssuance",
+            item,
+            points,
+            return_ref,
+            sender=operator,
+        ):
+            recovered = sum(take for _, take in taken)
+            OUTCOMES["reversal of a batch item"] += issuance.batch
+            OUTCOMES["reversal recovered less than requested"] += recovered < points
+            OUTCOMES["reversal recovered nothing"] += recovered == 0
+            OUTCOMES["reversal took from other epochs than the issuance's"] += any(
+                e != item.epoch for e, _ in taken
+            )
+            OUTCOMES["reversal at its window's last second"] += (
+                model.now == item.issued_at + model.reversal_window
+            )
+            OUTCOMES["reversal of a batch item with a partner's proof of another"] += (
+                issuance.batch and tamper == "proof"
+            )
+
+    @rule(
+        order=st.builds(
+            RefundOrder,
+            backs,
+            returners,
+            st.tuples(values, returned_sizes),
+            redemption_tampers,
+            refs,
+        )
+    )
+    def refund_redemption(self, order: RefundOrder) -> None:
+        """The accepting partner refunds part of an earlier redemption (a part of what is left of it, all of
+        it, one more, or any amount), presented as recorded or changed, by its own key or another."""
+        back, who, amount, tamper, refund_ref = order
+        model = self.model
+        (pid, ref), redemption = list(model.redemptions.items())[-1 - back % len(model.redemptions)]
+        record = redemption.presented(ref)
+        other = self.world.accounts[(self.world.accounts.index(record.customer) + 1) % N_ACCOUNTS]
+        if tamper != "none":
+            record = tampered_redemption(record, tamper, other)
+        operator = self._returner(who, pid)
+        refunded = model.refunded.get((pid, ref), 0)
+        points = amount_for(amount[1], amount[0], sum(take for _, take in redemption.parts) - refunded)
+        self.touched.add(record.customer)
+        given: list[tuple[int, int]] = []
+        if self._expect(
+            lambda: given.extend(model.refund(operator, record, points, refund_ref)),
+            "refundRedemption",
+            record,
+            points,
+            refund_ref,
+            sender=operator,
+        ):
+            OUTCOMES["refund into a live epoch"] += any(not model.is_expired(e) for e, _ in given)
+            OUTCOMES["refund into an expired epoch"] += any(model.is_expired(e) for e, _ in given)
+            OUTCOMES["refund over several epochs"] += len(given) > 1
+            OUTCOMES["refund after an earlier refund"] += refunded > 0
+
+    def _spend(self, account: str, epoch_or_keep: int, *, of_epoch: bool = False) -> bool:
+        """Before a reversal: ``account`` moves what it holds of epoch ``epoch_or_keep`` to the next account
+        (``of_epoch``), or spends all but ``epoch_or_keep`` points (a customer redeems them at the active
+        partner, a holder transfers them). Returns whether that went through."""
+        model, everyone = self.model, self.world.accounts
+        to = everyone[(everyone.index(account) + 1) % N_ACCOUNTS]
+        self.touched.update((account, to))
+        if of_epoch:
+            epoch, held = epoch_or_keep, model.at_epoch(account, epoch_or_keep)
+            return self._expect(
+                lambda: model.transfer_at_epoch(account, epoch, to, held),
+                "transferAtEpoch",
+                epoch,
+                to,
+                held,
+                sender=account,
+            )
+        spend = model.balance(account) - epoch_or_keep
+        if spend <= 0:
+            return False
+        customers_ = [key.address for key in self.world.customers]
+        if account in customers_:
+            ref = b"spent".rjust(32, b"\x00")
+            return self._redeem(ACTIVE, customers_.index(account), spend, ref, ("zero", "next"))
+        return self._expect(lambda: model.transfer(account, to, spend), "transfer", to, spend, sender=account)
+
+    # ------------------------------------------------------------ rules: migration and recovery
+
+    @rule(
+        order=st.builds(
+            MigrationOrder,
+            accounts,
+            recipients,
+            st.sampled_from(["both"] * 6 + ["to's by from", "from's by another"]),
+            st.tuples(st.sampled_from(NONCE_KEYS), nonce_choices),
+            st.sampled_from(["far"] * 5 + ["this block", "last block"]),
+            st.sampled_from(["nothing", "nothing", "replay", "again"]),
+            holders,
+        )
+    )
+    def migrate_account(self, order: MigrationOrder) -> None:
+        """Anyone submits a migration of every live point of one account to another, signed by both (or one
+        signature by the wrong key), at a nonce of the origin's (the next of a key, a used one, one ahead),
+        before its deadline or just after; if it went through, then maybe the same transaction again (a
+        replay) or a new consent from the emptied account."""
+        origin, dest, signed, consent, deadline, then, submitter = order
+        model, keys = self.model, self.world.keys
+        source, to = self.world.accounts[origin], self._account(dest)
+        self.touched.update((source, to))
+        signers = {
+            "both": (keys[source], keys.get(to, keys[source])),
+            "to's by from": (keys[source], keys[source]),
+            "from's by another": (
+                keys[self.world.accounts[(origin + 1) % N_ACCOUNTS]],
+                keys.get(to, keys[source]),
+            ),
+        }[signed]
+        nonce = nonce_for(consent[1], model.nonce(source, consent[0]))
+        until = {"far": DEADLINE, "this block": model.now + 1, "last block": model.now}[deadline]
+        sender = self.world.holders[submitter]  # anyone may submit it
+
+        def send(nonce: int, until: int) -> bool:
+            digest = migration_digest(self.world.domain, source, to, nonce, until)
+            signatures = [sign(key, digest) for key in signers]
+            origin_signer, to_signer = (key.address for key in signers)
+            return self._expect(
+                lambda: model.migrate(source, to, nonce, until, origin_signer, to_signer),
+                "migrateAccount",
+                source,
+                to,
+                nonce,
+                until,
+                *signatures,
+                sender=sender,
+            )
+
+        if not send(nonce, until) or then == "nothing":
+            return
+        OUTCOMES["migrateAccount: ok at a key not 0"] += nonce >> 64 != 0
+        self._check(detailed=[source, to])
+        if then == "replay":  # the same consents again: their nonce is used
+            send(nonce, until)
+        else:  # a fresh consent: the origin holds nothing live any more
+            send(model.nonce(source, consent[0]), DEADLINE)
+
+    @rule(
+        lost=accounts,
+        dest=recipients,
+        who=st.sampled_from(["admin", "admin", "admin", "admin", "treasury", "pauser", "partner"]),
+    )
+    def recover_account(self, lost: int, dest: int, who: str) -> None:
+        """The admin moves a lost key's live points to another account (or another role, or a partner,
+        tries to)."""
+        actors = self.actors
+        sender = {
+            "admin": actors.admin,
+            "treasury": actors.treasury,
+            "pauser": actors.pauser,
+            "partner": self.model.partners[ACTIVE].operator,
+        }[who]
+        source, to = self.world.accounts[lost], self._account(dest)
+        self.touched.update((source, to))
+        self._expect(
+            lambda: self.model.recover(sender, source, to), "recoverAccount", source, to, sender=sender
+        )
 
     # ------------------------------------------------------------ rules: customers, anyone, holders, time
 
@@ -1281,13 +2070,13 @@ class LedgerMachine(RuleBasedStateMachine):
         to, ref = self.world.accounts[0], b"right after".ljust(32, b"\x00")
         self.touched.add(to)
         self._expect(
-            lambda: self.model.issue(operator, to, amount, ref),
+            lambda: self.model.issue(operator, to, amount, ref, 1, ZERO_HASH),
             "issue",
             to,
             amount,
             ref,
             1,
-            b"\x00" * 32,
+            ZERO_HASH,
             sender=operator,
         )
 
@@ -1498,6 +2287,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.verified:  # the example already failed: keep its error
             return
         self._check(detailed=self.world.accounts)
+        self._check_references()
         if self.world.examples % 10 != 1:  # web3 is slow: one example in ten
             return
         # The shortcut must read what an ordinary eth_call through web3 reads.
@@ -1508,12 +2298,34 @@ class LedgerMachine(RuleBasedStateMachine):
             ("outstandingSupply", ()),
             ("ledgerHead", ()),
             ("coalitionOpenPosition", ()),
+            ("partner", (ACTIVE,)),
             ("balanceOf", (richest,)),
             ("balanceOfAtEpoch", (self.model.epoch, richest)),
         ]
         ledger = self.world.ledger
         through_web3 = [getattr(ledger.contract.functions, name)(*args).call() for name, args in calls]
         assert _plain(self.world.raw.views(calls)) == _plain(through_web3)
+
+    def _check_references(self) -> None:
+        """Every reference the model used, in its namespace, reads as used; the same references in the
+        other namespaces, and with another partner, as the model has them."""
+        model = self.model
+        namespaces: dict[str, Any] = {
+            "referenceUsed": model.issuances,
+            "redemptionReferenceUsed": model.redemptions,
+            "settlementReferenceUsed": model.used_settlement_refs,
+            "returnReferenceUsed": model.used_return_refs,
+            "refundReferenceUsed": model.used_refund_refs,
+        }
+        every = {key for used in namespaces.values() for key in used}
+        probes = sorted(every | {(ISSUE_ONLY if pid == ACTIVE else ACTIVE, ref) for pid, ref in every})
+        calls = [(view, probe) for view in namespaces for probe in probes]
+        answers = self.world.raw.views(calls)
+        expected = [probe in namespaces[view] for view, probe in calls]
+        wrong = [
+            (view, probe, a) for (view, probe), a, e in zip(calls, answers, expected, strict=True) if a != e
+        ]
+        assert not wrong, f"references used on chain, not in the model (or the other way): {wrong}"
 
     def _check_unchanged(self) -> None:
         """After a reverted step: no entry added, the clock where the model has it, the named accounts'
@@ -1530,25 +2342,37 @@ class LedgerMachine(RuleBasedStateMachine):
             calls + [("balanceOf", (a,)) for a in named]
         )
         assert (bytes(head), seq) == (self.head, model.seq)
+        assert bytes(head) == self.log_head, "ledgerHead is not the hash chain of the logs"
         assert (clock, paused_for) == (model.clock, model.paused_duration)
         expected = [model.balance(account) for account in named]
         assert balances == expected, f"balances of {named} after a reverted step: {balances}, not {expected}"
 
     def _check(self, *, detailed: list[str]) -> None:
         """Reads the scalar views, every partner and its positions, every key's partner id, the nonces used,
-        balanceOf of every account and balanceOfAtEpoch of ``detailed`` (the live epochs and the one that
-        expired last); checks them against each other and against the model."""
+        what was reversed of every item issued and refunded of every redemption, balanceOf of every account
+        and balanceOfAtEpoch of ``detailed`` (the live epochs and the one that expired last); checks them
+        against each other and against the model."""
         model, everyone = self.model, self.world.accounts
         live = list(model.live_epochs())
         # balanceOfAtEpoch of the live epochs, and of the epoch that expired last (ERC-7818: must read 0)
         probed = live if model.epoch < VALIDITY else [model.epoch - VALIDITY, *live]
         keys = model.operator_ids()
         nonces = sorted(model.nonces)
+        items = [
+            (issuance, issuance.item(i))
+            for issuance in model.issuances.values()
+            for i in range(len(issuance.items))
+        ]
+        redemptions = list(model.redemptions.items())
         calls: list[tuple[str, tuple[Any, ...]]] = [(name, ()) for name in SCALAR_VIEWS]
         calls.append(("epochExpiresAt", (model.epoch,)))
         calls += [(name, (pid,)) for pid in model.partners for name in PARTNER_VIEWS]
         calls += [("partnerIdOf", (key,)) for key in keys]
         calls += [("nonces", (customer, key)) for customer, key in nonces]
+        calls += [
+            ("reversedOf", (i.pid, item.ref, item.customer, item.amount, item.item_ref)) for i, item in items
+        ]
+        calls += [("refundedOf", key) for key, _ in redemptions]
         calls += [("balanceOf", (account,)) for account in everyone]
         calls += [("balanceOfAtEpoch", (epoch, account)) for account in detailed for epoch in probed]
         results = iter(self.world.raw.views(calls))
@@ -1557,17 +2381,38 @@ class LedgerMachine(RuleBasedStateMachine):
         partner_views = {pid: [next(results) for _ in PARTNER_VIEWS] for pid in model.partners}
         key_ids = {key: next(results) for key in keys}
         nonce_views = {entry: next(results) for entry in nonces}
+        reversed_of = [next(results) for _ in items]
+        refunded_of = [next(results) for _ in redemptions]
         balance_of = {account: next(results) for account in everyone}
         at_epoch = {(account, epoch): next(results) for account in detailed for epoch in probed}
 
         # relations between the chain's own numbers
         assert (
-            chain["totalIssued"] - chain["totalRedeemed"] - chain["totalExpired"] - chain["pendingExpiry"]
-            == chain["outstandingSupply"]
-        )
+            chain["totalIssued"]
+            == chain["totalRedeemed"]
+            - chain["totalRefunded"]
+            + chain["totalReversed"]
+            + chain["totalExpired"]
+            + chain["pendingExpiry"]
+            + chain["outstandingSupply"]
+        ), f"supply identity broken: {chain}"
         assert chain["outstandingSupply"] == sum(balance_of.values())
-        assert sum(view[7] for view, _, _ in partner_views.values()) == chain["totalIssued"]
-        assert sum(view[8] for view, _, _ in partner_views.values()) == chain["totalRedeemed"]
+        for index, total in (
+            (ISSUED, "totalIssued"),
+            (REDEEMED, "totalRedeemed"),
+            (REVERSED, "totalReversed"),
+            (REFUNDED, "totalRefunded"),
+        ):
+            assert sum(view[index] for view, _, _ in partner_views.values()) == chain[total], total
+        for pid, (view, _, _) in partner_views.items():  # nothing undone beyond what was done
+            assert view[REVERSED] <= view[ISSUED] and view[REVERSED_VALUE] <= view[ISSUED_VALUE], pid
+            assert view[REFUNDED] <= view[REDEEMED] and view[REFUNDED_VALUE] <= view[REDEEMED_VALUE], pid
+        for (_, item), reversed_ in zip(items, reversed_of, strict=True):
+            assert reversed_ <= item.amount, f"item {item} reversed by {reversed_}"
+        for (_, redemption), refunded in zip(redemptions, refunded_of, strict=True):
+            assert refunded <= sum(take for _, take in redemption.parts), (
+                f"{redemption} refunded by {refunded}"
+            )
         for account, balance in balance_of.items():  # a negative balance would show as a wrapped huge one
             assert 0 <= balance <= chain["totalIssued"], f"balance of {account}: {balance}"
         for account in detailed:
@@ -1576,10 +2421,19 @@ class LedgerMachine(RuleBasedStateMachine):
         # positions: all-time from the counters, open == all-time - settled, partners + coalition == 0
         settled = [0, 0]
         for view, position, open_position in partner_views.values():
-            assert tuple(position) == (view[8] - view[7], view[10] - view[9])
-            assert tuple(open_position) == (position[0] - view[11], position[1] - view[12])
-            settled = [settled[0] + view[11], settled[1] + view[12]]
+            assert tuple(position) == (
+                view[REDEEMED] - view[REFUNDED] - view[ISSUED] + view[REVERSED],
+                view[REDEEMED_VALUE] - view[REFUNDED_VALUE] - view[ISSUED_VALUE] + view[REVERSED_VALUE],
+            )
+            assert tuple(open_position) == (
+                position[0] - view[SETTLED_POINTS],
+                position[1] - view[SETTLED_VALUE],
+            )
+            settled = [settled[0] + view[SETTLED_POINTS], settled[1] + view[SETTLED_VALUE]]
         coalition, coalition_open = chain["coalitionPosition"], chain["coalitionOpenPosition"]
+        assert coalition[0] == (
+            chain["totalIssued"] - chain["totalReversed"] - chain["totalRedeemed"] + chain["totalRefunded"]
+        )
         assert tuple(coalition_open) == (coalition[0] + settled[0], coalition[1] + settled[1])
         for index in (0, 1):  # points, value
             assert coalition[index] + sum(p[index] for _, p, _ in partner_views.values()) == 0
@@ -1589,6 +2443,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (
             expires_at == model.now - chain["ledgerClock"] + (chain["currentEpoch"] + VALIDITY) * EPOCH_LENGTH
         )
+        # the hash chain, rebuilt from the logs
+        head = bytes(chain["ledgerHead"])
+        assert head == self.log_head, "ledgerHead is not the hash chain of the logs"
 
         # the chain against the model
         expected: dict[str, Any] = {
@@ -1600,6 +2457,8 @@ class LedgerMachine(RuleBasedStateMachine):
             "outstandingSupply": model.outstanding(),
             "totalIssued": model.total_issued,
             "totalRedeemed": model.total_redeemed,
+            "totalReversed": model.total_reversed,
+            "totalRefunded": model.total_refunded,
             "totalExpired": model.total_expired,
             "pendingExpiry": model.pending_expiry(),
             "ledgerSequence": model.seq,
@@ -1624,6 +2483,15 @@ class LedgerMachine(RuleBasedStateMachine):
         for (customer, key), nonce in nonce_views.items():
             actual[f"nonces({customer}, {key})"] = nonce
             expected[f"nonces({customer}, {key})"] = model.nonce(customer, key)
+        for (issuance, item), reversed_ in zip(items, reversed_of, strict=True):
+            leaf = leaf_hash(item.customer, item.amount, item.item_ref)
+            actual[f"reversedOf({issuance.pid}, {item})"] = reversed_
+            expected[f"reversedOf({issuance.pid}, {item})"] = model.reversed.get(
+                (issuance.pid, item.ref, leaf), 0
+            )
+        for (key, _), refunded in zip(redemptions, refunded_of, strict=True):
+            actual[f"refundedOf{key}"] = refunded
+            expected[f"refundedOf{key}"] = model.refunded.get(key, 0)
         for account, balance in balance_of.items():
             actual[f"balanceOf({account})"] = balance
             expected[f"balanceOf({account})"] = model.balance(account)
@@ -1634,7 +2502,6 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not mismatches, f"chain != model (actual, expected): {mismatches}"
 
         # the head moves exactly when entries are added
-        head = bytes(chain["ledgerHead"])
         if self.head is not None:
             moved, numbered = head != self.head, model.seq != self.seq
             assert moved == numbered, f"ledgerHead moved: {moved}, entries added: {numbered}"
@@ -1688,6 +2555,47 @@ REQUIRED_OUTCOMES = [
     "decreasePartnerAllowance: LedgerAllowanceExceeded",
     "cancelConsent: LedgerInvalidSigner",
     "revokeConsent: InvalidAccountNonce",
+    # batches under their Merkle root, one namespace with single issues
+    "issueBatch: LedgerReferenceUsed",
+    "issueBatch: refused, again",
+    "issueBatch: refused, root taken",
+    "issueBatch: ok, items issued by another partner before",
+    "issueBatch: LedgerBatchLengthMismatch",
+    "issue: refused under a batch root",
+    "issue: ok under another partner's batch root",
+    # returns
+    "reverseIssuance: ok",
+    "reversal of a batch item",
+    "reversal recovered less than requested",
+    "reversal recovered nothing",
+    "reversal took from other epochs than the issuance's",
+    "reversal at its window's last second",
+    "reverseIssuance: LedgerIssuanceNotFound",
+    "reverseIssuance: LedgerReversalWindowClosed",
+    "reverseIssuance: LedgerReversalExceedsIssuance",
+    "reverseIssuance: LedgerReferenceUsed",
+    "reverseIssuance: LedgerZeroAmount",
+    "reverseIssuance: LedgerPartnerSuspended",
+    # refunds
+    "refundRedemption: ok",
+    "refund into a live epoch",
+    "refund into an expired epoch",
+    "refund over several epochs",
+    "refund after an earlier refund",
+    "refundRedemption: LedgerRedemptionNotFound",
+    "refundRedemption: LedgerRefundExceedsRedemption",
+    "refundRedemption: LedgerReferenceUsed",
+    # migration and recovery
+    "migrateAccount: ok",
+    "migrateAccount: ok at a key not 0",
+    "migrateAccount: InvalidAccountNonce",
+    "migrateAccount: LedgerInvalidSigner",
+    "migrateAccount: LedgerExpiredSignature",
+    "migrateAccount: LedgerInsufficientBalance",
+    "migrateAccount: LedgerInvalidMigration",
+    "recoverAccount: ok",
+    "recoverAccount: AccessControlUnauthorizedAccount",
+    "recoverAccount: LedgerInvalidMigration",
 ]
 
 
@@ -1704,7 +2612,7 @@ def test_ledger_matches_model(world: World) -> None:
         ),
     )
     print("model run outcomes:", dict(sorted(OUTCOMES.items())))
-    if EXAMPLES >= 100:
+    if EXAMPLES >= DEFAULT_EXAMPLES and STEPS >= DEFAULT_STEPS:
         missing = [outcome for outcome in REQUIRED_OUTCOMES if not OUTCOMES[outcome]]
         assert not missing, f"the run never exercised {missing}"
 

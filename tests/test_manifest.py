@@ -1,5 +1,10 @@
-"""The deployment manifest: written by deploy_ledger, read back unchanged, and refused by any node that does
-not hold what it describes (other chain, other block, other code, no code, other artifact)."""
+"""The deployment manifest (version 3): written by deploy_ledger, read back unchanged, and refused by any node
+that does not hold what it describes (other chain, other block, other code, no code, other artifact, an
+extension entry missing or not the ledger's).
+
+The ledger runs as two code bodies at one address: LoyaltyLedger, whose constructor creates its
+LoyaltyLedgerExtension (its first CREATE, nonce 1). The manifest lists both, and records the constructor's
+``reversalWindow``."""
 
 from __future__ import annotations
 
@@ -14,7 +19,13 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import ContractRevert, load_artifact
-from chain._deploy import DEFAULT_ADMIN_DELAY, DeploymentError, deploy_contract, deploy_ledger
+from chain._deploy import (
+    DEFAULT_ADMIN_DELAY,
+    DEFAULT_REVERSAL_WINDOW,
+    DeploymentError,
+    deploy_contract,
+    deploy_ledger,
+)
 from chain._devnode import fund
 from chain._ledger import ZERO_ADDRESS
 from chain._ledger import Ledger as ChainLedger
@@ -25,6 +36,7 @@ from chain._manifest import (
     ManifestMismatch,
     ManifestNotFound,
     code_matches_artifact,
+    extension_address,
     load_manifest,
     sha256_hex,
     verify_manifest,
@@ -71,10 +83,21 @@ def deployed(request: pytest.FixtureRequest) -> Iterator[Deployed]:
     node.revert(before)
 
 
+LEDGER, EXTENSION = "LoyaltyLedger", "LoyaltyLedgerExtension"
+
+
 def with_ledger(manifest: DeploymentManifest, **changes: Any) -> DeploymentManifest:
-    """``manifest`` with fields of its LoyaltyLedger entry changed."""
+    """``manifest`` with fields of its LoyaltyLedger entry changed (its extension entry moved along to the
+    address a ledger there would have created, so that the ledger's own entry is what is checked)."""
     ledger = dataclasses.replace(manifest.ledger, **changes)
-    return dataclasses.replace(manifest, contracts={"LoyaltyLedger": ledger})
+    extension = dataclasses.replace(manifest.contracts[EXTENSION], address=extension_address(ledger.address))
+    return dataclasses.replace(manifest, contracts={LEDGER: ledger, EXTENSION: extension})
+
+
+def with_extension(manifest: DeploymentManifest, **changes: Any) -> DeploymentManifest:
+    """``manifest`` with fields of its LoyaltyLedgerExtension entry changed."""
+    extension = dataclasses.replace(manifest.contracts[EXTENSION], **changes)
+    return dataclasses.replace(manifest, contracts={**manifest.contracts, EXTENSION: extension})
 
 
 # --------------------------------------------------------------------------- what deploy_ledger records
@@ -110,9 +133,20 @@ def test_deploy_ledger_records_the_deployment(deployed: Deployed) -> None:
         deployed.sender.address,
         DEFAULT_ADMIN_DELAY,
     )
-    assert manifest.timelock is None and set(manifest.contracts) == {"LoyaltyLedger"}
+    assert params.reversal_window == DEFAULT_REVERSAL_WINDOW == 90 * 24 * 3600
+    assert manifest.timelock is None and set(manifest.contracts) == {LEDGER, EXTENSION}
 
+    # the extension: created by the ledger's constructor in the same transaction, at its CREATE address
     contract = w3.eth.contract(address=ledger.address, abi=artifact.abi)
+    extension, extension_artifact = manifest.contracts[EXTENSION], load_artifact(EXTENSION)
+    assert extension.address == contract.functions.extension().call() == extension_address(ledger.address)
+    assert extension.artifact_name == EXTENSION
+    assert extension.bytecode_sha256 == sha256_hex(extension_artifact.bytecode)
+    assert extension.deployed_bytecode_sha256 == sha256_hex(bytes(w3.eth.get_code(extension.address)))
+    assert dict(extension.source_hashes) == extension_artifact.source_hashes
+    assert "contracts/LoyaltyLedgerExtension.sol" in extension.source_hashes
+
+    assert contract.functions.reversalWindow().call() == DEFAULT_REVERSAL_WINDOW
     assert contract.functions.epochLength().call() == EPOCH
     assert contract.functions.validityDuration().call() == VALIDITY
     assert contract.functions.name().call() == "Coalition Points"
@@ -144,6 +178,18 @@ def test_roles_can_be_other_keys_or_left_unheld(deployed: Deployed) -> None:
     assert reader.ledger_sequence() == 4
 
 
+def test_the_reversal_window_is_a_recorded_constructor_argument(deployed: Deployed) -> None:
+    manifest = deploy_ledger(
+        deployed.sender, admin=deployed.sender.address, reversal_window=3600, **PARAMETERS
+    )
+    assert manifest.parameters.reversal_window == 3600
+    assert manifest.to_json()["parameters"]["reversalWindow"] == 3600
+    artifact = load_artifact(LEDGER)
+    contract = deployed.node.w3.eth.contract(address=manifest.ledger.address, abi=artifact.abi)
+    assert contract.functions.reversalWindow().call() == 3600
+    verify_manifest(manifest, deployed.node.w3)
+
+
 def test_immutables_make_the_chain_code_differ_from_the_artifact_but_it_still_matches(
     deployed: Deployed,
 ) -> None:
@@ -156,6 +202,12 @@ def test_immutables_make_the_chain_code_differ_from_the_artifact_but_it_still_ma
     assert not code_matches_artifact(bytes([code[0] ^ 1]) + code[1:], artifact)
     assert not code_matches_artifact(code[:-1], artifact)
     assert not code_matches_artifact(code, load_artifact("ReferenceERC20"))
+    # the extension's immutables (its own address, the ledger's clock parameters) likewise
+    extension = load_artifact(EXTENSION)
+    code = bytes(deployed.node.w3.eth.get_code(deployed.manifest.contracts[EXTENSION].address))
+    assert code != bytes(HexBytes(extension.deployed_bytecode))
+    assert code_matches_artifact(code, extension)
+    assert not code_matches_artifact(code, artifact)
 
 
 def test_manifest_round_trips_through_its_file(deployed: Deployed, tmp_path: Path) -> None:
@@ -164,9 +216,17 @@ def test_manifest_round_trips_through_its_file(deployed: Deployed, tmp_path: Pat
 
     assert load_manifest(path) == deployed.manifest
     data = json.loads(path.read_text())
-    assert data["version"] == MANIFEST_VERSION
+    assert data["version"] == MANIFEST_VERSION == 3
     assert data["chainId"] == deployed.manifest.chain_id
     assert data["contracts"]["LoyaltyLedger"]["address"] == deployed.manifest.ledger.address
+    assert data["contracts"]["LoyaltyLedgerExtension"] == {
+        "address": deployed.manifest.contracts[EXTENSION].address,
+        "artifactName": EXTENSION,
+        "bytecodeSha256": deployed.manifest.contracts[EXTENSION].bytecode_sha256,
+        "deployedBytecodeSha256": deployed.manifest.contracts[EXTENSION].deployed_bytecode_sha256,
+        "sourceHashes": dict(sorted(deployed.manifest.contracts[EXTENSION].source_hashes.items())),
+    }
+    assert data["parameters"]["reversalWindow"] == DEFAULT_REVERSAL_WINDOW
     assert [p.name for p in path.parent.iterdir()] == ["deployment.json"]  # no temporary file left behind
 
 
@@ -243,6 +303,62 @@ def test_an_address_without_code_is_refused(deployed: Deployed) -> None:
     assert excinfo.value.field == f"bytecode of LoyaltyLedger at {empty}"
     assert excinfo.value.actual == "no code"
     assert str(excinfo.value).endswith("node no code")
+
+
+def test_a_manifest_without_the_extension_entry_is_refused(deployed: Deployed) -> None:
+    contracts = {LEDGER: deployed.manifest.ledger}
+    manifest = dataclasses.replace(deployed.manifest, contracts=contracts)
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    error, expected = excinfo.value, extension_address(deployed.manifest.ledger.address)
+    assert (error.field, error.expected, error.actual, error.source) == (
+        "LoyaltyLedgerExtension contract entry",
+        expected,
+        "none",
+        "manifest's contracts",
+    )
+    assert (
+        str(error) == f"LoyaltyLedgerExtension contract entry: manifest {expected}, manifest's contracts none"
+    )
+
+
+def test_an_extension_entry_that_is_not_the_ledgers_extension_is_refused(deployed: Deployed) -> None:
+    """Another ledger's extension (the same artifact and code hash, checked fine on its own) is not this
+    ledger's: the entry must be at the address this ledger's constructor created."""
+    other = deploy_ledger(deployed.sender, admin=deployed.sender.address, **PARAMETERS)
+    verify_manifest(other, deployed.node.w3)
+    elsewhere = other.contracts[EXTENSION]
+    manifest = dataclasses.replace(
+        deployed.manifest, contracts={**deployed.manifest.contracts, EXTENSION: elsewhere}
+    )
+
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(manifest, deployed.node.w3)
+
+    error = excinfo.value
+    assert (error.field, error.expected, error.actual) == (
+        "LoyaltyLedgerExtension contract entry",
+        deployed.manifest.contracts[EXTENSION].address,
+        elsewhere.address,
+    )
+
+
+def test_the_extensions_code_and_artifact_are_checked_like_the_ledgers(deployed: Deployed) -> None:
+    extension = deployed.manifest.contracts[EXTENSION]
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(
+            with_extension(deployed.manifest, deployed_bytecode_sha256="00" * 32), deployed.node.w3
+        )
+    assert excinfo.value.field == f"bytecode of LoyaltyLedgerExtension at {extension.address}"
+    assert excinfo.value.actual == f"sha256 {extension.deployed_bytecode_sha256}"
+
+    forged = with_extension(deployed.manifest, bytecode_sha256="00" * 32)
+    with pytest.raises(ManifestMismatch) as excinfo:
+        verify_manifest(forged, deployed.node.w3)
+    assert excinfo.value.field == "artifact LoyaltyLedgerExtension (creation code sha256)"
+    verify_manifest(forged, deployed.node.w3, check_artifacts=False)
 
 
 def test_other_deployment_block_is_refused(deployed: Deployed) -> None:
@@ -330,10 +446,12 @@ def test_a_missing_manifest_is_manifest_not_found(tmp_path: Path) -> None:
     assert "loyalty deploy" in str(excinfo.value)
 
 
-def test_a_manifest_of_another_version_is_refused(deployed: Deployed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, MANIFEST_VERSION + 1])
+def test_a_manifest_of_another_version_is_refused(deployed: Deployed, tmp_path: Path, version: int) -> None:
+    """Version 2 (a ledger without its extension and reversal window) included."""
     path = tmp_path / "deployment.json"
-    path.write_text(json.dumps({**deployed.manifest.to_json(), "version": MANIFEST_VERSION + 1}))
-    with pytest.raises(ManifestError, match=f"version {MANIFEST_VERSION + 1} is not supported"):
+    path.write_text(json.dumps({**deployed.manifest.to_json(), "version": version}))
+    with pytest.raises(ManifestError, match=f"version {version} is not supported \\(expected 3\\)"):
         load_manifest(path)
 
 
@@ -351,6 +469,14 @@ def test_a_manifest_of_another_version_is_refused(deployed: Deployed, tmp_path: 
         ),
         (lambda d: d.update(createdAt="yesterday"), r"manifest\.createdAt is not an ISO 8601 time"),
         (lambda d: d["parameters"].pop("pauser"), r"manifest\.parameters\.pauser is missing"),
+        (
+            lambda d: d["parameters"].pop("reversalWindow"),
+            r"manifest\.parameters\.reversalWindow is missing",
+        ),
+        (
+            lambda d: d["contracts"]["LoyaltyLedgerExtension"].pop("deployedBytecodeSha256"),
+            r"manifest\.contracts\.LoyaltyLedgerExtension\.deployedBytecodeSha256 is missing",
+        ),
         (
             lambda d: d.update(timelock={"address": "0x12"}),
             r"manifest\.timelock\.address is not an address",

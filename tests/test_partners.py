@@ -3,11 +3,14 @@ allowance top-ups and cuts; each change one ledger entry with its exact fields.
 
 A rotation keeps the partner's id, allowance, counters, positions and references; the new key works in
 the next transaction and the old one is refused from then on. Offboarding drops the allowance (an
-allowance entry, then the status entry), stops issuance, redemption and rotation for good, and keeps the
-history: counters, positions, references, the customers' points, and the settlements still recorded.
+allowance entry, then the status entry), stops issuance, redemption, returns, refunds and rotation for
+good, and keeps the history: counters, positions, references, the customers' points, and the settlements
+still recorded.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -30,7 +33,11 @@ from contract_helpers import (
     STATUS_OFFBOARDED,
     STATUS_SUSPENDED,
     ZERO_ADDRESS,
+    IssuanceItem,
+    RedemptionRecord,
+    issued_item,
     partner_view,
+    redemption_record,
     send_signed,
 )
 
@@ -43,27 +50,43 @@ def seq(ledger: Ledger) -> int:
     return value
 
 
-def history(ledger: Ledger, pid: int, refs: tuple[bytes, bytes, bytes]) -> tuple[object, ...]:
-    """What a partner's past is made of: its position, open position, and its issue, redemption and
-    payment references."""
-    order, payment, settlement = refs
+Refs = tuple[bytes, bytes, bytes, bytes, bytes]  # issue, redemption, payment, return and refund references
+
+
+def history(ledger: Ledger, pid: int, refs: Refs) -> tuple[object, ...]:
+    """What a partner's past is made of: its position, open position, and its issue, redemption, payment,
+    return and refund references."""
+    order, payment, settlement, returned, refund = refs
     return (
         ledger.call("partnerPosition", pid),
         ledger.call("partnerOpenPosition", pid),
         ledger.call("referenceUsed", pid, order),
         ledger.call("redemptionReferenceUsed", pid, payment),
         ledger.call("settlementReferenceUsed", pid, settlement),
+        ledger.call("returnReferenceUsed", pid, returned),
+        ledger.call("refundReferenceUsed", pid, refund),
     )
 
 
-def with_history(ledger: Ledger) -> tuple[LocalAccount, tuple[bytes, bytes, bytes]]:
-    """ACTIVE issues 100 to a customer and redeems 30 of them, and pays 50 of the 70 it owes: the customer
-    and the three references."""
-    customer, refs = new_customer(), (random_ref(), random_ref(), random_ref())
-    ledger.issue(customer.address, 100, ref=refs[0])
-    ledger.redeem(customer, 30, ref=refs[1])
+@dataclass
+class History:
+    customer: LocalAccount
+    refs: Refs
+    issuance: IssuanceItem
+    redemption: RedemptionRecord
+
+
+def with_history(ledger: Ledger) -> History:
+    """ACTIVE issues 100 to a customer, redeems 30 of them, takes 10 back on a return and refunds 5 of the
+    redemption (it owes 90 - 25 = 65), and pays 50 of what it owes."""
+    customer = new_customer()
+    refs = (random_ref(), random_ref(), random_ref(), random_ref(), random_ref())
+    issuance = issued_item(ledger, ledger.issue(customer.address, 100, ref=refs[0]))
+    redemption = redemption_record(ledger, ledger.redeem(customer, 30, ref=refs[1]))
+    ledger.transact("reverseIssuance", issuance, 10, refs[3], sender=ledger.actors.partner)
+    ledger.transact("refundRedemption", redemption, 5, refs[4], sender=ledger.actors.partner)
     ledger.transact("recordSettlement", ACTIVE, -50, -500, refs[2], sender=ledger.actors.treasury)
-    return customer, refs
+    return History(customer, refs, issuance, redemption)
 
 
 def rotate(ledger: Ledger, pid: int, new: str, *, sender: str) -> TxReceipt:
@@ -81,14 +104,12 @@ def rotate(ledger: Ledger, pid: int, new: str, *, sender: str) -> TxReceipt:
 @pytest.mark.parametrize("by", ["admin", "operator"])
 def test_a_rotation_keeps_the_partner_and_moves_its_key(ledger: Ledger, by: str) -> None:
     actors, old, new = ledger.actors, ledger.actors.partner, funded_key(ledger)
-    customer, refs = with_history(ledger)
+    made = with_history(ledger)
+    customer, refs = made.customer, made.refs
     view, past, ids = partner_view(ledger, ACTIVE), history(ledger, ACTIVE, refs), ledger.call("partnerIds")
-    assert (view["allowance"], view["issued"], view["redeemed"], view["settledPoints"]) == (
-        ALLOWANCE - 100,
-        100,
-        30,
-        -50,
-    )
+    counters = ("allowance", "issued", "redeemed", "reversed", "refunded", "settledPoints")
+    assert tuple(view[c] for c in counters) == (ALLOWANCE - 100, 100, 30, 10, 5, -50)
+    assert past[:2] == ([-65, -650], [-15, -150])
 
     rotate(ledger, ACTIVE, new.address, sender=actors.admin if by == "admin" else old)
     assert partner_view(ledger, ACTIVE) == {**view, "operator": new.address}
@@ -191,7 +212,8 @@ def test_the_settlement_address_changes_with_an_entry_and_is_never_zero(ledger: 
 
 def test_offboarding_drops_the_allowance_then_the_status_and_keeps_the_history(ledger: Ledger) -> None:
     actors, admin, operator = ledger.actors, ledger.actors.admin, ledger.actors.partner
-    customer, refs = with_history(ledger)
+    made = with_history(ledger)
+    customer, refs = made.customer, made.refs
     view, past = partner_view(ledger, ACTIVE), history(ledger, ACTIVE, refs)
 
     before = seq(ledger)
@@ -214,6 +236,10 @@ def test_offboarding_drops_the_allowance_then_the_status_and_keeps_the_history(l
         ledger.issue(customer.address, 1, sender=operator)
     with reverts(*gone):
         ledger.redeem(customer, 1, sender=operator)
+    with reverts(*gone):
+        ledger.transact("reverseIssuance", made.issuance, 1, random_ref(), sender=operator)
+    with reverts(*gone):
+        ledger.transact("refundRedemption", made.redemption, 1, random_ref(), sender=operator)
     for fn, args in (
         ("reactivatePartner", (ACTIVE,)),
         ("suspendPartner", (ACTIVE,)),
@@ -230,10 +256,10 @@ def test_offboarding_drops_the_allowance_then_the_status_and_keeps_the_history(l
         ledger.transact("decreasePartnerAllowance", ACTIVE, 1, sender=admin)
 
     # what it issued stays live and is redeemed elsewhere; it still pays what it owes
-    assert ledger.call("balanceOf", customer.address) == 70
-    ledger.redeem(customer, 70, sender=actors.accept_only, partner_id=ACCEPT_ONLY)
-    assert tuple(ledger.call("partnerOpenPosition", ACTIVE)) == (-20, -200)
-    ledger.transact("recordSettlement", ACTIVE, -20, -200, random_ref(), sender=actors.treasury)
+    assert ledger.call("balanceOf", customer.address) == 65
+    ledger.redeem(customer, 65, sender=actors.accept_only, partner_id=ACCEPT_ONLY)
+    assert tuple(ledger.call("partnerOpenPosition", ACTIVE)) == (-15, -150)
+    ledger.transact("recordSettlement", ACTIVE, -15, -150, random_ref(), sender=actors.treasury)
     assert tuple(ledger.call("partnerOpenPosition", ACTIVE)) == (0, 0)
     assert ledger.call("partnerPosition", ACTIVE) == past[0]  # redeeming elsewhere moved ACCEPT_ONLY only
 

@@ -6,8 +6,9 @@ So no point expires while paused (nobody could spend it), and a pause of length 
 and epoch boundary by exactly d. Every ERC-7818 view is checked against a small model of that clock
 (:class:`Clock`) before, during and after pauses, with every block pinned to an exact timestamp.
 
-While paused nothing is issued, redeemed, transferred or swept (``EnforcedPause()``); an approval can only
-be lowered; a customer can still revoke a consent. Ledger: one-hour epochs valid for 3 epochs.
+While paused nothing is issued, redeemed, reversed, refunded, transferred, migrated, recovered or swept
+(``EnforcedPause()``); an approval can only be lowered; a customer can still revoke a consent. Ledger:
+one-hour epochs valid for 3 epochs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,20 @@ from conftest import (
     new_customer,
     random_ref,
 )
-from contract_helpers import keyed, next_block_at, send_signed, sign_cancellation, warp_to
+from contract_helpers import (
+    issued_item,
+    keyed,
+    migration_args,
+    next_block_at,
+    redemption_record,
+    send_signed,
+    sign_cancellation,
+    warp_to,
+)
 
 L = 3600  # epoch length (seconds)
 V = 3  # validity (epochs)
+MIGRATION_KEY = 99  # the nonce key of the migration signed below (key 0's next nonce is cancelled there)
 
 
 # --------------------------------------------------------------------------- the model of the clock
@@ -294,12 +305,16 @@ def test_while_paused_no_points_move_but_approvals_can_shrink_and_consents_be_re
     warp_to(ledger.node, ledger.call("genesisTimestamp") + (V + 1) * L + 60)
     ledger.issue(holder, 50)  # epoch V + 1 (bucket 1: epoch 0's bucket keeps its expired points)
     alice = funded_customer(ledger, 100)
+    issuance = issued_item(ledger, ledger.issue(alice.address, 10))
+    redeemed = redemption_record(ledger, ledger.redeem(alice, 10))
     assert ledger.call("pendingExpiry") == 40
     ledger.transact("setTransfersEnabled", True, sender=actors.admin)
     ledger.transact("approve", spender, 50, sender=holder)
     ref, deadline = random_ref(), ledger.node.timestamp() + 10 * L
     nonce = ledger.call("nonces", alice.address, ACTIVE)
     consent = ledger.sign_redemption(alice, ACTIVE, 30, ref, nonce, deadline)
+    bob = new_customer()
+    migration = migration_args(ledger, alice, bob, nonce=keyed(MIGRATION_KEY), deadline=deadline)
 
     ledger.transact("pause", sender=actors.pauser)
     assert ledger.call("paused") is True
@@ -307,8 +322,12 @@ def test_while_paused_no_points_move_but_approvals_can_shrink_and_consents_be_re
     zero = b"\x00" * 32
     for fn, args, sender in (
         ("issue", (recipient, 1, random_ref(), 1, zero), actors.partner),
-        ("issueBatch", ([recipient], [1], random_ref(), 1, zero), actors.partner),
+        ("issueBatch", ([recipient], [1], [random_ref()], 1, zero), actors.partner),
         ("redeem", (alice.address, 30, ref, nonce, deadline, consent), actors.partner),
+        ("reverseIssuance", (issuance, 4, random_ref()), actors.partner),
+        ("refundRedemption", (redeemed, 3, random_ref()), actors.partner),
+        ("migrateAccount", migration, actors.stranger),
+        ("recoverAccount", (holder, recipient), actors.admin),
         ("transfer", (recipient, 1), holder),
         ("transferAtEpoch", (V + 1, recipient, 1), holder),
         ("transferFrom", (holder, recipient, 1), spender),
@@ -320,6 +339,7 @@ def test_while_paused_no_points_move_but_approvals_can_shrink_and_consents_be_re
         refused(ledger, fn, *args, sender=sender, watch=watch)
     assert ledger.call("pendingExpiry") == 40  # nothing swept, nothing newly expired
     assert ledger.call("nonces", alice.address, ACTIVE) == nonce  # the consent was not used up
+    assert ledger.call("nonces", alice.address, MIGRATION_KEY) == keyed(MIGRATION_KEY)  # nor the migration
 
     # approvals: the same value or lower
     for value in (50, 10):
@@ -346,9 +366,14 @@ def test_while_paused_no_points_move_but_approvals_can_shrink_and_consents_be_re
     with pytest.raises(ContractRevert) as excinfo:
         ledger.transact("unpause", sender=actors.pauser)
     expect_revert(excinfo, "ExpectedPause")
-    # the consent signed before the pause still redeems, and the sweep goes through
+    # the consent signed before the pause still redeems, the return, the refund and the migration signed
+    # before it go through, and so does the sweep
     ledger.transact("redeem", alice.address, 30, ref, nonce, deadline, consent, sender=actors.partner)
-    assert ledger.call("balanceOf", alice.address) == 70
+    ledger.transact("reverseIssuance", issuance, 4, random_ref(), sender=actors.partner)
+    ledger.transact("refundRedemption", redeemed, 3, random_ref(), sender=actors.partner)
+    assert ledger.call("balanceOf", alice.address) == 110 - 10 - 30 - 4 + 3
+    ledger.transact("migrateAccount", *migration, sender=actors.stranger)
+    assert (ledger.call("balanceOf", alice.address), ledger.call("balanceOf", bob.address)) == (0, 69)
     receipt = ledger.transact("sweepExpired", [holder], sender=actors.stranger)
     assert [e["args"]["amount"] for e in ledger.events(receipt, "PointsExpired")] == [40]
     ledger.transact("transferFrom", holder, recipient, 10, sender=spender)

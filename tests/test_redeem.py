@@ -139,6 +139,7 @@ def test_valid_consent_redeems_and_records_the_entry(ledger: Ledger) -> None:
                 "amount": 300,
                 "ref": ref,
                 "nonce": FIRST,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]
@@ -336,6 +337,7 @@ def test_redemption_spends_the_oldest_epochs_first(ledger: Ledger) -> None:
             "amount": 100,
             "ref": ref,
             "nonce": FIRST,
+            "value": SETTLEMENT_VALUE,
         },
         {
             "partnerId": ACTIVE,
@@ -345,6 +347,7 @@ def test_redemption_spends_the_oldest_epochs_first(ledger: Ledger) -> None:
             "amount": 200,
             "ref": ref,
             "nonce": FIRST,
+            "value": SETTLEMENT_VALUE,
         },
         {
             "partnerId": ACTIVE,
@@ -354,6 +357,7 @@ def test_redemption_spends_the_oldest_epochs_first(ledger: Ledger) -> None:
             "amount": 50,
             "ref": ref,
             "nonce": FIRST,
+            "value": SETTLEMENT_VALUE,
         },
     ]
     assert [args["value"] for name, args in entries(ledger, receipt) if name == "Transfer"] == [100, 200, 50]
@@ -417,6 +421,7 @@ def test_contract_wallet_consents_through_erc1271(ledger: Ledger) -> None:
                 "amount": 200,
                 "ref": ref,
                 "nonce": FIRST,
+                "value": SETTLEMENT_VALUE,
             },
         ),
     ]

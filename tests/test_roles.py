@@ -10,6 +10,11 @@ The callers (:data:`CALLERS`), each holding exactly what its name says and nothi
 * ``customer`` holds points; ``stranger`` has nothing at all (in the ``acceptDefaultAdminTransfer`` row
   it is the pending admin, so that the row has its one allowed caller).
 
+Every partner that could issue made an issuance under :data:`RETURNED` (its own namespace each) before it
+was suspended, rotated or offboarded, and every partner that could accept a redemption under
+:data:`REFUNDED`: a return or a refund is of the caller's own partner's (or ACTIVE's, for a caller whose
+partner has none).
+
 The tables; each cell is an otherwise valid call that succeeds (its effect and its exact ledger entries
 asserted, and the hash-chain head recomputed over them) or reverts with the exact custom error and its
 arguments:
@@ -50,6 +55,7 @@ from conftest import (
     EPOCH,
     GAS,
     ISSUE_ONLY,
+    REVERSAL_WINDOW,
     SETTLEMENT_VALUE,
     SUSPENDED,
     VALIDITY,
@@ -66,10 +72,17 @@ from contract_helpers import (
     STATUS_OFFBOARDED,
     STATUS_SUSPENDED,
     ZERO_ADDRESS,
+    IssuanceItem,
+    RedemptionRecord,
+    batch_root,
+    issued_item,
     keyed,
+    migration_args,
     partner_view,
+    redemption_record,
     send_signed,
     sign_cancellation,
+    sign_migration,
 )
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
@@ -79,6 +92,12 @@ RULE = b"\x11" * 32
 DAY = 24 * 3600
 
 ROTATED, OFFBOARDED, NEW_ID, UNKNOWN = 5, 6, 7, 99
+#: The reference of every partner's issuance the world made (to :attr:`World.returning`), and of every
+#: partner's redemption (of :attr:`World.refunding`): the same value in each partner's own namespace.
+RETURNED, REFUNDED = b"\x7e" * 32, b"\x7f" * 32
+#: Points of those issuances and redemptions: ISSUED + partner id, REDEEMED + partner id (so that no two
+#: partners' are alike, and another partner's is not found under the caller's id).
+ISSUED, REDEEMED = 50, 20
 HANDOVER_SCHEDULED, HANDOVER_CANCELLED, DELAY_SCHEDULED, DELAY_CANCELLED = 1, 2, 3, 4
 
 Entry = tuple[str, dict[str, Any]]  # a ledger entry: event name, fields without ``seq``
@@ -170,8 +189,12 @@ class World:
         self.keys = keys  # address -> key, for the callers that are generated keys
         self.addresses = addresses  # caller -> address
         self.partner_of = {address: 0 for address in addresses.values()}
-        self.consenting = new_customer()  # holds 1,000 points, signs consents and cancellations
+        self.consenting = new_customer()  # holds 1,000 points, signs consents, cancellations, migrations
         self.holder = ledger.node.accounts[9]  # holds 1,000 points (every caller holds 10)
+        self.returning = fresh_address()  # received an issuance of ISSUED from each partner that issued
+        self.refunding = new_customer()  # redeemed REDEEMED at each partner that accepted
+        self.issuances: dict[int, IssuanceItem] = {}  # by partner, under RETURNED
+        self.redemptions: dict[int, RedemptionRecord] = {}  # by partner, under REFUNDED
         self.lean = Web3(ledger.w3.provider, middleware=[])
         self._functions: dict[str, Any] = {}
         self._events: dict[bytes, Any] = {}
@@ -247,8 +270,6 @@ def world(deployed: Ledger) -> World:
     rotated_away, rotated_to, offboarded = (funded_key(ledger) for _ in range(3))
     for pid, key in ((ROTATED, rotated_away), (OFFBOARDED, offboarded)):
         ledger.transact("registerPartner", pid, key.address, key.address, True, True, ALLOWANCE, sender=admin)
-    ledger.transact("rotatePartnerOperator", ROTATED, rotated_to.address, sender=admin)
-    ledger.transact("offboardPartner", OFFBOARDED, sender=admin)
     addresses = {
         "admin": admin,
         "treasury": actors.treasury,
@@ -274,9 +295,31 @@ def world(deployed: Ledger) -> World:
             rotated_away.address: ROTATED,
         }
     )
-    recipients = [w.consenting.address, w.holder, *addresses.values()]
-    amounts = [1_000, 1_000] + [10] * len(addresses)
-    ledger.transact("issueBatch", recipients, amounts, random_ref(), 1, RULE, sender=actors.partner)
+    recipients = [w.consenting.address, w.holder, w.refunding.address, *addresses.values()]
+    amounts = [1_000, 1_000, 1_000] + [10] * len(addresses)
+    refs = [random_ref() for _ in recipients]
+    ledger.transact("issueBatch", recipients, amounts, refs, 1, RULE, sender=actors.partner)
+
+    # each partner's issuance and redemption, while it still may (SUSPENDED is reactivated for them)
+    ledger.transact("reactivatePartner", SUSPENDED, sender=admin)
+    operators = {ACTIVE: actors.partner, SUSPENDED: actors.suspended, ROTATED: rotated_away.address}
+    operators |= {
+        OFFBOARDED: offboarded.address,
+        ACCEPT_ONLY: actors.accept_only,
+        ISSUE_ONLY: actors.issue_only,
+    }
+    for pid in (ACTIVE, ISSUE_ONLY, SUSPENDED, ROTATED, OFFBOARDED):
+        receipt = w.send("issue", w.returning, ISSUED + pid, RETURNED, 1, RULE, sender=operators[pid])
+        w.issuances[pid] = issued_item(ledger, receipt)
+    deadline = ledger.node.timestamp() + 3600
+    for pid in (ACTIVE, ACCEPT_ONLY, SUSPENDED, ROTATED, OFFBOARDED):
+        nonce = keyed(pid)
+        signature = ledger.sign_redemption(w.refunding, pid, REDEEMED + pid, REFUNDED, nonce, deadline)
+        args = (w.refunding.address, REDEEMED + pid, REFUNDED, nonce, deadline, signature)
+        w.redemptions[pid] = redemption_record(ledger, w.send("redeem", *args, sender=operators[pid]))
+    ledger.transact("suspendPartner", SUSPENDED, sender=admin)
+    ledger.transact("rotatePartnerOperator", ROTATED, rotated_to.address, sender=admin)
+    ledger.transact("offboardPartner", OFFBOARDED, sender=admin)
     return w
 
 
@@ -418,9 +461,31 @@ MATRIX: dict[str, dict[str, Expect]] = {
     "issue": ISSUERS,
     "issueBatch": ISSUERS,
     "redeem": ACCEPTORS,
+    # returns and refunds: the active operator of the partner that issued or accepted (no right needed
+    # now); another partner finds no such issuance or redemption under its own id
+    "reverseIssuance": row(
+        UNKNOWN_PARTNER,
+        partner=OK,
+        issue_only=OK,
+        accept_only=Reverts("LedgerIssuanceNotFound", (ACCEPT_ONLY, RETURNED)),
+        suspended=suspended(SUSPENDED),
+        offboarded=offboarded(OFFBOARDED),
+        rotated_away=Reverts("LedgerRotatedOperator", (CALLER, ROTATED)),
+    ),
+    "refundRedemption": row(
+        UNKNOWN_PARTNER,
+        partner=OK,
+        accept_only=OK,
+        issue_only=Reverts("LedgerRedemptionNotFound", (ISSUE_ONLY, REFUNDED)),
+        suspended=suspended(SUSPENDED),
+        offboarded=offboarded(OFFBOARDED),
+        rotated_away=Reverts("LedgerRotatedOperator", (CALLER, ROTATED)),
+    ),
     # customers and anyone
     "revokeConsent": ANYONE,  # the caller's own consent
     "cancelConsent": ANYONE,  # with the customer's signature
+    "migrateAccount": ANYONE,  # with both accounts' signatures
+    "recoverAccount": ADMIN_ONLY,  # the timelock, in production
     "sweepExpired": ANYONE,
     "approve": ANYONE,
     **{fn: row(TRANSFERS_DISABLED) for fn in TRANSFER_FUNCTIONS},
@@ -473,9 +538,21 @@ STATES: dict[str, dict[str, Expect]] = {
     "recordSettlement": states(OK, unknown=not_found(UNKNOWN)),  # offboarded partners are settled too
 }
 
-#: While paused what moves points stands still (EnforcedPause() before any other check); governance,
-#: settlement records, key rotation and consent revocation go on.
-STOPPED_BY_PAUSE = ("pause", "issue", "issueBatch", "redeem", "sweepExpired", "approve", *TRANSFER_FUNCTIONS)
+#: While paused what moves points stands still (EnforcedPause() before any other check but the admin
+#: role's, for a recovery); governance, settlement records, key rotation and consent revocation go on.
+STOPPED_BY_PAUSE = (
+    "pause",
+    "issue",
+    "issueBatch",
+    "redeem",
+    "reverseIssuance",
+    "refundRedemption",
+    "migrateAccount",
+    "recoverAccount",
+    "sweepExpired",
+    "approve",
+    *TRANSFER_FUNCTIONS,
+)
 PAUSED: dict[str, Expect] = {fn: ENFORCED_PAUSE if fn in STOPPED_BY_PAUSE else OK for fn in MATRIX}
 
 
@@ -562,7 +639,7 @@ def register_partner(w: World, caller: str, target: int | None) -> Call:
     def check(o: Outcome) -> None:
         fields = {"settlement": settlement, "canIssue": True, "canAccept": False, "allowance": 500}
         o.expect(("PartnerRegistered", {"partnerId": pid, "operator": operator, **fields}))
-        view = (pid, operator, settlement, STATUS_ACTIVE, True, False, 500, 0, 0, 0, 0, 0, 0)
+        view = (pid, operator, settlement, STATUS_ACTIVE, True, False, 500, *[0] * 10)
         assert tuple(w.call("partner", pid)) == view
         assert w.call("partnerIdOf", operator) == pid
         assert w.call("partnerIds") == [*o.before, pid]
@@ -813,7 +890,7 @@ def issue(w: World, caller: str, target: int | None) -> Call:
 
     def check(o: Outcome) -> None:
         fields = {"to": to, "epoch": 0, "amount": 100, "ref": ref, "reason": 7, "ruleHash": RULE}
-        o.expect(("PointsIssued", {"partnerId": pid, **fields}))
+        o.expect(("PointsIssued", {"partnerId": pid, **fields, "value": SETTLEMENT_VALUE}))
         assert w.call("balanceOf", to) == 100
         assert w.call("referenceUsed", pid, ref) is True
         allowance, issued, value = (o.before[k] for k in ("allowance", "issued", "issuedValue"))
@@ -825,19 +902,20 @@ def issue(w: World, caller: str, target: int | None) -> Call:
 
 def issue_batch(w: World, caller: str, target: int | None) -> Call:
     pid = w.own_partner(caller)
-    first, second, ref = fresh_address(), fresh_address(), random_ref()
+    first, second, refs = fresh_address(), fresh_address(), [random_ref(), random_ref()]
+    root = batch_root([first, second], [3, 4], refs)
 
     def check(o: Outcome) -> None:
-        batch = {"epoch": 0, "ref": ref, "reason": 7, "ruleHash": RULE, "count": 2, "total": 7}
+        batch = {"epoch": 0, "ref": root, "reason": 7, "ruleHash": RULE, "count": 2, "total": 7}
         o.expect(
-            ("PointsBatchIssued", {"partnerId": pid, **batch}),
-            ("PointsIssuedInBatch", {"to": first, "amount": 3}),
-            ("PointsIssuedInBatch", {"to": second, "amount": 4}),
+            ("PointsBatchIssued", {"partnerId": pid, **batch, "value": SETTLEMENT_VALUE}),
+            ("PointsIssuedInBatch", {"to": first, "amount": 3, "itemRef": refs[0]}),
+            ("PointsIssuedInBatch", {"to": second, "amount": 4, "itemRef": refs[1]}),
         )
         assert (w.call("balanceOf", first), w.call("balanceOf", second)) == (3, 4)
-        assert w.call("referenceUsed", pid, ref) is True
+        assert w.call("referenceUsed", pid, root) is True
 
-    return Call("issueBatch", ([first, second], [3, 4], ref, 7, RULE), check)
+    return Call("issueBatch", ([first, second], [3, 4], refs, 7, RULE), check)
 
 
 def redeem(w: World, caller: str, target: int | None) -> Call:
@@ -848,7 +926,7 @@ def redeem(w: World, caller: str, target: int | None) -> Call:
 
     def check(o: Outcome) -> None:
         fields = {"customer": customer.address, "epoch": 0, "amount": 20, "ref": ref, "nonce": nonce}
-        o.expect(("PointsRedeemed", {"partnerId": pid, **fields}))
+        o.expect(("PointsRedeemed", {"partnerId": pid, **fields, "value": SETTLEMENT_VALUE}))
         assert w.call("balanceOf", customer.address) == 980
         assert w.call("nonces", customer.address, pid) == nonce + 1
         assert w.call("redemptionReferenceUsed", pid, ref) is True
@@ -857,6 +935,105 @@ def redeem(w: World, caller: str, target: int | None) -> Call:
 
     args = (customer.address, 20, ref, nonce, deadline, signature)
     return Call("redeem", args, check, lambda: w.partner(pid))
+
+
+def reverse_issuance(w: World, caller: str, target: int | None) -> Call:
+    """The caller's partner (or ACTIVE) reverses 20 of its issuance under RETURNED."""
+    pid = w.own_partner(caller)
+    item, returned = w.issuances.get(pid, w.issuances[ACTIVE]), random_ref()
+    customer = item.customer
+
+    def check(o: Outcome) -> None:
+        view, balance, total = o.before
+        header = {
+            "ref": RETURNED,
+            "itemRef": RETURNED,
+            "returnRef": returned,
+            "requested": 20,
+            "recovered": 20,
+        }
+        o.expect(
+            (
+                "IssuanceReversed",
+                {"partnerId": pid, "customer": customer, **header, "value": SETTLEMENT_VALUE},
+            ),
+            (
+                "PointsReversed",
+                {"partnerId": pid, "customer": customer, "epoch": 0, "amount": 20, "returnRef": returned},
+            ),
+        )
+        changed = {"reversed": view["reversed"] + 20, "reversedValue": view["reversedValue"] + 200}
+        assert w.partner(pid) == {**view, **changed}
+        assert (w.call("balanceOf", customer), w.call("totalReversed")) == (balance - 20, total + 20)
+        assert w.call("returnReferenceUsed", pid, returned) is True
+        assert w.call("reversedOf", pid, RETURNED, customer, item.amount, RETURNED) == 20
+
+    def before() -> Any:
+        return w.partner(pid), w.call("balanceOf", customer), w.call("totalReversed")
+
+    return Call("reverseIssuance", (item, 20, returned), check, before)
+
+
+def refund_redemption(w: World, caller: str, target: int | None) -> Call:
+    """The caller's partner (or ACTIVE) refunds 5 of its redemption under REFUNDED."""
+    pid = w.own_partner(caller)
+    record, refund = w.redemptions.get(pid, w.redemptions[ACTIVE]), random_ref()
+    customer = record.customer
+
+    def check(o: Outcome) -> None:
+        view, balance, total = o.before
+        header = {"ref": REFUNDED, "refundRef": refund, "amount": 5, "restored": 5, "value": SETTLEMENT_VALUE}
+        o.expect(
+            ("RedemptionRefunded", {"partnerId": pid, "customer": customer, **header}),
+            (
+                "PointsRefunded",
+                {"partnerId": pid, "customer": customer, "epoch": 0, "amount": 5, "refundRef": refund},
+            ),
+        )
+        changed = {"refunded": view["refunded"] + 5, "refundedValue": view["refundedValue"] + 50}
+        assert w.partner(pid) == {**view, **changed}
+        assert (w.call("balanceOf", customer), w.call("totalRefunded")) == (balance + 5, total + 5)
+        assert w.call("refundReferenceUsed", pid, refund) is True
+        assert w.call("refundedOf", pid, REFUNDED) == 5
+
+    def before() -> Any:
+        return w.partner(pid), w.call("balanceOf", customer), w.call("totalRefunded")
+
+    return Call("refundRedemption", (record, 5, refund), check, before)
+
+
+def migrate_account(w: World, caller: str, target: int | None) -> Call:
+    """The caller submits the consenting customer's move of its 1,000 points to a new key, signed by both."""
+    source, new = w.consenting, new_customer()
+    args = migration_args(w.ledger, source, new)
+    assert args[2] == 0  # the first nonce of key 0
+
+    def check(o: Outcome) -> None:
+        moved = {"from": source.address, "to": new.address}
+        o.expect(
+            ("AccountMigrated", {**moved, "nonce": 0, "recovery": False, "amount": 1_000}),
+            ("PointsTransferred", {**moved, "epoch": 0, "amount": 1_000}),
+        )
+        assert (w.call("balanceOf", source.address), w.call("balanceOf", new.address)) == (0, 1_000)
+        assert w.call("nonces", source.address, 0) == 1
+
+    return Call("migrateAccount", args, check)
+
+
+def recover_account(w: World, caller: str, target: int | None) -> Call:
+    """The consenting customer lost its key: its 1,000 points move to a new address, without its signature."""
+    lost, found = w.consenting.address, fresh_address()
+
+    def check(o: Outcome) -> None:
+        moved = {"from": lost, "to": found}
+        o.expect(
+            ("AccountMigrated", {**moved, "nonce": 0, "recovery": True, "amount": 1_000}),
+            ("PointsTransferred", {**moved, "epoch": 0, "amount": 1_000}),
+        )
+        assert (w.call("balanceOf", lost), w.call("balanceOf", found)) == (0, 1_000)
+        assert w.call("nonces", lost, 0) == 0
+
+    return Call("recoverAccount", (lost, found), check)
 
 
 def revoke_consent(w: World, caller: str, target: int | None) -> Call:
@@ -955,6 +1132,10 @@ BUILDERS: dict[str, Builder] = {
     "issue": issue,
     "issueBatch": issue_batch,
     "redeem": redeem,
+    "reverseIssuance": reverse_issuance,
+    "refundRedemption": refund_redemption,
+    "migrateAccount": migrate_account,
+    "recoverAccount": recover_account,
     "revokeConsent": revoke_consent,
     "cancelConsent": cancel_consent,
     "sweepExpired": sweep_expired,
@@ -1100,6 +1281,125 @@ def test_once_transfers_are_on_any_holder_can_transfer(env: World, fn: str, call
     assert_accepted(env, BUILDERS[fn](env, address, None), address)
 
 
+# ------------------------------------------------------------------------ whose returns, refunds, migrations
+
+
+def test_a_partner_reverses_and_refunds_only_its_own(env: World) -> None:
+    """Under the same reference, another partner's issuance or redemption is not the caller's: it is not
+    found under the caller's id. A rotated partner's new key reverses and refunds what its former key did."""
+    ledger = env.ledger
+    seq, head = ledger.call("ledgerSequence"), ledger.call("ledgerHead")
+    with reverts("LedgerIssuanceNotFound", ISSUE_ONLY, RETURNED):
+        env.send("reverseIssuance", env.issuances[ACTIVE], 1, random_ref(), sender=ledger.actors.issue_only)
+    with reverts("LedgerRedemptionNotFound", ACTIVE, REFUNDED):
+        env.send(
+            "refundRedemption", env.redemptions[ACCEPT_ONLY], 1, random_ref(), sender=ledger.actors.partner
+        )
+    assert (ledger.call("ledgerSequence"), ledger.call("ledgerHead")) == (seq, head)
+
+    rotated_to = partner_view(ledger, ROTATED)["operator"]
+    assert rotated_to != env.addresses["rotated_away"]
+    assert_accepted(env, reverse_issuance(env, env.addresses["rotated_away"], None), rotated_to)
+    assert_accepted(env, refund_redemption(env, env.addresses["rotated_away"], None), rotated_to)
+
+
+def test_a_migration_needs_both_accounts_signatures_once_and_before_its_deadline(env: World) -> None:
+    ledger, stranger = env.ledger, env.ledger.actors.stranger
+    source, target, other = env.consenting, new_customer(), new_customer()
+    src, dst, nonce, deadline, by_source, by_target = migration_args(ledger, source, target)
+    by_other = sign_migration(ledger, other, src, dst, nonce, deadline)
+    steps = Steps(ledger)
+    for signatures, signer in (
+        ((by_source, by_source), (dst, src)),  # the target's signature missing
+        ((by_target, by_target), (src, dst)),  # the source's
+        ((by_other, by_target), (src, other.address)),
+        ((by_source, by_other), (dst, other.address)),
+    ):
+        steps.refused(
+            "migrateAccount",
+            src,
+            dst,
+            nonce,
+            deadline,
+            *signatures,
+            sender=stranger,
+            error="LedgerInvalidSigner",
+            error_args=signer,
+        )
+    moved = {"from": src, "to": dst}
+    steps.step(
+        "migrateAccount",
+        src,
+        dst,
+        nonce,
+        deadline,
+        by_source,
+        by_target,
+        sender=stranger,
+        entries=(
+            ("AccountMigrated", {**moved, "nonce": nonce, "recovery": False, "amount": 1_000}),
+            ("PointsTransferred", {**moved, "epoch": 0, "amount": 1_000}),
+        ),
+    )
+    steps.refused(  # a replay: the nonce is used
+        "migrateAccount",
+        src,
+        dst,
+        nonce,
+        deadline,
+        by_source,
+        by_target,
+        sender=stranger,
+        error="InvalidAccountNonce",
+        error_args=(src, nonce + 1),
+    )
+    # back, signed by both, but too late
+    back = migration_args(ledger, target, source, deadline=ledger.node.timestamp() + 60)
+    ledger.node.advance_time(61)
+    steps.refused(
+        "migrateAccount", *back, sender=stranger, error="LedgerExpiredSignature", error_args=(back[3],)
+    )
+
+
+def test_a_migration_or_recovery_moves_live_points_between_two_accounts(env: World) -> None:
+    ledger, admin, stranger = env.ledger, env.ledger.actors.admin, env.ledger.actors.stranger
+    source, empty = env.consenting, new_customer()
+    steps = Steps(ledger)
+    same = migration_args(ledger, source, source)
+    steps.refused(
+        "migrateAccount",
+        *same,
+        sender=stranger,
+        error="LedgerInvalidMigration",
+        error_args=(source.address,) * 2,
+    )
+    nothing = migration_args(ledger, empty, source)
+    steps.refused(
+        "migrateAccount",
+        *nothing,
+        sender=stranger,
+        error="LedgerInsufficientBalance",
+        error_args=(empty.address, 0, 1),
+    )
+    for lost, found, error, args in (
+        (ZERO_ADDRESS, source.address, "LedgerInvalidMigration", (ZERO_ADDRESS, source.address)),
+        (source.address, ZERO_ADDRESS, "LedgerInvalidMigration", (source.address, ZERO_ADDRESS)),
+        (source.address, source.address, "LedgerInvalidMigration", (source.address, source.address)),
+        (empty.address, source.address, "LedgerInsufficientBalance", (empty.address, 0, 1)),
+    ):
+        steps.refused("recoverAccount", lost, found, sender=admin, error=error, error_args=args)
+    # expired points stay behind: only live ones move
+    ledger.node.advance_time(VALIDITY * EPOCH)
+    steps.refused(
+        "recoverAccount",
+        source.address,
+        empty.address,
+        sender=admin,
+        error="LedgerInsufficientBalance",
+        error_args=(source.address, 0, 1),
+    )
+
+
 # ------------------------------------------------------------------------ roles and the handover as entries
 
 
@@ -1107,7 +1407,7 @@ def deployment_entries(ledger: Ledger, treasury: str, pauser: str, *, sender: st
     """A bare ledger deployed by ``sender``, and the ledger entries of its deployment; its head is checked
     to fold exactly these."""
     actors, w3 = ledger.actors, ledger.w3
-    args = (actors.admin, treasury, pauser, ADMIN_DELAY, EPOCH, VALIDITY, SETTLEMENT_VALUE)
+    args = (actors.admin, treasury, pauser, ADMIN_DELAY, EPOCH, VALIDITY, SETTLEMENT_VALUE, REVERSAL_WINDOW)
     bare = deploy(ledger.node, "LoyaltyLedger", "P", "P", *args, sender=sender)
     receipt = w3.eth.get_transaction_receipt(w3.eth.get_block("latest")["transactions"][-1])
     events = decode_logs(bare, receipt)

@@ -38,7 +38,9 @@ from conftest import (
 
 PARTNER = PartnerId(10)
 PURCHASE = ReasonCode(1)
-POINTS_ISSUED = keccak(text="PointsIssued(uint32,address,uint64,uint256,uint256,bytes32,uint16,bytes32)")
+POINTS_ISSUED = keccak(
+    text="PointsIssued(uint32,address,uint64,uint256,uint256,bytes32,uint16,bytes32,uint256)"
+)
 
 
 @pytest.fixture
@@ -69,7 +71,8 @@ def issued_refs(ledger: Ledger) -> Counter[bytes]:
     logs = ledger.w3.eth.get_logs(
         {"address": ledger.contract.address, "fromBlock": 0, "toBlock": "latest", "topics": [POINTS_ISSUED]}
     )
-    # PointsIssued(partnerId, to indexed; seq, epoch, amount, ref, reason, ruleHash): ref is data word 3.
+    # PointsIssued(partnerId, to indexed; seq, epoch, amount, ref, reason, ruleHash, value): ref is data
+    # word 3.
     return Counter(bytes(log["data"][96:128]) for log in logs)
 
 

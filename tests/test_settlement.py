@@ -1,11 +1,14 @@
 """Settlement that does not move under your feet (both backends).
 
-Each entry is valued at the settlement value in force when it happens; a partner's position is
-``(redeemed - issued, redeemedValue - issuedValue)`` all-time, its open position that minus what the
-treasury recorded as settled (``recordSettlement``: positive paid to the partner, negative received from
-it). The coalition's position is ``(issued - redeemed, Σ issuedValue - redeemedValue)``, its open position
-that plus everything settled; the partners' and the coalition's positions sum to zero, all-time and open,
-in points and in value, whatever the value changes and settlements in between.
+Each entry is valued at the settlement value in force when it happens, a return (reversal) at its
+issuance's value and a refund at its redemption's; a partner's position is
+``((redeemed - refunded) - (issued - reversed), (redeemedValue - refundedValue) - (issuedValue -
+reversedValue))`` all-time (reversed: the points a return recovered), its open position that minus what
+the treasury recorded as settled (``recordSettlement``: positive paid to the partner, negative received
+from it). The coalition's position is ``((issued - reversed) - (redeemed - refunded), -Σ partners' value)``,
+its open position that plus everything settled; the partners' and the coalition's positions sum to zero,
+all-time and open, in points and in value, whatever the value changes, returns, refunds and settlements in
+between.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from conftest import (
     new_customer,
     random_ref,
 )
-from contract_helpers import partner_view
+from contract_helpers import IssuanceItem, RedemptionRecord, issued_item, partner_view, redemption_record
 
 POINTS_BOUND, VALUE_BOUND = 2**96 - 1, 2**160 - 1
 UNKNOWN = 99
@@ -41,35 +44,68 @@ def settle(ledger: Ledger, pid: int, points: int, value: int, ref: bytes | None 
     assert ledger.call("settlementReferenceUsed", pid, ref) is True
 
 
+#: The counters of :class:`Book`, as ``partner(id)`` names them.
+BOOKED = (
+    "issued",
+    "issuedValue",
+    "redeemed",
+    "redeemedValue",
+    "reversed",
+    "reversedValue",
+    "refunded",
+    "refundedValue",
+    "settledPoints",
+    "settledValue",
+)
+
+
 @dataclass
 class Book:
-    """What the positions must be: per partner (issued, issued value, redeemed, redeemed value, settled
-    points, settled value), computed here from the operations alone."""
+    """What the positions must be: per partner the counters of :data:`BOOKED`, computed here from the
+    operations alone."""
 
     value: int = SETTLEMENT_VALUE
-    counts: dict[int, list[int]] = field(default_factory=dict)
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
 
-    def row(self, pid: int) -> list[int]:
-        return self.counts.setdefault(pid, [0] * 6)
+    def row(self, pid: int) -> dict[str, int]:
+        return self.counts.setdefault(pid, dict.fromkeys(BOOKED, 0))
 
     def issued(self, pid: int, amount: int) -> None:
-        self.row(pid)[0] += amount
-        self.row(pid)[1] += amount * self.value
+        self.row(pid)["issued"] += amount
+        self.row(pid)["issuedValue"] += amount * self.value
 
     def redeemed(self, pid: int, amount: int) -> None:
-        self.row(pid)[2] += amount
-        self.row(pid)[3] += amount * self.value
+        self.row(pid)["redeemed"] += amount
+        self.row(pid)["redeemedValue"] += amount * self.value
+
+    def reversed(self, pid: int, recovered: int, value: int) -> None:
+        """A return that took back ``recovered`` points of an issuance valued at ``value`` a point."""
+        self.row(pid)["reversed"] += recovered
+        self.row(pid)["reversedValue"] += recovered * value
+
+    def refunded(self, pid: int, amount: int, value: int) -> None:
+        """A refund of ``amount`` points of a redemption valued at ``value`` a point."""
+        self.row(pid)["refunded"] += amount
+        self.row(pid)["refundedValue"] += amount * value
 
     def settled(self, pid: int, points: int, value: int) -> None:
-        self.row(pid)[4] += points
-        self.row(pid)[5] += value
+        self.row(pid)["settledPoints"] += points
+        self.row(pid)["settledValue"] += value
 
     def check(self, ledger: Ledger) -> None:
-        """Every partner's all-time and open position as booked; coalition's likewise; all sum to zero."""
+        """Every partner's counters, all-time and open position as booked; the coalition's likewise; all
+        sum to zero."""
         total, total_open = [0, 0], [0, 0]
         for pid in ledger.call("partnerIds"):
-            issued, issued_value, redeemed, redeemed_value, settled, settled_value = self.row(pid)
-            position = (redeemed - issued, redeemed_value - issued_value)
+            row = self.row(pid)
+            view = partner_view(ledger, pid)
+            assert {name: view[name] for name in BOOKED} == row, pid
+            points = (row["redeemed"] - row["refunded"]) - (row["issued"] - row["reversed"])
+            value = (row["redeemedValue"] - row["refundedValue"]) - (
+                row["issuedValue"] - row["reversedValue"]
+            )
+            settled, settled_value = row["settledPoints"], row["settledValue"]
+            position = (points, value)
             opened = (position[0] - settled, position[1] - settled_value)
             assert tuple(ledger.call("partnerPosition", pid)) == position, pid
             assert tuple(ledger.call("partnerOpenPosition", pid)) == opened, pid
@@ -78,13 +114,43 @@ class Book:
         coalition, coalition_open = ledger.call("coalitionPosition"), ledger.call("coalitionOpenPosition")
         assert tuple(coalition) == (-total[0], -total[1])
         assert tuple(coalition_open) == (-total_open[0], -total_open[1])
+        rows = [self.row(pid) for pid in ledger.call("partnerIds")]
+        assert (ledger.call("totalReversed"), ledger.call("totalRefunded")) == (
+            sum(row["reversed"] for row in rows),
+            sum(row["refunded"] for row in rows),
+        )
+
+
+def issue_at(ledger: Ledger, book: Book, customer: str, pid: int, operator: str, amount: int) -> IssuanceItem:
+    item = issued_item(ledger, ledger.issue(customer, amount, sender=operator))
+    book.issued(pid, amount)
+    return item
 
 
 def redeem_at(
     ledger: Ledger, book: Book, customer: LocalAccount, pid: int, operator: str, amount: int
-) -> None:
-    ledger.redeem(customer, amount, sender=operator, partner_id=pid)
+) -> RedemptionRecord:
+    record = redemption_record(ledger, ledger.redeem(customer, amount, sender=operator, partner_id=pid))
     book.redeemed(pid, amount)
+    return record
+
+
+def reverse(ledger: Ledger, book: Book, item: IssuanceItem, pid: int, operator: str, amount: int) -> int:
+    """Reverses ``amount`` of ``item``; books and returns what it recovered."""
+    receipt = ledger.transact("reverseIssuance", item, amount, random_ref(), sender=operator)
+    (header,) = (e["args"] for e in ledger.events(receipt, "IssuanceReversed"))
+    assert (header["requested"], header["value"]) == (amount, item.value)
+    book.reversed(pid, header["recovered"], item.value)
+    return int(header["recovered"])
+
+
+def refund(
+    ledger: Ledger, book: Book, record: RedemptionRecord, pid: int, operator: str, amount: int
+) -> None:
+    receipt = ledger.transact("refundRedemption", record, amount, random_ref(), sender=operator)
+    (header,) = (e["args"] for e in ledger.events(receipt, "RedemptionRefunded"))
+    assert (header["amount"], header["value"]) == (amount, record.value)
+    book.refunded(pid, amount, record.value)
 
 
 def test_a_settlement_is_an_entry_that_moves_the_open_position_only(ledger: Ledger) -> None:
@@ -123,26 +189,36 @@ def test_a_settlement_is_an_entry_that_moves_the_open_position_only(ledger: Ledg
 
 
 def test_positions_sum_to_zero_through_value_changes_and_settlements(ledger: Ledger) -> None:
-    """Issues and redemptions at three values, partial, excess, points-only and value-only settlements:
-    after each phase every view equals the book and the sums are zero."""
+    """Issues, redemptions, returns and refunds at three values (a return or a refund at its original's),
+    partial, excess, points-only and value-only settlements: after each phase every view equals the book
+    and the sums are zero."""
     actors, treasury, customer, book = ledger.actors, ledger.actors.treasury, new_customer(), Book()
 
-    ledger.issue(customer.address, 300)
-    book.issued(ACTIVE, 300)
-    ledger.issue(customer.address, 50, sender=actors.issue_only)
-    book.issued(ISSUE_ONLY, 50)
-    redeem_at(ledger, book, customer, ACCEPT_ONLY, actors.accept_only, 120)
+    big = issue_at(ledger, book, customer.address, ACTIVE, actors.partner, 300)
+    issue_at(ledger, book, customer.address, ISSUE_ONLY, actors.issue_only, 50)
+    accepted = redeem_at(ledger, book, customer, ACCEPT_ONLY, actors.accept_only, 120)
     settle(ledger, ACTIVE, -200, -1_500)  # partial
     book.settled(ACTIVE, -200, -1_500)
     book.check(ledger)
 
     ledger.transact("setSettlementValue", 7, sender=treasury)
     book.value = 7
-    redeem_at(ledger, book, customer, ACTIVE, actors.partner, 80)
-    ledger.issue(customer.address, 9, sender=actors.issue_only)
-    book.issued(ISSUE_ONLY, 9)
+    redeemed = redeem_at(ledger, book, customer, ACTIVE, actors.partner, 80)
+    issue_at(ledger, book, customer.address, ISSUE_ONLY, actors.issue_only, 9)
     settle(ledger, ACCEPT_ONLY, 150, 2_000)  # more than it was owed
     book.settled(ACCEPT_ONLY, 150, 2_000)
+    book.check(ledger)
+
+    # returns and refunds at the values of their originals (10 and 7), not at the 7 in force
+    assert reverse(ledger, book, big, ACTIVE, actors.partner, 40) == 40
+    refund(ledger, book, accepted, ACCEPT_ONLY, actors.accept_only, 30)
+    refund(ledger, book, redeemed, ACTIVE, actors.partner, 20)
+    # a return of more than the customer still holds recovers what it holds (and counts only that)
+    spender = new_customer()
+    small = issue_at(ledger, book, spender.address, ISSUE_ONLY, actors.issue_only, 20)
+    redeem_at(ledger, book, spender, ACCEPT_ONLY, actors.accept_only, 15)
+    assert reverse(ledger, book, small, ISSUE_ONLY, actors.issue_only, 12) == 5
+    assert ledger.call("reversedOf", ISSUE_ONLY, small.ref, spender.address, 20, small.item_ref) == 12
     book.check(ledger)
 
     settle(ledger, ISSUE_ONLY, 0, -77)  # value only
@@ -156,7 +232,7 @@ def test_positions_sum_to_zero_through_value_changes_and_settlements(ledger: Led
 
 
 def test_a_payment_reference_is_used_once_per_partner(ledger: Ledger) -> None:
-    """Per partner, and apart from its issue and redemption references."""
+    """Per partner, and apart from its issue, redemption, return and refund references."""
     ref = random_ref()
     settle(ledger, ACTIVE, 1, 10, ref)
     with reverts("LedgerReferenceUsed", ACTIVE, ref):
@@ -164,8 +240,14 @@ def test_a_payment_reference_is_used_once_per_partner(ledger: Ledger) -> None:
     assert ledger.call("settlementReferenceUsed", ACCEPT_ONLY, ref) is False
     settle(ledger, ACCEPT_ONLY, 1, 10, ref)  # another partner's payment may carry it
     customer = new_customer()
-    ledger.issue(customer.address, 5, ref=ref)  # so may ACTIVE's orders and redemptions
-    ledger.redeem(customer, 5, ref=ref)
+    # so may ACTIVE's orders, redemptions, returns and refunds
+    issuance = issued_item(ledger, ledger.issue(customer.address, 10, ref=ref))
+    redeemed = redemption_record(ledger, ledger.redeem(customer, 5, ref=ref))
+    ledger.transact("reverseIssuance", issuance, 1, ref, sender=ledger.actors.partner)
+    ledger.transact("refundRedemption", redeemed, 1, ref, sender=ledger.actors.partner)
+    used = ("referenceUsed", "redemptionReferenceUsed", "settlementReferenceUsed")
+    used += ("returnReferenceUsed", "refundReferenceUsed")
+    assert [ledger.call(view, ACTIVE, ref) for view in used] == [True] * 5
     assert partner_view(ledger, ACTIVE)["settledPoints"] == 1
 
 

@@ -3,14 +3,18 @@
 * No partner operator key (active, suspended, offboarded or rotated away) holds a role, however it is
   tried: a grant, a handover begun to it, a handover accepted by a key registered as operator meanwhile.
 * No role holder operates a partner: neither registered nor rotated to.
-* A rotated-away key is refused at once (issue, batch, redeem, rotation), can never hold a role nor
-  operate again, and the partner keeps its references: the new key cannot reuse an old one.
+* A rotated-away key is refused at once (issue, batch, redeem, reversal, refund, rotation), can never hold
+  a role nor operate again, and the partner keeps its references: the new key cannot reuse an old one, and
+  reverses and refunds what the old key issued and accepted.
 * Allowances move by deltas: a cut of the full allowance after the partner spent part of it fails
   instead of handing the spent part back; top-ups add up.
 * Settlement values apply forward only, are bounded, and positions at the bounds do not overflow.
-* The admin alone cannot fake a settlement claim: it redeems, issues, prices and settles nothing, and a
-  partner it registers with a key it holds cannot redeem a customer's points without that customer's
-  signature; a suspended partner cannot rotate itself out of its suspension.
+* The admin alone cannot fake a settlement claim: it redeems, issues, reverses, refunds, prices and settles
+  nothing, and a partner it registers with a key it holds cannot redeem a customer's points without that
+  customer's signature; a suspended partner cannot rotate itself out of its suspension. Its one power over
+  a customer's points is the recovery of a lost key (``recoverAccount``), which moves them without the
+  customer's signature: that is a ledger entry marked ``recovery`` (and in production a timelocked call,
+  public for the delay before it runs), shown below with what it would allow.
 
 (Consent replay, EIP-7702 accounts, ERC-1271 wallets, zero addresses and expiry during a pause are
 covered by the consent and expiry tests.)
@@ -45,7 +49,15 @@ from conftest import (
     new_customer,
     random_ref,
 )
-from contract_helpers import STATUS_ACTIVE, ZERO_ADDRESS, keyed, partner_view, send_signed
+from contract_helpers import (
+    STATUS_ACTIVE,
+    ZERO_ADDRESS,
+    issued_item,
+    keyed,
+    partner_view,
+    redemption_record,
+    send_signed,
+)
 
 AUDITOR_ROLE = bytes(Web3.keccak(text="AUDITOR_ROLE"))  # any role the admin may make up
 ROLES = (TREASURY_ROLE, PAUSER_ROLE, AUDITOR_ROLE)
@@ -166,9 +178,12 @@ def test_a_key_whose_roles_were_revoked_may_operate(ledger: Ledger) -> None:
 @pytest.mark.parametrize("by", ["admin", "operator"])
 def test_a_rotated_away_key_is_refused_at_once(ledger: Ledger, by: str) -> None:
     """After the rotation (by the admin, or by the operator itself) the old key can neither issue, issue a
-    batch, redeem nor rotate; the new key issues and redeems in the very next transactions."""
+    batch, redeem, reverse an issuance, refund a redemption nor rotate; the new key issues, redeems,
+    reverses what the old key issued and refunds what it accepted, in the very next transactions."""
     actors, old, new = ledger.actors, ledger.actors.partner, funded_key(ledger)
-    customer = holding(ledger, 50)
+    customer = new_customer()
+    issuance = issued_item(ledger, ledger.issue(customer.address, 50))
+    redeemed = redemption_record(ledger, ledger.redeem(customer, 5))
     consent = redemption(ledger, customer, ACTIVE, 10, random_ref())
     ledger.transact(
         "rotatePartnerOperator", ACTIVE, new.address, sender=actors.admin if by == "admin" else old
@@ -176,8 +191,10 @@ def test_a_rotated_away_key_is_refused_at_once(ledger: Ledger, by: str) -> None:
 
     for fn, args in (
         ("issue", (customer.address, 1, random_ref(), 1, RULE)),
-        ("issueBatch", ([customer.address], [1], random_ref(), 1, RULE)),
+        ("issueBatch", ([customer.address], [1], [random_ref()], 1, RULE)),
         ("redeem", consent),
+        ("reverseIssuance", (issuance, 2, random_ref())),
+        ("refundRedemption", (redeemed, 3, random_ref())),
     ):
         with reverts("LedgerRotatedOperator", old, ACTIVE):
             ledger.transact(fn, *args, sender=old)
@@ -186,7 +203,11 @@ def test_a_rotated_away_key_is_refused_at_once(ledger: Ledger, by: str) -> None:
 
     send_signed(ledger, new, "issue", customer.address, 1, random_ref(), 1, RULE)
     send_signed(ledger, new, "redeem", *consent)  # a consent names the partner, not its key
-    assert ledger.call("balanceOf", customer.address) == 41
+    send_signed(ledger, new, "reverseIssuance", issuance, 2, random_ref())
+    send_signed(ledger, new, "refundRedemption", redeemed, 3, random_ref())
+    assert ledger.call("balanceOf", customer.address) == 50 - 5 + 1 - 10 - 2 + 3
+    view = partner_view(ledger, ACTIVE)
+    assert (view["reversed"], view["refunded"]) == (2, 3)
     assert (ledger.call("partnerIdOf", old), ledger.call("partnerIdOf", new.address)) == (ACTIVE, ACTIVE)
 
 
@@ -207,22 +228,28 @@ def test_a_rotated_away_key_can_never_hold_a_role_nor_operate_again(ledger: Ledg
 
 
 def test_a_partner_keeps_its_references_across_a_rotation(ledger: Ledger) -> None:
-    """An order already paid cannot be issued again under the new key: the issue, batch and redemption
-    references stay used by the partner, and its counters carry on."""
+    """An order already paid cannot be issued again under the new key: the issue, batch (its root),
+    redemption, return and refund references stay used by the partner, and its counters carry on."""
     actors, new = ledger.actors, funded_key(ledger)
     customer = holding(ledger, 50)
-    order, batch, payment = random_ref(), random_ref(), random_ref()
+    order, item, payment, returned, refund = (random_ref() for _ in range(5))
     ledger.issue(customer.address, 5, ref=order)
-    ledger.transact("issueBatch", [customer.address], [5], batch, 1, RULE, sender=actors.partner)
-    ledger.redeem(customer, 5, ref=payment)
+    batch = ledger.issue_batch([customer.address], [5], [item])
+    root = ledger.events(batch, "PointsBatchIssued")[0]["args"]["ref"]
+    redeemed = redemption_record(ledger, ledger.redeem(customer, 5, ref=payment))
+    issuance = issued_item(ledger, batch)
+    ledger.transact("reverseIssuance", issuance, 1, returned, sender=actors.partner)
+    ledger.transact("refundRedemption", redeemed, 1, refund, sender=actors.partner)
     before = partner_view(ledger, ACTIVE)
 
     ledger.transact("rotatePartnerOperator", ACTIVE, new.address, sender=actors.admin)
     for ref, fn, args in (
         (order, "issue", (customer.address, 5, order, 1, RULE)),
-        (batch, "issueBatch", ([customer.address], [5], batch, 1, RULE)),
-        (order, "issueBatch", ([customer.address], [5], order, 1, RULE)),  # one namespace for both
+        (root, "issueBatch", ([customer.address], [5], [item], 1, RULE)),
+        (root, "issue", (customer.address, 5, root, 1, RULE)),  # one namespace for both
         (payment, "redeem", redemption(ledger, customer, ACTIVE, 5, payment)),
+        (returned, "reverseIssuance", (issuance, 1, returned)),
+        (refund, "refundRedemption", (redeemed, 1, refund)),
     ):
         with reverts("LedgerReferenceUsed", ACTIVE, ref):
             send_signed(ledger, new, fn, *args)
@@ -344,15 +371,21 @@ def test_positions_at_the_bounds_do_not_overflow(ledger: Ledger) -> None:
 
 
 def test_the_admin_alone_cannot_fake_a_settlement_claim(ledger: Ledger) -> None:
-    """The admin can neither redeem nor issue, price or settle; a partner it registers with a key it holds
-    cannot redeem a customer's points with a consent that key signed; and a suspended partner cannot
-    rotate itself to a fresh key to escape its suspension."""
+    """The admin can neither redeem nor issue, reverse, refund, price or settle; a partner it registers with
+    a key it holds cannot redeem a customer's points with a consent that key signed; and a suspended
+    partner cannot rotate itself to a fresh key to escape its suspension."""
     actors, admin = ledger.actors, ledger.actors.admin
-    customer = holding(ledger, 100)
+    customer = new_customer()
+    issuance = issued_item(ledger, ledger.issue(customer.address, 110))
+    redeemed = redemption_record(ledger, ledger.redeem(customer, 10))
     with reverts("LedgerUnknownPartner", admin):
         ledger.transact("redeem", *redemption(ledger, customer, ACTIVE, 100, random_ref()), sender=admin)
     with reverts("LedgerUnknownPartner", admin):
         ledger.issue(admin, 1, sender=admin)
+    with reverts("LedgerUnknownPartner", admin):
+        ledger.transact("reverseIssuance", issuance, 1, random_ref(), sender=admin)
+    with reverts("LedgerUnknownPartner", admin):
+        ledger.transact("refundRedemption", redeemed, 1, random_ref(), sender=admin)
     for fn, args in (("setSettlementValue", (10**6,)), ("recordSettlement", (ACTIVE, 1, 1, random_ref()))):
         with reverts("AccessControlUnauthorizedAccount", admin, TREASURY_ROLE):
             ledger.transact(fn, *args, sender=admin)
@@ -369,3 +402,30 @@ def test_the_admin_alone_cannot_fake_a_settlement_claim(ledger: Ledger) -> None:
     with reverts("LedgerUnauthorizedRotation", actors.suspended, SUSPENDED):
         ledger.transact("rotatePartnerOperator", SUSPENDED, fresh_address(), sender=actors.suspended)
     assert partner_view(ledger, SUSPENDED)["operator"] == actors.suspended
+
+
+def test_the_admins_recovery_moves_a_customers_points_without_its_signature_as_a_marked_entry(
+    ledger: Ledger,
+) -> None:
+    """What the recovery of a lost key lets the admin alone do, and how it shows: it moves a customer's live
+    points to any address it names, without the customer's signature, so with a partner it registers on a
+    key it holds it could redeem them there and open a claim on the coalition. The move is an entry marked
+    ``recovery`` (nonce 0) that an auditor can single out; in production the admin is the timelock, so the
+    call is public for the whole delay before it can run (tests/test_timelock.py)."""
+    admin = ledger.actors.admin
+    customer, held = holding(ledger, 100), funded_key(ledger)
+    fake = funded_key(ledger)
+    ledger.transact("registerPartner", NEW_ID, fake.address, fake.address, False, True, 0, sender=admin)
+
+    seq = ledger.call("ledgerSequence")
+    receipt = ledger.transact("recoverAccount", customer.address, held.address, sender=admin)
+    moved = {"from": customer.address, "to": held.address}
+    assert_entries(
+        ledger,
+        receipt,
+        seq,
+        ("AccountMigrated", {**moved, "nonce": 0, "recovery": True, "amount": 100}),
+        ("PointsTransferred", {**moved, "epoch": 0, "amount": 100}),
+    )
+    send_signed(ledger, fake, "redeem", *redemption(ledger, held, NEW_ID, 100, random_ref()))
+    assert ledger.call("partnerPosition", NEW_ID) == [100, 100 * SETTLEMENT_VALUE]
