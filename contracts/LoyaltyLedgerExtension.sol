@@ -349,7 +349,7 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         }
         uint64 seq = _nextSeq();
         emit IssuanceReversed(
-            partnerId, customer, seq, ref, issuance.itemRef, returnRef, amount, recovered, value
+            partnerId, customer, seq, ref, issuance.itemRef, issuance.amount, returnRef, amount, recovered, value
         );
         _record(
             keccak256(
@@ -360,6 +360,7 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
                     seq,
                     ref,
                     issuance.itemRef,
+                    issuance.amount,
                     returnRef,
                     amount,
                     recovered,

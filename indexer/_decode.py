@@ -119,6 +119,7 @@ def _issuance_reversed(row: Row, ix: Sequence[Any], d: Sequence[Any]) -> None:
         row["seq"],
         row["ref"],
         row["item_ref"],
+        row["amount"],
         row["return_ref"],
         row["requested"],
         row["recovered"],

@@ -478,11 +478,12 @@ def _per_block(d: _Deltas, r: Mapping[str, Any]) -> list[int]:
 
 def _original_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a reversal or refund and the entry it undoes have in common: (kind, partner, reference,
-    customer, item reference)."""
+    customer, item reference, amount); a reversal names its item's leaf (customer, amount issued, item
+    reference) and carries the amount issued in ``amount``."""
     event = r["event"]
     if event in _ISSUANCES or event == "IssuanceReversed":
-        return ("issuance", r["partner_id"], bytes(r["ref"]), r["account"], bytes(r["item_ref"]))
-    return ("redemption", r["partner_id"], bytes(r["ref"]), r["account"], None)
+        return ("issuance", r["partner_id"], bytes(r["ref"]), r["account"], bytes(r["item_ref"]), r["amount"])
+    return ("redemption", r["partner_id"], bytes(r["ref"]), r["account"], None, None)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -779,9 +780,8 @@ class Store:
         issuance's ``epoch``) and each refund to its redemption's first part, found among the rows before it
         or the entries held (an original always comes first; the customer's entries are an index lookup).
 
-        An item is its partner, reference (the issue's, or the batch's root), customer and item reference;
-        a batch that names the same customer and item reference twice (with two amounts, the contract's two
-        items) links the reversals of either to the first of them."""
+        An item is its partner, reference (the issue's, or the batch's root) and leaf (customer, amount,
+        item reference); identical items of one batch are one leaf, whose reversals link to the first."""
         links = [r for r in rows if r["event"] == "IssuanceReversed" or r["event"] == "RedemptionRefunded"]
         if not links:
             return
@@ -793,12 +793,14 @@ class Store:
                 if key in wanted and key not in found:
                     found[key] = (r["seq"], r["epoch"])
         for key in wanted.keys() - found.keys():
-            kind, partner_id, ref, account, item_ref = key
+            kind, partner_id, ref, account, item_ref, amount = key
             query = select(ENTRIES.c.seq, ENTRIES.c.epoch).where(
                 ENTRIES.c.account == account, ENTRIES.c.partner_id == partner_id, ENTRIES.c.ref == ref
             )
             if kind == "issuance":
-                query = query.where(ENTRIES.c.event.in_(_ISSUANCES), ENTRIES.c.item_ref == item_ref)
+                query = query.where(
+                    ENTRIES.c.event.in_(_ISSUANCES), ENTRIES.c.item_ref == item_ref, ENTRIES.c.amount == amount
+                )
             else:
                 query = query.where(ENTRIES.c.event == "PointsRedeemed")
             original = self.conn.execute(query.order_by(ENTRIES.c.seq).limit(1)).first()

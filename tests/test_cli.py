@@ -27,7 +27,7 @@ from api._settings import Settings
 from api.cli import main
 from chain import PartnerId, Points, Rpc, Sender
 from chain._ledger import Ledger as ChainLedger
-from chain._manifest import load_manifest, verify_manifest
+from chain._manifest import extension_address, load_manifest, verify_manifest
 from chain._signer import DevKeyRefused, InvalidKey, Keystore, WrongPassword, dev_signers
 from conftest import AnvilNode
 from indexer import make_engine
@@ -211,9 +211,13 @@ def test_deploy_with_a_keystore_key_writes_a_manifest_that_verifies(cli: Cli, an
     params = manifest.parameters
     assert (params.name, params.symbol, params.admin) == ("Sky Miles", "PTS", deployer)
     assert (params.epoch_length, params.validity, params.settlement_value) == (3600, 3, 1)
+    assert params.reversal_window == 90 * 24 * 3600  # the default
     # Dev mode without a timelock: the admin key is also the treasury and the pauser.
     assert (params.treasury, params.pauser, params.admin_delay) == (deployer, deployer, 3 * 24 * 3600)
     assert manifest.timelock is None
+    # the ledger's extension, created by its constructor, is recorded (and verified) with it
+    assert set(manifest.contracts) == {"LoyaltyLedger", "LoyaltyLedgerExtension"}
+    assert manifest.contracts["LoyaltyLedgerExtension"].address == extension_address(manifest.ledger.address)
     lines = result.out.splitlines()
     assert lines[0] == f"LoyaltyLedger deployed at {manifest.ledger.address} on chain 31337"
     assert lines[1] == f"  block {manifest.deployed_at.block_number} ({manifest.deployed_at.block_hash})"
@@ -230,6 +234,7 @@ def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli
     cli.env("PAUSER_ADDRESS", pauser)
     cli.env("ADMIN_DELAY_S", "600")
     cli.env("SETTLEMENT_VALUE", "7")
+    cli.env("REVERSAL_WINDOW_S", "86400")
 
     assert cli("deploy").code == 0
     first = load_manifest(cli.manifest_path)
@@ -246,6 +251,7 @@ def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli
     )
     reader = ChainLedger(Rpc(anvil.w3), first.ledger.address)
     assert reader.has_role(reader.treasury_role(), treasury) and reader.has_role(reader.pauser_role(), pauser)
+    assert first.parameters.reversal_window == reader.reversal_window() == 86400
 
     refused = cli("deploy")
     assert refused.code == 1

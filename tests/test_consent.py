@@ -6,7 +6,8 @@ consent outstanding at one partner never blocks another; a caller may pick any o
 revokes a consent by consuming its nonce: ``revokeConsent(nonce)`` from its own account, or
 ``cancelConsent(customer, nonce, signature)`` with its EIP-712 ``ConsentCancellation`` signature, which
 anyone may submit. Signatures are checked ECDSA first (EOAs and EIP-7702-delegated accounts), then
-ERC-1271 for accounts with code, with at most ``ERC1271_GAS_LIMIT`` gas.
+ERC-1271 for accounts with code, with at most ``ERC1271_GAS_LIMIT`` gas. A signed account migration is a
+consent of the same kind, under a keyed nonce of the account it empties, and is revoked the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from contract_helpers import (
     ZERO_ADDRESS,
     cancellation_typed_data,
     keyed,
+    migration_args,
     send_failing,
     send_signed,
     sign_cancellation,
@@ -227,6 +229,33 @@ def test_a_signed_cancellation_submitted_by_a_stranger_revokes_the_consent(ledge
             "cancelConsent", customer.address, consent.nonce, signature, sender=ledger.actors.stranger
         )
     expect_revert(excinfo, "InvalidAccountNonce", customer.address, keyed(ACTIVE, 1))
+
+
+@pytest.mark.parametrize("how", ["own call", "signed cancellation"])
+def test_a_signed_migration_is_revoked_like_any_consent(ledger: Ledger, how: str) -> None:
+    """Both accounts signed the move of the customer's points under its next nonce of key 0; the customer
+    changes its mind and consumes that nonce: the signed migration can never run."""
+    customer, target = holding(ledger, funded=True), new_customer()
+    signed = migration_args(ledger, customer, target)
+    nonce = signed[2]
+    assert nonce == ledger.call("nonces", customer.address, 0) == 0
+    if how == "own call":
+        send_signed(ledger, customer, "revokeConsent", nonce)
+    else:
+        cancellation = sign_cancellation(ledger, customer, nonce)
+        ledger.transact("cancelConsent", customer.address, nonce, cancellation, sender=ledger.actors.stranger)
+
+    with pytest.raises(ContractRevert) as excinfo:
+        ledger.transact("migrateAccount", *signed, sender=ledger.actors.stranger)
+    expect_revert(excinfo, "InvalidAccountNonce", customer.address, 1)
+    assert ledger.call("balanceOf", customer.address) == 1_000
+    ledger.transact(
+        "migrateAccount", *migration_args(ledger, customer, target), sender=ledger.actors.stranger
+    )
+    assert (ledger.call("balanceOf", customer.address), ledger.call("balanceOf", target.address)) == (
+        0,
+        1_000,
+    )
 
 
 def test_a_cancellation_not_signed_by_the_customer_is_refused(ledger: Ledger) -> None:

@@ -421,6 +421,6 @@ def test_a_part_without_its_header_is_undecodable(name: str, header: str) -> Non
     orphan = _log(name, [ACTIVE, CUSTOMER], [3, 0, 5, REF], index=1)
     with pytest.raises(UndecodableLog, match=f"{name} without its {header} header"):
         decode_logs([orphan], {5: 1_000})
-    reversal = _log("IssuanceReversed", [ACTIVE, CUSTOMER], [2, REF, REF, REF, 5, 5, 10], index=0, tx=2)
+    reversal = _log("IssuanceReversed", [ACTIVE, CUSTOMER], [2, REF, REF, 5, REF, 5, 5, 10], index=0, tx=2)
     with pytest.raises(UndecodableLog):  # a header of another transaction does not count
         decode_logs([reversal, orphan], {5: 1_000})

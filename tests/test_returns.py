@@ -176,8 +176,8 @@ def test_a_partial_reversal_takes_the_points_back_and_records_them(ledger: Ledge
     assert entries(ledger, receipt) == [
         (
             "IssuanceReversed",
-            {**common, "seq": seq + 1, "ref": item.ref, "itemRef": item.ref, "returnRef": return_ref}
-            | {"requested": 30, "recovered": 30, "value": SETTLEMENT_VALUE},
+            {**common, "seq": seq + 1, "ref": item.ref, "itemRef": item.ref, "issued": 100}
+            | {"returnRef": return_ref, "requested": 30, "recovered": 30, "value": SETTLEMENT_VALUE},
         ),
         ("Transfer", {"from": customer, "to": ZERO_ADDRESS, "value": 30}),
         ("PointsReversed", {**common, "seq": seq + 2, "epoch": 0, "amount": 30, "returnRef": return_ref}),
@@ -225,10 +225,11 @@ def test_a_batch_item_is_reversed_with_its_proof(ledger: Ledger) -> None:
     receipt = reverse(ledger, items[1], 15)
 
     h = header(ledger, receipt)
-    assert (h["customer"], h["ref"], h["itemRef"], h["recovered"]) == (
+    assert (h["customer"], h["ref"], h["itemRef"], h["issued"], h["recovered"]) == (
         customers[1],
         root,
         items[1].item_ref,
+        20,
         15,
     )
     assert [ledger.call("balanceOf", c) for c in customers] == [10, 5, 30]

@@ -82,7 +82,6 @@ from contract_helpers import (
     redemption_record,
     send_signed,
     sign_cancellation,
-    sign_migration,
 )
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
@@ -1301,103 +1300,6 @@ def test_a_partner_reverses_and_refunds_only_its_own(env: World) -> None:
     assert rotated_to != env.addresses["rotated_away"]
     assert_accepted(env, reverse_issuance(env, env.addresses["rotated_away"], None), rotated_to)
     assert_accepted(env, refund_redemption(env, env.addresses["rotated_away"], None), rotated_to)
-
-
-def test_a_migration_needs_both_accounts_signatures_once_and_before_its_deadline(env: World) -> None:
-    ledger, stranger = env.ledger, env.ledger.actors.stranger
-    source, target, other = env.consenting, new_customer(), new_customer()
-    src, dst, nonce, deadline, by_source, by_target = migration_args(ledger, source, target)
-    by_other = sign_migration(ledger, other, src, dst, nonce, deadline)
-    steps = Steps(ledger)
-    for signatures, signer in (
-        ((by_source, by_source), (dst, src)),  # the target's signature missing
-        ((by_target, by_target), (src, dst)),  # the source's
-        ((by_other, by_target), (src, other.address)),
-        ((by_source, by_other), (dst, other.address)),
-    ):
-        steps.refused(
-            "migrateAccount",
-            src,
-            dst,
-            nonce,
-            deadline,
-            *signatures,
-            sender=stranger,
-            error="LedgerInvalidSigner",
-            error_args=signer,
-        )
-    moved = {"from": src, "to": dst}
-    steps.step(
-        "migrateAccount",
-        src,
-        dst,
-        nonce,
-        deadline,
-        by_source,
-        by_target,
-        sender=stranger,
-        entries=(
-            ("AccountMigrated", {**moved, "nonce": nonce, "recovery": False, "amount": 1_000}),
-            ("PointsTransferred", {**moved, "epoch": 0, "amount": 1_000}),
-        ),
-    )
-    steps.refused(  # a replay: the nonce is used
-        "migrateAccount",
-        src,
-        dst,
-        nonce,
-        deadline,
-        by_source,
-        by_target,
-        sender=stranger,
-        error="InvalidAccountNonce",
-        error_args=(src, nonce + 1),
-    )
-    # back, signed by both, but too late
-    back = migration_args(ledger, target, source, deadline=ledger.node.timestamp() + 60)
-    ledger.node.advance_time(61)
-    steps.refused(
-        "migrateAccount", *back, sender=stranger, error="LedgerExpiredSignature", error_args=(back[3],)
-    )
-
-
-def test_a_migration_or_recovery_moves_live_points_between_two_accounts(env: World) -> None:
-    ledger, admin, stranger = env.ledger, env.ledger.actors.admin, env.ledger.actors.stranger
-    source, empty = env.consenting, new_customer()
-    steps = Steps(ledger)
-    same = migration_args(ledger, source, source)
-    steps.refused(
-        "migrateAccount",
-        *same,
-        sender=stranger,
-        error="LedgerInvalidMigration",
-        error_args=(source.address,) * 2,
-    )
-    nothing = migration_args(ledger, empty, source)
-    steps.refused(
-        "migrateAccount",
-        *nothing,
-        sender=stranger,
-        error="LedgerInsufficientBalance",
-        error_args=(empty.address, 0, 1),
-    )
-    for lost, found, error, args in (
-        (ZERO_ADDRESS, source.address, "LedgerInvalidMigration", (ZERO_ADDRESS, source.address)),
-        (source.address, ZERO_ADDRESS, "LedgerInvalidMigration", (source.address, ZERO_ADDRESS)),
-        (source.address, source.address, "LedgerInvalidMigration", (source.address, source.address)),
-        (empty.address, source.address, "LedgerInsufficientBalance", (empty.address, 0, 1)),
-    ):
-        steps.refused("recoverAccount", lost, found, sender=admin, error=error, error_args=args)
-    # expired points stay behind: only live ones move
-    ledger.node.advance_time(VALIDITY * EPOCH)
-    steps.refused(
-        "recoverAccount",
-        source.address,
-        empty.address,
-        sender=admin,
-        error="LedgerInsufficientBalance",
-        error_args=(source.address, 0, 1),
-    )
 
 
 # ------------------------------------------------------------------------ roles and the handover as entries

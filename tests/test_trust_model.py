@@ -411,7 +411,7 @@ def test_the_admins_recovery_moves_a_customers_points_without_its_signature_as_a
     points to any address it names, without the customer's signature, so with a partner it registers on a
     key it holds it could redeem them there and open a claim on the coalition. The move is an entry marked
     ``recovery`` (nonce 0) that an auditor can single out; in production the admin is the timelock, so the
-    call is public for the whole delay before it can run (tests/test_timelock.py)."""
+    call is public for the whole delay before it can run (tests/test_migration.py)."""
     admin = ledger.actors.admin
     customer, held = holding(ledger, 100), funded_key(ledger)
     fake = funded_key(ledger)

@@ -224,15 +224,17 @@ interface ILedgerEntries {
         uint256 value
     );
     /// @dev Partner `partnerId` reversed `requested` points of its issuance `ref` (item `itemRef` of a batch, or
-    /// `ref` itself for a single issue) to `customer`, for its return `returnRef`; `recovered` of them were still
-    /// held and are taken back by the {PointsReversed} entries that follow (the rest was spent or expired). They
-    /// leave the partner's issued figures at the issuance's `value` per point.
+    /// `ref` itself for a single issue) of `issued` points to `customer`, for its return `returnRef`; `recovered`
+    /// of them were still held and are taken back by the {PointsReversed} entries that follow (the rest was spent
+    /// or expired). They leave the partner's issued figures at the issuance's `value` per point. (customer,
+    /// issued, itemRef) is the item's Merkle leaf, so the entry names exactly the item it reverses.
     event IssuanceReversed(
         uint32 indexed partnerId,
         address indexed customer,
         uint64 seq,
         bytes32 ref,
         bytes32 itemRef,
+        uint256 issued,
         bytes32 returnRef,
         uint256 requested,
         uint256 recovered,
