@@ -460,7 +460,7 @@ def _returns_refunds_and_migrations(
     assert decoded(new) == [
         (
             "IssuanceReversed",
-            {**reversed_, "ref": b"\x04" * 32, "itemRef": b"\x04" * 32, "returnRef": returned}
+            {**reversed_, "ref": b"\x04" * 32, "itemRef": b"\x04" * 32, "issued": 7, "returnRef": returned}
             | {"requested": 5, "recovered": 5, "value": SETTLEMENT_VALUE},
         ),
         ("PointsReversed", {**reversed_, "epoch": 4, "amount": 5, "returnRef": returned}),
@@ -472,8 +472,8 @@ def _returns_refunds_and_migrations(
     assert decoded(new) == [
         (
             "IssuanceReversed",
-            {**reversed_, "ref": customers_item.ref, "itemRef": b"\x92" * 32, "returnRef": returned}
-            | {"requested": 4, "recovered": 1, "value": SETTLEMENT_VALUE},
+            {**reversed_, "ref": customers_item.ref, "itemRef": b"\x92" * 32, "issued": 4}
+            | {"returnRef": returned, "requested": 4, "recovered": 1, "value": SETTLEMENT_VALUE},
         ),
         ("PointsReversed", {**reversed_, "epoch": 5, "amount": 1, "returnRef": returned}),
     ]

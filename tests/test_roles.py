@@ -947,6 +947,7 @@ def reverse_issuance(w: World, caller: str, target: int | None) -> Call:
         header = {
             "ref": RETURNED,
             "itemRef": RETURNED,
+            "issued": item.amount,
             "returnRef": returned,
             "requested": 20,
             "recovered": 20,
