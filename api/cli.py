@@ -31,7 +31,7 @@ from web3 import Web3
 
 from chain import ChainError, compile_contracts, load_artifact, stale_artifacts, write_artifacts
 from chain._ledger import Ledger
-from chain._manifest import DeploymentManifest, verify_manifest
+from chain._manifest import LEDGER_EXTENSION, DeploymentManifest, verify_manifest
 from chain._rpc import Rpc
 from chain._sender import Sender
 from chain._signer import InvalidKey
@@ -148,6 +148,9 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  transaction {manifest.deployed_at.transaction_hash}")
     print(f"  deployer {manifest.deployer}, admin {params.admin}")
     print(f"  treasury {params.treasury}, pauser {params.pauser}, admin delay {params.admin_delay} s")
+    extension = manifest.contracts[LEDGER_EXTENSION].address
+    print(f"  extension {extension} (run by the ledger's fallback)")
+    print(f"  reversal window {params.reversal_window} s")
     if timelock is not None:
         print(
             f"  timelock {timelock.address} (admin and treasury): min delay {timelock.min_delay} s, "

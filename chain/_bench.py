@@ -88,6 +88,8 @@ def batch_gas(size: int) -> int:
     node an estimate, which costs as much as running the batch; the sender still checks the call with
     ``eth_call`` before sending it."""
     return 100_000 + 36_000 * size
+
+
 GWEI = 10**9
 #: Seconds between the naive loop's receipt polls (see the module docstring).
 NAIVE_POLL = 0.005

@@ -1193,6 +1193,11 @@ class Ledger(ContractClient):
         """Points of partner ``partner_id``'s redemption ``ref`` refunded so far."""
         return Points(self._one("refundedOf", partner_id, _bytes32(ref, "ref"), block=block))
 
+    def holder_of(self, account: str, *, block: Block = "latest") -> Address:
+        """The account holding ``account``'s points: itself, or where its migrations led (reversals take back
+        from it, refunds go to it)."""
+        return to_checksum_address(self._one("holderOf", to_checksum_address(account), block=block))
+
     # ------------------------------------------------------------------ views: switches and roles
 
     def paused(self, *, block: Block = "latest") -> bool:

@@ -146,6 +146,9 @@ abstract contract LedgerBase is
     mapping(uint32 partnerId => mapping(bytes32 itemKey => uint256)) internal _reversed;
     /// @dev Points refunded so far per redemption reference.
     mapping(uint32 partnerId => mapping(bytes32 ref => uint256)) internal _refunded;
+    /// @dev Where an account's points went when it migrated (the latest migration out of it): reversals and
+    /// refunds follow these links to the account that holds the customer's points now.
+    mapping(address account => address) internal _successors;
 
     Totals internal _totals;
     Clock internal _clock;

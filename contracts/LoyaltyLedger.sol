@@ -51,7 +51,8 @@ contract LoyaltyLedger is ILoyaltyLedgerCore, IERC20Metadata, LedgerBase {
      * @param reversalWindow_ seconds after an issuance during which its partner may reverse it (e.g. 90 days).
      *
      * Requirements: `epochLength_` > 0, 0 < `validity_` <= MAX_VALIDITY, `admin` non-zero,
-     * `settlementValue_` <= MAX_SETTLEMENT_VALUE. A zero `treasury` or `pauser` leaves that role unheld.
+     * `settlementValue_` <= MAX_SETTLEMENT_VALUE, `reversalWindow_` < 2^64. A zero `treasury` or `pauser` leaves
+     * that role unheld.
      * Emits {RoleChanged} for each role granted, then {SettlementValueChanged} (from 0) and
      * {AdminHandoverChanged} (kind 3 with schedule 0: the initial delay, in force at once).
      */
@@ -71,6 +72,9 @@ contract LoyaltyLedger is ILoyaltyLedgerCore, IERC20Metadata, LedgerBase {
             revert LedgerInvalidConfiguration(epochLength_, validity_);
         }
         _checkSettlementValue(settlementValue_);
+        if (reversalWindow_ > type(uint64).max) {
+            revert LedgerInvalidReversalWindow(reversalWindow_, type(uint64).max);
+        }
         _extension = address(
             new LoyaltyLedgerExtension(block.timestamp, epochLength_, validity_, reversalWindow_)
         );

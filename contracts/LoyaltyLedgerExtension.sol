@@ -293,8 +293,8 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
 
     /**
      * @notice Reverses `amount` points of one issuance of the calling partner (a return): a single issue, or one
-     * item of a batch proven by its Merkle proof. Takes back what the customer still holds, from the issuance's
-     * epoch first, then oldest first; what was already spent or has expired is not recovered (no balance goes
+     * item of a batch proven by its Merkle proof. Takes back what the customer still holds (at the account its
+     * migrations led to, if it migrated: see {holderOf}), from the issuance's epoch first, then oldest first; what was already spent or has expired is not recovered (no balance goes
      * below zero). Recovered points leave the partner's issued figures at the issuance's settlement value.
      * @param issuance the issuance as its entries recorded it (see {IssuanceItem}).
      * @param amount points of the issuance to reverse (its returned part).
@@ -336,7 +336,9 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         _useReference(_returnReferenceUsed, partnerId, returnRef);
 
         address customer = issuance.customer;
-        uint256 balance = _balanceOf(customer);
+        // a customer who migrated holds its points at the end of its migrations: a return follows them
+        address holder = _holderOf(customer);
+        uint256 balance = _balanceOf(holder);
         recovered = balance < amount ? balance : amount;
         uint256 value = issuance.value;
         PartnerRecord storage record = _partners[partnerId];
@@ -371,15 +373,16 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         uint256 current = _currentEpoch();
         uint256 left = recovered;
         uint256 own = issuance.epoch;
-        if (!_isExpired(own, current)) left -= _takeBack(partnerId, customer, own, left, returnRef);
+        if (!_isExpired(own, current)) left -= _takeBack(partnerId, holder, own, left, returnRef);
         for (uint256 epoch = _firstLiveEpoch(current); left > 0; ++epoch) {
-            if (epoch != own) left -= _takeBack(partnerId, customer, epoch, left, returnRef);
+            if (epoch != own) left -= _takeBack(partnerId, holder, epoch, left, returnRef);
         }
     }
 
     /**
-     * @notice Refunds `amount` points of one redemption at the calling partner: they go back to the epochs they
-     * were spent from, newest first (a live epoch gets them back; an epoch that expired in between takes them as
+     * @notice Refunds `amount` points of one redemption at the calling partner: they go back to the customer (to
+     * the account its migrations led to, if it migrated: see {holderOf}), to the epochs they were spent from,
+     * newest first (a live epoch gets them back; an epoch that expired in between takes them as
      * expired at once). The refunded points leave the partner's redeemed figures at the redemption's value.
      * @param redemption the redemption as its {PointsRedeemed} entries recorded it (see {RedemptionRecord}).
      * @param amount points to refund.
@@ -452,13 +455,14 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
             )
         );
         (skip, left) = (refunded, amount);
+        address holder = _holderOf(redemption.customer);
         for (uint256 i = count; i > 0 && left > 0;) {
             --i;
             (uint256 epoch, uint256 take) = _refundPart(redemption.amounts[i], redemption.epochs[i], skip, left);
             skip -= skip < redemption.amounts[i] ? skip : redemption.amounts[i];
             if (take == 0) continue;
             left -= take;
-            _giveBack(partnerId, redemption.customer, epoch, take, refundRef, _isExpired(epoch, current));
+            _giveBack(partnerId, holder, epoch, take, refundRef, _isExpired(epoch, current));
         }
     }
 
@@ -468,7 +472,8 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
      * @notice Moves every live point of `from` to `to`, each keeping its epoch, with both accounts' EIP-712
      * `Migration` consent (custodial to self-custody, or self-custody to a new key); anyone may submit it
      * (gasless). Works while transfers are off.
-     * Requirements: not paused; `from` and `to` non-zero and different; `block.timestamp` <= `deadline`;
+     * Requirements: not paused; `from` and `to` non-zero and different, `to` never migrated away;
+     * `block.timestamp` <= `deadline`;
      * signatures by `from` and by `to` over this chain, this contract and these values; `nonce` is the next
      * nonce of its key for `from`; `from` holds live points.
      * Emits {AccountMigrated}, then {Transfer} and {PointsTransferred} per epoch moved.
@@ -494,7 +499,8 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
      * @notice The coalition's recovery of a lost key: moves every live point of `lost` to `to`, each keeping its
      * epoch. In production the admin is the timelock, so the recovery is announced on chain ({CallScheduled})
      * for the whole delay before it can execute.
-     * Requirements: admin role; not paused; `lost` and `to` non-zero and different; `lost` holds live points.
+     * Requirements: admin role; not paused; `lost` and `to` non-zero and different, `to` never migrated away;
+     * `lost` holds live points.
      * Emits {AccountMigrated} (`recovery` true), then {Transfer} and {PointsTransferred} per epoch moved.
      */
     function recoverAccount(address lost, address to) external onlyDelegated onlyRole(DEFAULT_ADMIN_ROLE) whenNotPaused {
@@ -693,6 +699,15 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         return _reversed[partnerId][keccak256(abi.encode(ref, _leaf(customer, amount, itemRef)))];
     }
 
+    /// @notice The account holding `account`'s points: itself, or where its migrations led (the target of its
+    /// latest migration, followed on). Reversals take back from it and refunds go to it.
+    function holderOf(address account) external view returns (address holder) {
+        holder = account;
+        for (address next = _successors[holder]; next != address(0); next = _successors[holder]) {
+            holder = next;
+        }
+    }
+
     /// @notice Points of partner `partnerId`'s redemption `ref` refunded so far.
     function refundedOf(uint32 partnerId, bytes32 ref) external view returns (uint256) {
         return _refunded[partnerId][ref];
@@ -782,6 +797,16 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         _record(keccak256(abi.encode(PartnerStatusChanged.selector, partnerId, seq, uint8(status))));
     }
 
+    /// @dev The account that holds `account`'s points: itself, or the end of its chain of migrations (a
+    /// longer chain is shortened to one link on the way, so nobody can make returns costly by hopping).
+    function _holderOf(address account) internal returns (address holder) {
+        holder = account;
+        for (address next = _successors[holder]; next != address(0); next = _successors[holder]) {
+            holder = next;
+        }
+        if (holder != account && _successors[account] != holder) _successors[account] = holder;
+    }
+
     /// @dev Takes up to `left` of `customer`'s points of live `epoch` back for a reversal; returns how many.
     function _takeBack(uint32 partnerId, address customer, uint256 epoch, uint256 left, bytes32 returnRef)
         internal
@@ -848,6 +873,9 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
 
     function _migrate(address from, address to, uint256 nonce, bool recovery) internal {
         _checkMigration(from, to);
+        // an account that migrated away cannot be a target (so the links never form a cycle)
+        if (_successors[to] != address(0)) revert LedgerInvalidMigration(from, to);
+        _successors[from] = to;
         uint256 amount = _balanceOf(from);
         if (amount == 0) revert LedgerInsufficientBalance(from, 0, 1);
         uint64 seq = _nextSeq();

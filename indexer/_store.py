@@ -799,7 +799,9 @@ class Store:
             )
             if kind == "issuance":
                 query = query.where(
-                    ENTRIES.c.event.in_(_ISSUANCES), ENTRIES.c.item_ref == item_ref, ENTRIES.c.amount == amount
+                    ENTRIES.c.event.in_(_ISSUANCES),
+                    ENTRIES.c.item_ref == item_ref,
+                    ENTRIES.c.amount == amount,
                 )
             else:
                 query = query.where(ENTRIES.c.event == "PointsRedeemed")

@@ -363,6 +363,7 @@ def deploy_ledger_contract(
     epoch_length: int = EPOCH,
     validity: int = VALIDITY,
     settlement_value: int = SETTLEMENT_VALUE,
+    reversal_window: int = REVERSAL_WINDOW,
 ) -> Contract:
     """A bare LoyaltyLedger (no partners); ``admin`` also holds the roles not given to another key."""
     return deploy(
@@ -377,7 +378,7 @@ def deploy_ledger_contract(
         epoch_length,
         validity,
         settlement_value,
-        REVERSAL_WINDOW,
+        reversal_window,
         sender=admin,
     )
 

@@ -400,3 +400,11 @@ def test_constructor_bounds_the_settlement_value(node: Node) -> None:
     )
     contract = deploy_ledger_contract(node, node.accounts[0], settlement_value=MAX_SETTLEMENT_VALUE)
     assert contract.functions.settlementValue().call() == MAX_SETTLEMENT_VALUE
+
+
+def test_constructor_rejects_a_reversal_window_beyond_64_bits(node: Node) -> None:
+    """A window so long that `issuedAt + window` could overflow is refused with its own error."""
+    refusal = ("LedgerInvalidReversalWindow", (2**64, 2**64 - 1))
+    assert deployment_revert(node, reversal_window=2**64) == refusal
+    contract = deploy_ledger_contract(node, node.accounts[0], reversal_window=2**64 - 1)
+    assert contract.functions.reversalWindow().call() == 2**64 - 1

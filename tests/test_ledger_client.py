@@ -309,8 +309,11 @@ def test_a_migration_signed_by_both_accounts_and_a_recovery_by_the_admin(clients
 
     assert (anyone.balance_of(source.address), anyone.balance_of(target.address)) == (0, 40)
     assert anyone.nonce_of(source.address) == nonce + 1
-    clients.admin.recover_account(target.address, source.address).wait()
-    assert (anyone.balance_of(source.address), anyone.balance_of(target.address)) == (40, 0)
+    assert anyone.holder_of(source.address) == target.address
+    fresh = new_customer().address  # the retired source can never be a target again
+    clients.admin.recover_account(target.address, fresh).wait()
+    assert (anyone.balance_of(target.address), anyone.balance_of(fresh)) == (0, 40)
+    assert anyone.holder_of(source.address) == fresh
     call = clients.admin.call_of(
         "recoverAccount", source.address, target.address
     )  # to schedule on a timelock
@@ -917,6 +920,20 @@ def _(c: Clients) -> Any:
     _transfers_on(c)
     c.ledger.node.advance_time(VALIDITY * EPOCH)
     return _raw(c.customer, "transferAtEpoch", 0, c.ledger.actors.stranger, 1), (c.ledger.actors.customer, 0)
+
+
+@case("LedgerInvalidReversalWindow")
+def _(c: Clients) -> Any:
+    artifact = load_artifact("LoyaltyLedger")
+    admin = c.ledger.actors.admin
+    args = encode(
+        ["string", "string", "address", "address", "address", "uint48"] + ["uint256"] * 4,
+        ["P", "P", admin, admin, admin, 0, EPOCH, VALIDITY, 1, 2**64],  # a window beyond 64 bits
+    )
+    sender = c.admin.sender
+    assert sender is not None
+    code = bytes.fromhex(artifact.bytecode.removeprefix("0x"))
+    return lambda: sender.submit(Call(to=None, data=code + args)), (2**64, 2**64 - 1)
 
 
 @case("LedgerInvalidConfiguration")

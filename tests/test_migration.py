@@ -39,7 +39,7 @@ from conftest import (
     random_ref,
     revert_decoder,
 )
-from contract_helpers import keyed, warp_to
+from contract_helpers import issued_items, keyed, redemption_record, warp_to
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DELAY = 3600
@@ -400,3 +400,56 @@ def test_a_recovery_behind_the_timelock_is_visible_first_and_runs_after_the_dela
         partner.with_sender(Sender(ledger.rpc, node_signer(node, deployer))).recover_account(target, lost)
     expect_revert(direct, "AccessControlUnauthorizedAccount", deployer, bytes(32))
     assert PartnerId(1) in ledger.partner_ids()
+
+
+# --------------------------------------------------------------------------- returns follow the customer
+
+
+def test_a_return_follows_the_customer_to_the_account_it_migrated_to(ledger: Ledger) -> None:
+    """Migrating does not get a customer out of a return: the reversal takes back at the new account."""
+    source, target = new_customer(), new_customer()
+    [item] = issued_items(ledger, ledger.issue(source.address, 80))
+    migrate(ledger, signed(ledger, source, target))
+    assert ledger.call("holderOf", source.address) == target.address
+
+    receipt = ledger.transact("reverseIssuance", item, 30, random_ref(), sender=ledger.actors.partner)
+
+    [header] = ledger.events(receipt, "IssuanceReversed")
+    assert (header["args"]["customer"], header["args"]["recovered"]) == (source.address, 30)
+    parts = ledger.events(receipt, "PointsReversed")
+    assert [(e["args"]["customer"], e["args"]["amount"]) for e in parts] == [(target.address, 30)]
+    assert ledger.call("balanceOf", target.address) == 50
+
+
+def test_a_refund_after_a_recovery_reaches_the_new_key(ledger: Ledger) -> None:
+    """A refund of what the lost key redeemed goes to the key its recovery moved the points to, not to the
+    lost key, where nobody could spend it."""
+    lost, target = holding(ledger, [100]), new_customer()
+    record = redemption_record(ledger, ledger.redeem(lost, 40))
+    ledger.transact("recoverAccount", lost.address, target.address, sender=ledger.actors.admin)
+
+    refund_ref = random_ref()
+    receipt = ledger.transact("refundRedemption", record, 40, refund_ref, sender=ledger.actors.partner)
+
+    [part] = ledger.events(receipt, "PointsRefunded")
+    assert part["args"]["customer"] == target.address
+    assert (ledger.call("balanceOf", lost.address), ledger.call("balanceOf", target.address)) == (0, 100)
+
+
+def test_a_retired_account_is_never_a_target_and_chains_shorten(ledger: Ledger) -> None:
+    """An account that migrated away cannot receive a migration (no cycle of links); a chain of migrations
+    is followed to its end and shortened to one link by the first return that follows it."""
+    a, b, c = holding(ledger, [60]), new_customer(), new_customer()
+    [item] = issued_items(ledger, ledger.issue(a.address, 10))
+    migrate(ledger, signed(ledger, a, b))
+    ledger.issue(c.address, 5)
+    excinfo = refused(ledger, "migrateAccount", *signed(ledger, c, a), sender=ledger.actors.stranger)
+    expect_revert(excinfo, "LedgerInvalidMigration", c.address, a.address)
+    migrate(ledger, signed(ledger, b, c))
+    assert ledger.call("holderOf", a.address) == c.address
+
+    receipt = ledger.transact("reverseIssuance", item, 10, random_ref(), sender=ledger.actors.partner)
+
+    assert [e["args"]["customer"] for e in ledger.events(receipt, "PointsReversed")] == [c.address]
+    assert ledger.call("balanceOf", c.address) == 60 + 5
+    assert ledger.call("holderOf", a.address) == c.address

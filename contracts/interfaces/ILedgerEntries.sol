@@ -132,6 +132,8 @@ interface ILedgerEntries {
     error LedgerFutureEpoch(uint256 epoch, uint256 current);
     /// @dev Deployment parameters out of range.
     error LedgerInvalidConfiguration(uint256 epochLength, uint256 validityDuration);
+    /// @dev A reversal window above `max` seconds.
+    error LedgerInvalidReversalWindow(uint256 window, uint256 max);
     /// @dev Partner `partnerId` made no issuance under `ref` with these items, epoch, time and value (or the
     /// Merkle proof does not lead from the item to the batch's root).
     error LedgerIssuanceNotFound(uint32 partnerId, bytes32 ref);
@@ -145,7 +147,8 @@ interface ILedgerEntries {
     /// @dev Refunding `requested` more points of a redemption of `redeemed` points of which `refunded` were
     /// already refunded would give back more than it took.
     error LedgerRefundExceedsRedemption(bytes32 ref, uint256 redeemed, uint256 refunded, uint256 requested);
-    /// @dev A migration from `from` to `to` (the zero address on either side, or the same account).
+    /// @dev A migration from `from` to `to`: the zero address on either side, the same account, or a target that
+    /// itself migrated away (a retired account).
     error LedgerInvalidMigration(address from, address to);
     /// @dev The extension's functions run only inside the ledger (by delegatecall), never on their own.
     error LedgerExtensionOnly();
@@ -264,7 +267,9 @@ interface ILedgerEntries {
     );
     /// @dev Every live point of `from` (`amount` in all) moved to `to` keeping its epoch, by the {PointsTransferred}
     /// entries that follow: with both accounts' signed consent under `from`'s `nonce`, or (`recovery`) by the
-    /// coalition's recovery process for a lost key (the admin, behind its timelock).
+    /// coalition's recovery process for a lost key (the admin, behind its timelock). `from` is retired: it can never
+    /// be a migration target again, and reversals of what it earned and refunds of what it redeemed follow it to
+    /// `to` (see {holderOf}).
     event AccountMigrated(
         address indexed from, address indexed to, uint64 seq, uint256 nonce, bool recovery, uint256 amount
     );

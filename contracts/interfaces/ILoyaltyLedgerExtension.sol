@@ -136,4 +136,6 @@ interface ILoyaltyLedgerExtension is ILedgerEntries {
         returns (uint256);
 
     function refundedOf(uint32 partnerId, bytes32 ref) external view returns (uint256);
+
+    function holderOf(address account) external view returns (address holder);
 }
