@@ -527,8 +527,10 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
     redemption, an allowance top-up and cut, a suspension and reactivation, a partner registered with a key
     made for this run and rotated by itself, a rights and a settlement address change, a settlement value
     change (between the issues and the redemption, so they carry different values), a settlement record,
-    the transfer switch and a transfer, a role grant and revocation, an admin handover begun and cancelled
-    and an admin delay change scheduled and rolled back, an offboarding, a pause with time passing (a consent
+    the transfer switch and a transfer, returns (a single issue and a batch item reversed), a refund of
+    part of the redemption, a migration signed by both accounts and the admin's recovery of a lost key, a
+    role grant and revocation, an admin handover begun and cancelled and an admin delay change scheduled
+    and rolled back, an offboarding, a pause with time passing (a consent
     revoked during it) and the resume, and an issue after it. ``salt`` varies the amounts (two runs make
     different chains)."""
     people = [new_customer() for _ in range(customers)]
@@ -551,13 +553,12 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
             ReasonCode(6),
         )
     )
-    for p in pending:
-        p.wait()
+    receipts = [p.wait() for p in pending]
     treasury.set_settlement_value(12 + salt).wait()
     consent = partner.sign_redemption(
         LocalSigner(people[0]), PartnerId(ACTIVE), Points(30 + salt), random_ref()
     )
-    partner.redeem(consent).wait()
+    redemption = partner.redeem(consent).wait()
     admin.increase_partner_allowance(PartnerId(ACTIVE), Points(10**6 + salt)).wait()
     treasury.decrease_partner_allowance(PartnerId(ACTIVE), Points(1_000 + salt)).wait()
     pauser.suspend_partner(PartnerId(ISSUE_ONLY)).wait()
@@ -575,6 +576,18 @@ def ledger_activity(ledger: Ledger, *, customers: int = 4, salt: int = 0) -> lis
     admin.set_transfers_enabled(True).wait()
     holder = ChainLedger(rpc, ledger.address, sender=Sender(rpc, LocalSigner(people[1])))
     holder.transfer(people[2].address, Points(5 + salt)).wait()
+    [single] = partner.issuances_in(receipts[customers - 1])
+    partner.reverse_issuance(single, Points(20 + salt), random_ref()).wait()
+    partner.reverse_issuance(partner.issuances_in(receipts[-1])[1], Points(4), random_ref()).wait()
+    partner.refund_redemption(partner.redemption_in(redemption), Points(10 + salt), random_ref()).wait()
+    moved, source = LocalSigner(new_customer()), LocalSigner(people[2])
+    nonce, deadline = holder.nonce_of(source.address), ledger.node.timestamp() + 3600
+    signatures = [
+        holder.sign_migration(signer, source.address, moved.address, nonce, deadline)
+        for signer in (source, moved)
+    ]
+    holder.migrate_account(source.address, moved.address, nonce, deadline, *signatures).wait()
+    admin.recover_account(people[0].address, new_customer().address).wait()
     role = admin.pauser_role()
     admin.grant_role(role, ledger.actors.stranger).wait()
     admin.revoke_role(role, ledger.actors.stranger).wait()

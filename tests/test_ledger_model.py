@@ -613,6 +613,8 @@ class Model:
     nonces: dict[tuple[str, int], int] = field(default_factory=dict)
     #: keys rotated away from a partner -> that partner (the contract keeps a tombstone for them)
     former: dict[str, int] = field(default_factory=dict)
+    #: account -> the account its latest migration (or recovery) out of it went to: it is retired
+    successors: dict[str, str] = field(default_factory=dict)
     total_issued: int = 0
     total_redeemed: int = 0
     total_expired: int = 0
@@ -732,6 +734,16 @@ class Model:
 
     def holds_role(self, account: str) -> bool:
         return any(account in holders for holders in self.roles.values())
+
+    def holder_of(self, account: str, *, shorten: bool = False) -> str:
+        """The account holding ``account``'s points: itself, or the end of its chain of migrations (which a
+        reversal or a refund that follows it shortens to one link)."""
+        holder = account
+        while holder in self.successors:
+            holder = self.successors[holder]
+        if shorten and holder != account:
+            self.successors[account] = holder
+        return holder
 
     def nonce(self, customer: str, key: int) -> int:
         """The next full keyed nonce: ``key << 64 | sequence``."""
@@ -941,7 +953,8 @@ class Model:
         self.reversed[key] = reversed_ + amount
         self.used_return_refs.add((pid, return_ref))
         customer = item.customer
-        recovered = min(self.balance(customer), amount)
+        holder = self.holder_of(customer, shorten=True)  # a return follows the customer's migrations
+        recovered = min(self.balance(holder), amount)
         partner.reversed += recovered
         partner.reversed_value += recovered * item.value
         self.total_reversed += recovered
@@ -962,10 +975,10 @@ class Model:
         order += [epoch for epoch in self.live_epochs() if epoch != item.epoch]
         taken, left = [], recovered
         for epoch in order:
-            take = min(self.at_epoch(customer, epoch), left)
+            take = min(self.at_epoch(holder, epoch), left)
             if take:
-                self._debit(customer, epoch, take)
-                self._emit("PointsReversed", pid, customer, SEQ, epoch, take, return_ref)
+                self._debit(holder, epoch, take)
+                self._emit("PointsReversed", pid, holder, SEQ, epoch, take, return_ref)
                 taken.append((epoch, take))
                 left -= take
         assert left == 0
@@ -1011,14 +1024,15 @@ class Model:
         self._emit(
             "RedemptionRefunded", pid, customer, SEQ, record.ref, refund_ref, amount, restored, record.value
         )
+        holder = self.holder_of(customer, shorten=True)  # a refund follows the customer's migrations
         for epoch, take in given:
             if self.is_expired(epoch):  # never reaches the balance: expired on arrival
-                self._emit("PointsRefunded", pid, customer, SEQ, epoch, take, refund_ref)
+                self._emit("PointsRefunded", pid, holder, SEQ, epoch, take, refund_ref)
                 self.total_expired += take
-                self._emit("PointsExpired", customer, SEQ, epoch, take)
+                self._emit("PointsExpired", holder, SEQ, epoch, take)
             else:
-                self._credit(customer, epoch, take)
-                self._emit("PointsRefunded", pid, customer, SEQ, epoch, take, refund_ref)
+                self._credit(holder, epoch, take)
+                self._emit("PointsRefunded", pid, holder, SEQ, epoch, take, refund_ref)
         return given
 
     def migrate(
@@ -1033,6 +1047,7 @@ class Model:
             if signer != account:
                 raise Rejected("LedgerInvalidSigner", account, signer)
         self._check_nonce(origin, nonce)
+        self._check_target(origin, to)
         self._check_holds(origin)
         self._use_nonce(origin, nonce)
         self._migrate(origin, to, nonce, recovery=False)
@@ -1042,6 +1057,7 @@ class Model:
         self._check_role(sender, DEFAULT_ADMIN_ROLE)
         self._not_paused()
         self._check_accounts(lost, to)
+        self._check_target(lost, to)
         self._check_holds(lost)
         self._migrate(lost, to, 0, recovery=True)
 
@@ -1050,11 +1066,16 @@ class Model:
         if ZERO_ADDRESS in (origin, to) or origin == to:
             raise Rejected("LedgerInvalidMigration", origin, to)
 
+    def _check_target(self, origin: str, to: str) -> None:
+        if to in self.successors:  # an account that migrated away is retired: never a target (no cycles)
+            raise Rejected("LedgerInvalidMigration", origin, to)
+
     def _check_holds(self, origin: str) -> None:
         if self.balance(origin) == 0:
             raise Rejected("LedgerInsufficientBalance", origin, 0, 1)
 
     def _migrate(self, origin: str, to: str, nonce: int, *, recovery: bool) -> None:
+        self.successors[origin] = to
         self._emit("AccountMigrated", origin, to, SEQ, nonce, recovery, self.balance(origin))
         for epoch in self.live_epochs():
             held = self.at_epoch(origin, epoch)
@@ -1868,11 +1889,12 @@ class LedgerMachine(RuleBasedStateMachine):
             at = item.issued_at + model.reversal_window + (when == "once it closed")
             if at - 1 > model.now:
                 self._travel(at - 1)
+        holder = model.holder_of(item.customer)  # the customer, or where its migrations led
         if when == "after a transfer":
-            spent = self._spend(item.customer, item.epoch, of_epoch=True)
+            spent = self._spend(holder, item.epoch, of_epoch=True)
         else:
             keep = points // 2 if when == "after spending" else 0
-            spent = when.startswith("after spending") and self._spend(item.customer, keep)
+            spent = when.startswith("after spending") and self._spend(holder, keep)
         if spent:
             self._check()  # the spending's entries, before the reversal
         taken: list[tuple[int, int]] = []
@@ -1886,6 +1908,7 @@ class LedgerMachine(RuleBasedStateMachine):
         ):
             recovered = sum(take for _, take in taken)
             OUTCOMES["reversal of a batch item"] += issuance.batch
+            OUTCOMES["reversal followed the customer's migration"] += holder != item.customer
             OUTCOMES["reversal recovered less than requested"] += recovered < points
             OUTCOMES["reversal recovered nothing"] += recovered == 0
             OUTCOMES["reversal took from other epochs than the issuance's"] += any(
@@ -1937,6 +1960,9 @@ class LedgerMachine(RuleBasedStateMachine):
             OUTCOMES["refund into an expired epoch"] += any(model.is_expired(e) for e, _ in given)
             OUTCOMES["refund over several epochs"] += len(given) > 1
             OUTCOMES["refund after an earlier refund"] += refunded > 0
+            OUTCOMES["refund followed the customer's migration"] += (
+                model.holder_of(record.customer) != record.customer
+            )
             return True
 
         left = redeemed - model.refunded.get((pid, ref), 0)
@@ -2483,6 +2509,7 @@ class LedgerMachine(RuleBasedStateMachine):
             ("reversedOf", (i.pid, item.ref, item.customer, item.amount, item.item_ref)) for i, item in items
         ]
         calls += [("refundedOf", key) for key, _ in redemptions]
+        calls += [("holderOf", (account,)) for account in everyone]
         calls += [("balanceOf", (account,)) for account in everyone]
         calls += [("balanceOfAtEpoch", (epoch, account)) for account in everyone for epoch in probed]
         results = iter(self.world.raw.views(calls))
@@ -2493,6 +2520,7 @@ class LedgerMachine(RuleBasedStateMachine):
         nonce_views = {entry: next(results) for entry in nonces}
         reversed_of = [next(results) for _ in items]
         refunded_of = [next(results) for _ in redemptions]
+        holder_of = {account: next(results) for account in everyone}
         balance_of = {account: next(results) for account in everyone}
         at_epoch = {(account, epoch): next(results) for account in everyone for epoch in probed}
 
@@ -2602,6 +2630,9 @@ class LedgerMachine(RuleBasedStateMachine):
         for (key, _), refunded in zip(redemptions, refunded_of, strict=True):
             actual[f"refundedOf{key}"] = refunded
             expected[f"refundedOf{key}"] = model.refunded.get(key, 0)
+        for account, holder in holder_of.items():
+            actual[f"holderOf({account})"] = _plain(holder)
+            expected[f"holderOf({account})"] = _plain(model.holder_of(account))
         for account, balance in balance_of.items():
             actual[f"balanceOf({account})"] = balance
             expected[f"balanceOf({account})"] = model.balance(account)
@@ -2680,6 +2711,7 @@ REQUIRED_OUTCOMES = [
     "reversal recovered nothing",
     "reversal took from other epochs than the issuance's",
     "reversal at its window's last second",
+    "reversal followed the customer's migration",
     "reverseIssuance: LedgerIssuanceNotFound",
     "reverseIssuance: LedgerReversalWindowClosed",
     "reverseIssuance: LedgerReversalExceedsIssuance",
@@ -2692,6 +2724,7 @@ REQUIRED_OUTCOMES = [
     "refund into an expired epoch",
     "refund over several epochs",
     "refund after an earlier refund",
+    "refund followed the customer's migration",
     "refundRedemption: LedgerRedemptionNotFound",
     "refundRedemption: LedgerRefundExceedsRedemption",
     "refundRedemption: LedgerReferenceUsed",
