@@ -47,10 +47,10 @@ from hexbytes import HexBytes
 from ._compile import Artifact
 from ._contract import Block, ContractClient, DecodedCall
 from ._eip712 import cancellation_typed_data, migration_typed_data, redemption_typed_data
-from ._errors import ChainError, PermanentError, abi_type
+from ._errors import PermanentError, abi_type
 from ._manifest import DeploymentManifest, verify_manifest
 from ._merkle import BatchItem, MerkleTree, leaf_hash
-from ._rpc import RangeTooLarge, Rpc, classify_rpc_error
+from ._rpc import Rpc
 from ._sender import Call, PendingTransaction, Sender
 from ._signer import Signer
 from ._types import Address, BlockNumber, Epoch, Log, NonceKey, PartnerId, Points, ReasonCode, Receipt, Role
@@ -820,16 +820,7 @@ class Ledger(ContractClient):
         self, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
     ) -> list[_LoggedEntry]:
         """This ledger's logs under ``topics`` (one list of alternatives per position, ``None``: any) in
-        ``[from_block, to_block]``, in chain order; a range the node finds too large is halved."""
-        if from_block > to_block:
-            return []
-        try:
-            answer = self._get_logs(topics, from_block, to_block)
-        except RangeTooLarge:
-            if from_block == to_block:
-                raise
-            middle = (from_block + to_block) // 2
-            return [*self._logs(topics, from_block, middle), *self._logs(topics, middle + 1, to_block)]
+        ``[from_block, to_block]``, in chain order."""
         entries = [
             _LoggedEntry(
                 _as_int(item["blockNumber"]),
@@ -840,39 +831,9 @@ class Ledger(ContractClient):
                     log_index=_as_int(item["logIndex"]),
                 ),
             )
-            for item in answer
-            if not item.get("removed")
+            for item in self.rpc.logs(self.address, topics, from_block, to_block)
         ]
         return sorted(entries, key=lambda e: (e.block_number, e.log.log_index))
-
-    def _get_logs(
-        self, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
-    ) -> list[Mapping[str, Any]]:
-        # Topics as 0x-hex text on both paths: eth-tester's filter matches no HexBytes topic.
-        hex_topics = [None if group is None else [HexBytes(t).to_0x_hex() for t in group] for group in topics]
-        if self.rpc.raw:
-            query = {
-                "address": self.address,
-                "fromBlock": hex(from_block),
-                "toBlock": hex(to_block),
-                "topics": hex_topics,
-            }
-            return list(self.rpc.request("eth_getLogs", [query]) or [])
-        try:
-            return list(
-                self.rpc.w3.eth.get_logs(
-                    {
-                        "address": self.address,
-                        "fromBlock": from_block,
-                        "toBlock": to_block,
-                        "topics": hex_topics,
-                    }
-                )
-            )
-        except ChainError:
-            raise
-        except Exception as exc:
-            raise classify_rpc_error(exc, self.rpc.decoder) from exc
 
     # ------------------------------------------------------------------ the partner registry (admin)
 

@@ -505,6 +505,55 @@ class Rpc:
 
         return self._retrying("eth_getTransactionReceipt", once)
 
+    def logs(
+        self, address: str, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
+    ) -> list[Mapping[str, Any]]:
+        """``eth_getLogs`` of ``address`` under ``topics`` (one list of alternatives per position, ``None``:
+        any) over ``[from_block, to_block]``, as the node answered (removed logs left out); a range the node
+        finds too large is halved until it answers."""
+        if from_block > to_block:
+            return []
+        try:
+            answer = self._get_logs(address, topics, from_block, to_block)
+        except RangeTooLarge:
+            if from_block == to_block:
+                raise
+            middle = (from_block + to_block) // 2
+            return [
+                *self.logs(address, topics, from_block, middle),
+                *self.logs(address, topics, middle + 1, to_block),
+            ]
+        return [item for item in answer if not item.get("removed")]
+
+    def _get_logs(
+        self, address: str, topics: Sequence[Sequence[bytes] | None], from_block: int, to_block: int
+    ) -> list[Mapping[str, Any]]:
+        # Topics as 0x-hex text on both paths: eth-tester's filter matches no HexBytes topic.
+        hex_topics = [None if group is None else [HexBytes(t).to_0x_hex() for t in group] for group in topics]
+        if self.raw:
+            query = {
+                "address": address,
+                "fromBlock": hex(from_block),
+                "toBlock": hex(to_block),
+                "topics": hex_topics,
+            }
+            return list(self.request("eth_getLogs", [query]) or [])
+        try:
+            return list(
+                self.w3.eth.get_logs(
+                    {
+                        "address": to_checksum_address(address),
+                        "fromBlock": from_block,
+                        "toBlock": to_block,
+                        "topics": hex_topics,
+                    }
+                )
+            )
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise classify_rpc_error(exc, self.decoder) from exc
+
     def block_hash(self, number: int) -> bytes | None:
         if self.raw:
             block = self.request("eth_getBlockByNumber", [hex(number), False])

@@ -24,7 +24,7 @@ A scheduled ledger call that reverts when executed surfaces as the ledger's own 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Final, NamedTuple
@@ -36,10 +36,10 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
 from ._contract import Block, ContractClient
-from ._errors import ChainError, PermanentError
+from ._errors import PermanentError
 from ._ledger import ZERO_ADDRESS, ZERO_HASH
 from ._manifest import TIMELOCK, DeploymentManifest, ManifestError, verify_manifest
-from ._rpc import RangeTooLarge, Rpc, classify_rpc_error
+from ._rpc import Rpc
 from ._sender import Call, PendingTransaction, Sender
 from ._types import Address, BlockNumber, OperationId, Role
 
@@ -500,63 +500,15 @@ class Timelock(ContractClient):
 
     def _logs(self, from_block: int, to_block: int) -> list[_RawLog]:
         topics = [[_CALL_SCHEDULED, _CALL_EXECUTED, _CALL_SALT, _CANCELLED]]
-        raw = list(_fetch_logs(self.rpc, self.address, topics, from_block, to_block))
+        raw = [
+            _RawLog(
+                block_number=_as_int(item["blockNumber"]),
+                log_index=_as_int(item["logIndex"]),
+                topics=tuple(_as_bytes(t) for t in item["topics"]),
+                data=_as_bytes(item["data"]),
+            )
+            for item in self.rpc.logs(self.address, topics, from_block, to_block)
+        ]
         return sorted(raw, key=lambda log: (log.block_number, log.log_index))
 
 
-def _fetch_logs(
-    rpc: Rpc, address: str, topics: list[list[bytes]], from_block: int, to_block: int
-) -> Iterable[_RawLog]:
-    """``eth_getLogs`` over ``[from_block, to_block]``, halving the range when the node finds it too large."""
-    if from_block > to_block:
-        return []
-    try:
-        answer = _get_logs(rpc, address, topics, from_block, to_block)
-    except RangeTooLarge:
-        if from_block == to_block:
-            raise
-        middle = (from_block + to_block) // 2
-        return [
-            *_fetch_logs(rpc, address, topics, from_block, middle),
-            *_fetch_logs(rpc, address, topics, middle + 1, to_block),
-        ]
-    return [
-        _RawLog(
-            block_number=_as_int(item["blockNumber"]),
-            log_index=_as_int(item["logIndex"]),
-            topics=tuple(_as_bytes(t) for t in item["topics"]),
-            data=_as_bytes(item["data"]),
-        )
-        for item in answer
-        if not item.get("removed")
-    ]
-
-
-def _get_logs(
-    rpc: Rpc, address: str, topics: list[list[bytes]], from_block: int, to_block: int
-) -> list[Mapping[str, Any]]:
-    # Topics as 0x-hex text on both paths: eth-tester's filter matches no HexBytes topic.
-    hex_topics = [[HexBytes(t).to_0x_hex() for t in group] for group in topics]
-    if rpc.raw:
-        query = {
-            "address": address,
-            "fromBlock": hex(from_block),
-            "toBlock": hex(to_block),
-            "topics": hex_topics,
-        }
-        return list(rpc.request("eth_getLogs", [query]) or [])
-    try:
-        return list(
-            rpc.w3.eth.get_logs(
-                {
-                    "address": to_checksum_address(address),
-                    "fromBlock": from_block,
-                    "toBlock": to_block,
-                    "topics": hex_topics,
-                }
-            )
-        )
-    except ChainError:
-        raise
-    except Exception as exc:
-        raise classify_rpc_error(exc, rpc.decoder) from exc

@@ -407,6 +407,14 @@ def ledger(deployed: Ledger) -> Iterator[Ledger]:
     deployed.node.revert(snapshot)
 
 
+@pytest.fixture
+def short_ledger(node: Node) -> Iterator[Ledger]:
+    """A ledger of one-hour epochs, 3 valid (expiry within a few hours), on each backend; reverted after."""
+    snapshot = node.snapshot()
+    yield deploy_ledger(node, epoch_length=3600, validity=3)
+    node.revert(snapshot)
+
+
 # --------------------------------------------------------------------------- keys and signatures
 
 

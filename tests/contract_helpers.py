@@ -17,8 +17,10 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from chain import ContractRevert
+from chain._ledger import Ledger as ChainLedger
 from chain._merkle import BatchItem, MerkleTree
-from conftest import GAS, Ledger, Node
+from chain._rpc import Rpc
+from conftest import GAS, Ledger, Node, new_customer
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -326,3 +328,46 @@ def send_signed(ledger: Ledger, account: LocalAccount, fn_name: str, *args: Any,
     if receipt["status"] == 1:
         return receipt
     raise replay_revert(ledger, fn, account.address, gas)
+
+
+# --------------------------------------------------------------------------- returns, refunds, migration
+
+
+def chain_reader(ledger: Ledger) -> ChainLedger:
+    """A read-only chain-layer client of ``ledger`` (views and record builders; it sends nothing)."""
+    return ChainLedger(Rpc(ledger.w3, decoder=ledger.decoder), ledger.address)
+
+
+def entries(ledger: Ledger, receipt: TxReceipt) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of ``receipt`` (Transfer included) as (name, arguments), in order."""
+    return [(e["event"], e["args"]) for e in ledger.events(receipt)]
+
+
+def assert_supply_identity(ledger: Ledger) -> None:
+    """issued == (redeemed - refunded) + reversed + expired + pendingExpiry + outstanding."""
+    c = ledger.call
+    assert c("totalIssued") == (
+        c("totalRedeemed")
+        - c("totalRefunded")
+        + c("totalReversed")
+        + c("totalExpired")
+        + c("pendingExpiry")
+        + c("outstandingSupply")
+    )
+
+
+def to_epoch(ledger: Ledger, epoch: int) -> None:
+    """Moves the clock a minute into ``epoch`` of ``ledger`` (no pause in between)."""
+    warp_to(ledger.node, ledger.call("genesisTimestamp") + epoch * ledger.call("epochLength") + 60)
+    assert ledger.call("currentEpoch") == epoch
+
+
+def holding(ledger: Ledger, per_epoch: list[int], customer: LocalAccount | None = None) -> LocalAccount:
+    """A customer holding ``per_epoch[e]`` points issued in epoch ``e`` (the clock ends in the last one)."""
+    customer = customer or new_customer()
+    for epoch, amount in enumerate(per_epoch):
+        if epoch:
+            to_epoch(ledger, epoch)
+        if amount:
+            ledger.issue(customer.address, amount)
+    return customer

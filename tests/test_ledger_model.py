@@ -1586,6 +1586,7 @@ class RefundOrder(NamedTuple):
     tamper: str  # what is presented otherwise than recorded, or "none"
     refund_ref: bytes
     then: str  # what follows a refund that went through: "nothing", "same ref", "another part"
+    moved: bool  # whether the admin first recovers the customer's account to another (the refund follows)
 
 
 class MigrationOrder(NamedTuple):
@@ -1617,6 +1618,7 @@ refund_orders = st.builds(
     redemption_tampers,
     refs,
     st.sampled_from(["nothing", "nothing", "same ref", "another part"]),
+    st.sampled_from([False, False, False, True]),
 )
 
 
@@ -1931,10 +1933,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(order=refund_orders)
     def refund_redemption(self, order: RefundOrder) -> None:
         """The accepting partner refunds part of an earlier redemption (a part of what is left of it, all of
-        it, one more, or any amount), presented as recorded or changed, by its own key or another; if it
-        went through, then maybe one point more under the same refund reference, or another part under a
-        new one."""
-        back, who, amount, tamper, refund_ref, then = order
+        it, one more, or any amount), presented as recorded or changed, by its own key or another, maybe
+        after the admin recovered the customer's account to another; if it went through, then maybe one
+        point more under the same refund reference, or another part under a new one."""
+        back, who, amount, tamper, refund_ref, then, moved = order
         model = self.model
         (pid, ref), redemption = list(model.redemptions.items())[-1 - back % len(model.redemptions)]
         record = redemption.presented(ref)
@@ -1943,6 +1945,8 @@ class LedgerMachine(RuleBasedStateMachine):
             record = tampered_redemption(record, tamper, other)
         operator = self._returner(who, pid)
         redeemed = sum(take for _, take in redemption.parts)
+        if moved and self._recover(model.holder_of(redemption.customer)):
+            self._check()  # the recovery's entries, before the refund
 
         def refund(points: int, refund_ref: bytes) -> bool:
             refunded = model.refunded.get((pid, ref), 0)
@@ -2001,6 +2005,15 @@ class LedgerMachine(RuleBasedStateMachine):
         return self._expect(lambda: model.transfer(account, to, spend), "transfer", to, spend, sender=account)
 
     # ------------------------------------------------------------ rules: migration and recovery
+
+    def _recover(self, lost: str) -> bool:
+        """The admin recovers ``lost`` to the next account that never migrated away."""
+        model, everyone = self.model, self.world.accounts
+        start = everyone.index(lost)
+        targets = [everyone[(start + i) % N_ACCOUNTS] for i in range(1, N_ACCOUNTS)]
+        to = next((a for a in targets if a not in model.successors), targets[0])
+        admin = self.actors.admin
+        return self._expect(lambda: model.recover(admin, lost, to), "recoverAccount", lost, to, sender=admin)
 
     @rule(
         order=st.builds(

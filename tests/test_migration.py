@@ -32,24 +32,27 @@ from conftest import (
     VALIDITY,
     Ledger,
     Node,
-    deploy_ledger,
     expect_revert,
     new_customer,
     node_signer,
     random_ref,
     revert_decoder,
 )
-from contract_helpers import issued_items, keyed, redemption_record, warp_to
+from contract_helpers import (
+    chain_reader,
+    entries,
+    holding,
+    issued_items,
+    keyed,
+    redemption_record,
+    to_epoch,
+)
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DELAY = 3600
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def reader(ledger: Ledger) -> ChainLedger:
-    return ChainLedger(Rpc(ledger.w3, decoder=ledger.decoder), ledger.address)
 
 
 def deadline(ledger: Ledger) -> int:
@@ -68,7 +71,7 @@ def signed(
 ) -> tuple[Any, ...]:
     """The arguments of ``migrateAccount(source, target, ...)`` with both signatures (by the accounts
     themselves unless other signers are given), at ``source``'s next nonce of key 0."""
-    client = reader(ledger)
+    client = chain_reader(ledger)
     nonce = client.nonce_of(source.address) if nonce is None else nonce
     until = deadline(ledger) if until is None else until
     message = client.migration_message(source.address, target.address, nonce, until)
@@ -90,36 +93,8 @@ def refused(ledger: Ledger, function: str, *args: Any, sender: str) -> pytest.Ex
     return excinfo
 
 
-def entries(ledger: Ledger, receipt: TxReceipt) -> list[tuple[str, dict[str, Any]]]:
-    return [(e["event"], e["args"]) for e in ledger.events(receipt)]
-
-
 def per_epoch(ledger: Ledger, account: str, epochs: range) -> list[int]:
     return [ledger.call("balanceOfAtEpoch", e, account) for e in epochs]
-
-
-def to_epoch(ledger: Ledger, epoch: int) -> None:
-    warp_to(ledger.node, ledger.call("genesisTimestamp") + epoch * ledger.call("epochLength") + 60)
-
-
-def holding(
-    ledger: Ledger, per_epoch_amounts: list[int], customer: LocalAccount | None = None
-) -> LocalAccount:
-    customer = customer or new_customer()
-    for epoch, amount in enumerate(per_epoch_amounts):
-        if epoch:
-            to_epoch(ledger, epoch)
-        if amount:
-            ledger.issue(customer.address, amount)
-    return customer
-
-
-@pytest.fixture
-def short_ledger(node: Node) -> Iterator[Ledger]:
-    """A ledger of one-hour epochs, 3 valid."""
-    snapshot = node.snapshot()
-    yield deploy_ledger(node, epoch_length=3600, validity=3)
-    node.revert(snapshot)
 
 
 # --------------------------------------------------------------------------- the message
@@ -127,7 +102,7 @@ def short_ledger(node: Node) -> Iterator[Ledger]:
 
 def test_the_migration_digest_is_the_typed_data_both_accounts_sign(ledger: Ledger) -> None:
     source, target = new_customer(), new_customer()
-    client = reader(ledger)
+    client = chain_reader(ledger)
     message = client.migration_message(source.address, target.address, 7, 2**40)
     assert message["primaryType"] == "Migration"
     assert message["message"] == {"from": source.address, "to": target.address, "nonce": 7, "deadline": 2**40}
@@ -260,7 +235,7 @@ def test_a_zero_account_is_an_invalid_migration(ledger: Ledger, side: str) -> No
     source, target = holding(ledger, [50]), new_customer()
     accounts = (ZERO_ADDRESS, target.address) if side == "from" else (source.address, ZERO_ADDRESS)
     until = deadline(ledger)
-    message = reader(ledger).migration_message(*accounts, 0, until)
+    message = chain_reader(ledger).migration_message(*accounts, 0, until)
     signatures = (LocalSigner(source).sign_typed_data(message), LocalSigner(target).sign_typed_data(message))
     excinfo = refused(
         ledger, "migrateAccount", *accounts, 0, until, *signatures, sender=ledger.actors.stranger

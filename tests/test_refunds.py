@@ -11,7 +11,6 @@ the redemption's settlement value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,21 +19,18 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from chain import ContractRevert, RedemptionRecord
-from chain._ledger import Ledger as ChainLedger
-from chain._rpc import Rpc, receipt_from_rpc
+from chain._rpc import receipt_from_rpc
 from conftest import (
     ACCEPT_ONLY,
     ACTIVE,
     SETTLEMENT_VALUE,
     VALIDITY,
     Ledger,
-    Node,
-    deploy_ledger,
     expect_revert,
     new_customer,
     random_ref,
 )
-from contract_helpers import keyed, warp_to
+from contract_helpers import assert_supply_identity, chain_reader, entries, holding, keyed, to_epoch
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -42,14 +38,10 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # --------------------------------------------------------------------------- helpers
 
 
-def reader(ledger: Ledger) -> ChainLedger:
-    return ChainLedger(Rpc(ledger.w3, decoder=ledger.decoder), ledger.address)
-
-
 def redeemed(ledger: Ledger, customer: LocalAccount, amount: int, **kw: Any) -> RedemptionRecord:
     """Redeems ``amount`` of the customer's points (at partner ACTIVE by default); the redemption as a
     refund presents it."""
-    return reader(ledger).redemption_in(receipt_from_rpc(ledger.redeem(customer, amount, **kw)))
+    return chain_reader(ledger).redemption_in(receipt_from_rpc(ledger.redeem(customer, amount, **kw)))
 
 
 def refund(
@@ -67,10 +59,6 @@ def refund(
         ref or random_ref(),
         sender=sender or ledger.actors.partner,
     )
-
-
-def entries(ledger: Ledger, receipt: TxReceipt) -> list[tuple[str, dict[str, Any]]]:
-    return [(e["event"], e["args"]) for e in ledger.events(receipt)]
 
 
 def given_back(ledger: Ledger, receipt: TxReceipt) -> list[tuple[int, int]]:
@@ -101,41 +89,6 @@ def by_epoch(ledger: Ledger, account: str) -> dict[int, int]:
     return dict(zip(epochs, amounts, strict=True))
 
 
-def assert_supply_identity(ledger: Ledger) -> None:
-    c = ledger.call
-    assert c("totalIssued") == (
-        c("totalRedeemed")
-        - c("totalRefunded")
-        + c("totalReversed")
-        + c("totalExpired")
-        + c("pendingExpiry")
-        + c("outstandingSupply")
-    )
-
-
-def to_epoch(ledger: Ledger, epoch: int) -> None:
-    warp_to(ledger.node, ledger.call("genesisTimestamp") + epoch * ledger.call("epochLength") + 60)
-    assert ledger.call("currentEpoch") == epoch
-
-
-def holding(ledger: Ledger, per_epoch: list[int]) -> LocalAccount:
-    """A customer holding ``per_epoch[e]`` points issued in epoch ``e`` (the clock ends in the last one)."""
-    customer = new_customer()
-    for epoch, amount in enumerate(per_epoch):
-        if epoch:
-            to_epoch(ledger, epoch)
-        ledger.issue(customer.address, amount)
-    return customer
-
-
-@pytest.fixture
-def short_ledger(node: Node) -> Iterator[Ledger]:
-    """A ledger of one-hour epochs, 3 valid: expiry within a few hours."""
-    snapshot = node.snapshot()
-    yield deploy_ledger(node, epoch_length=3600, validity=3)
-    node.revert(snapshot)
-
-
 # --------------------------------------------------------------------------- the record
 
 
@@ -144,7 +97,7 @@ def test_the_record_is_the_redemptions_parts_in_order(ledger: Ledger) -> None:
     ref = random_ref()
     receipt = ledger.redeem(customer, 35, ref=ref)
 
-    record = reader(ledger).redemption_in(receipt_from_rpc(receipt))
+    record = chain_reader(ledger).redemption_in(receipt_from_rpc(receipt))
 
     assert record == RedemptionRecord(
         partner_id=ACTIVE,
@@ -181,7 +134,7 @@ def test_a_partial_refund_gives_points_back_and_records_them(ledger: Ledger) -> 
         ("PointsRefunded", {**common, "seq": seq + 2, "epoch": 0, "amount": 25, "refundRef": refund_ref}),
     ]
     assert ledger.call("balanceOf", customer.address) == 65
-    client = reader(ledger)
+    client = chain_reader(ledger)
     assert (client.refunded_of(ACTIVE, record.ref), client.total_refunded()) == (25, 25)
     assert client.refund_reference_used(ACTIVE, refund_ref) is True
     assert client.redemption_reference_used(ACTIVE, refund_ref) is False  # refund refs: their own namespace
@@ -221,7 +174,7 @@ def test_the_epochs_are_restored_exactly_newest_part_first(ledger: Ledger) -> No
 
     assert by_epoch(ledger, customer.address) == {0: 10, 1: 20, 2: 15}
     assert [ledger.call("epochSupply", e) for e in (0, 1, 2)] == [10, 20, 15]
-    assert reader(ledger).refunded_of(ACTIVE, record.ref) == 35
+    assert chain_reader(ledger).refunded_of(ACTIVE, record.ref) == 35
     assert_supply_identity(ledger)
 
 
@@ -254,7 +207,7 @@ def test_a_refund_into_expired_epochs_expires_on_arrival(short_ledger: Ledger) -
     assert ledger.call("balanceOf", customer.address) == balance == 7
     assert ledger.call("totalExpired") == expired + 15
     assert ledger.call("totalRefunded") == 15
-    partner = reader(ledger).partner(ACTIVE)
+    partner = chain_reader(ledger).partner(ACTIVE)
     assert (partner.refunded, partner.refunded_value) == (
         15,
         15 * SETTLEMENT_VALUE,
@@ -344,7 +297,7 @@ def test_refunds_leave_the_partners_figures_at_the_redemptions_value(ledger: Led
     assert header(ledger, refund(ledger, first, 40))["value"] == 10
     assert header(ledger, refund(ledger, second, 50))["value"] == 7
 
-    partner = reader(ledger).partner(ACTIVE)
+    partner = chain_reader(ledger).partner(ACTIVE)
     assert (partner.redeemed, partner.redeemed_value) == (150, 1000 + 350)
     assert (partner.refunded, partner.refunded_value) == (90, 400 + 350)
     # position = (redeemed - refunded) - (issued - reversed), in points and in value

@@ -12,7 +12,6 @@ At every step: issued == (redeemed - refunded) + reversed + expired + pendingExp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -21,8 +20,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from chain import ContractRevert, IssuanceRecord
-from chain._ledger import Ledger as ChainLedger
-from chain._rpc import Rpc, receipt_from_rpc
+from chain._rpc import receipt_from_rpc
 from conftest import (
     ACTIVE,
     ISSUE_ONLY,
@@ -30,13 +28,17 @@ from conftest import (
     SETTLEMENT_VALUE,
     SUSPENDED,
     Ledger,
-    Node,
-    deploy_ledger,
     expect_revert,
     new_customer,
     random_ref,
 )
-from contract_helpers import next_block_at, warp_to
+from contract_helpers import (
+    assert_supply_identity,
+    chain_reader,
+    entries,
+    next_block_at,
+    to_epoch,
+)
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DAY = 24 * 3600
@@ -45,14 +47,9 @@ DAY = 24 * 3600
 # --------------------------------------------------------------------------- helpers
 
 
-def reader(ledger: Ledger) -> ChainLedger:
-    """A read-only chain-layer client of ``ledger`` (builds the records; sends nothing)."""
-    return ChainLedger(Rpc(ledger.w3, decoder=ledger.decoder), ledger.address)
-
-
 def issued(ledger: Ledger, to: str, amount: int, *, sender: str | None = None) -> IssuanceRecord:
     """Issues ``amount`` to ``to`` (as partner ACTIVE by default); the issuance as a reversal presents it."""
-    [record] = reader(ledger).issuances_in(receipt_from_rpc(ledger.issue(to, amount, sender=sender)))
+    [record] = chain_reader(ledger).issuances_in(receipt_from_rpc(ledger.issue(to, amount, sender=sender)))
     return record
 
 
@@ -62,7 +59,7 @@ def batch(ledger: Ledger, recipients: list[str], amounts: list[int]) -> list[Iss
     receipt = ledger.transact(
         "issueBatch", recipients, amounts, refs, 1, b"\x00" * 32, sender=ledger.actors.partner
     )
-    return reader(ledger).issuances_in(receipt_from_rpc(receipt))
+    return chain_reader(ledger).issuances_in(receipt_from_rpc(receipt))
 
 
 def reverse(
@@ -75,10 +72,6 @@ def reverse(
         ref or random_ref(),
         sender=sender or ledger.actors.partner,
     )
-
-
-def entries(ledger: Ledger, receipt: TxReceipt) -> list[tuple[str, dict[str, Any]]]:
-    return [(e["event"], e["args"]) for e in ledger.events(receipt)]
 
 
 def taken(ledger: Ledger, receipt: TxReceipt) -> list[tuple[int, int]]:
@@ -106,38 +99,11 @@ def refused(
     return excinfo
 
 
-def assert_supply_identity(ledger: Ledger) -> None:
-    """issued == (redeemed - refunded) + reversed + expired + pendingExpiry + outstanding."""
-    c = ledger.call
-    assert c("totalIssued") == (
-        c("totalRedeemed")
-        - c("totalRefunded")
-        + c("totalReversed")
-        + c("totalExpired")
-        + c("pendingExpiry")
-        + c("outstandingSupply")
-    )
-
-
 def assert_positions_sum_to_zero(ledger: Ledger) -> None:
     ids = ledger.call("partnerIds")
     points, value = ledger.call("coalitionPosition")
     assert sum(ledger.call("partnerPosition", p)[0] for p in ids) + points == 0
     assert sum(ledger.call("partnerPosition", p)[1] for p in ids) + value == 0
-
-
-def to_epoch(ledger: Ledger, epoch: int) -> None:
-    """Moves the clock a minute into ``epoch``."""
-    warp_to(ledger.node, ledger.call("genesisTimestamp") + epoch * ledger.call("epochLength") + 60)
-    assert ledger.call("currentEpoch") == epoch
-
-
-@pytest.fixture
-def short_ledger(node: Node) -> Iterator[Ledger]:
-    """A ledger whose epochs (one week, 3 valid) expire well within the 90-day reversal window."""
-    snapshot = node.snapshot()
-    yield deploy_ledger(node, epoch_length=7 * DAY, validity=3)
-    node.revert(snapshot)
 
 
 # --------------------------------------------------------------------------- the record
@@ -146,7 +112,7 @@ def short_ledger(node: Node) -> Iterator[Ledger]:
 def test_the_record_is_the_issuance_as_its_entries_recorded_it(ledger: Ledger) -> None:
     customer = new_customer().address
     receipt = ledger.issue(customer, 100)
-    [record] = reader(ledger).issuances_in(receipt_from_rpc(receipt))
+    [record] = chain_reader(ledger).issuances_in(receipt_from_rpc(receipt))
     [entry] = ledger.events(receipt, "PointsIssued")
 
     assert record == IssuanceRecord(
@@ -185,7 +151,7 @@ def test_a_partial_reversal_takes_the_points_back_and_records_them(ledger: Ledge
     assert ledger.call("balanceOf", customer) == 70
     assert ledger.call("totalReversed") == 30
     assert ledger.call("totalIssued") == 100  # gross: a reversal does not undo the issue entry
-    client = reader(ledger)
+    client = chain_reader(ledger)
     assert client.reversed_of(item) == 30
     assert client.return_reference_used(ACTIVE, return_ref) is True
     assert client.reference_used(ACTIVE, return_ref) is False  # return refs are their own namespace
@@ -203,7 +169,7 @@ def test_a_full_reversal_leaves_nothing_to_reverse(ledger: Ledger) -> None:
 
     assert (header(ledger, receipt)["requested"], header(ledger, receipt)["recovered"]) == (40, 40)
     assert ledger.call("balanceOf", customer) == 0
-    assert reader(ledger).reversed_of(item) == 100
+    assert chain_reader(ledger).reversed_of(item) == 100
     expect_revert(refused(ledger, item, 1), "LedgerReversalExceedsIssuance", item.ref, 100, 100, 1)
     assert_supply_identity(ledger)
 
@@ -236,7 +202,7 @@ def test_a_batch_item_is_reversed_with_its_proof(ledger: Ledger) -> None:
     expect_revert(refused(ledger, items[1], 6), "LedgerReversalExceedsIssuance", root, 20, 15, 6)
     # each item has its own count: another item of the batch is whole
     reverse(ledger, items[2], 30)
-    assert [reader(ledger).reversed_of(i) for i in items] == [0, 15, 30]
+    assert [chain_reader(ledger).reversed_of(i) for i in items] == [0, 15, 30]
     assert_supply_identity(ledger)
 
 
@@ -246,7 +212,7 @@ def test_an_order_named_twice_in_one_batch_is_bounded_by_one_item(ledger: Ledger
     customer, order = new_customer().address, random_ref()
     twice = ([customer, customer], [10, 10], [order, order], 1, b"\x00" * 32)
     receipt = ledger.transact("issueBatch", *twice, sender=ledger.actors.partner)
-    first, second = reader(ledger).issuances_in(receipt_from_rpc(receipt))
+    first, second = chain_reader(ledger).issuances_in(receipt_from_rpc(receipt))
     assert first.leaf == second.leaf and ledger.call("balanceOf", customer) == 20
     reverse(ledger, first, 10)
     expect_revert(refused(ledger, second, 1), "LedgerReversalExceedsIssuance", first.ref, 10, 10, 1)
@@ -259,7 +225,7 @@ def test_an_order_named_twice_in_one_batch_is_bounded_by_one_item(ledger: Ledger
 def test_the_reversal_window_closes_after_its_length(ledger: Ledger) -> None:
     item = issued(ledger, new_customer().address, 100)
     closes_at = item.issued_at + REVERSAL_WINDOW
-    assert reader(ledger).reversal_window() == REVERSAL_WINDOW
+    assert chain_reader(ledger).reversal_window() == REVERSAL_WINDOW
 
     next_block_at(ledger.node, closes_at)  # the last second of the window
     receipt = reverse(ledger, item, 10)
@@ -365,7 +331,7 @@ def test_after_the_customer_spent_part_the_rest_is_recovered(ledger: Ledger) -> 
     assert (h["requested"], h["recovered"]) == (50, 30)
     assert taken(ledger, receipt) == [(0, 30)]
     assert ledger.call("balanceOf", customer.address) == 0
-    client = reader(ledger)
+    client = chain_reader(ledger)
     assert (client.reversed_of(item), client.total_reversed()) == (50, 30)  # requested vs recovered
     partner = client.partner(ACTIVE)
     assert (partner.reversed, partner.reversed_value) == (30, 30 * SETTLEMENT_VALUE)
@@ -434,7 +400,7 @@ def test_reversals_leave_the_partners_figures_at_the_issuances_value(ledger: Led
     assert header(ledger, reverse(ledger, first, 40))["value"] == 10
     assert header(ledger, reverse(ledger, second, 20))["value"] == 7
 
-    partner = reader(ledger).partner(ACTIVE)
+    partner = chain_reader(ledger).partner(ACTIVE)
     assert (partner.issued, partner.issued_value) == (150, 1000 + 350)
     assert (partner.reversed, partner.reversed_value) == (60, 400 + 140)
     assert ledger.call("partnerPosition", ACTIVE) == [-(150 - 60), -(1350 - 540)]
@@ -452,7 +418,7 @@ def test_the_supply_identity_holds_through_every_kind_of_entry(short_ledger: Led
     item = issued(ledger, customer.address, 100)
     assert_supply_identity(ledger)
     redeemed = ledger.redeem(customer, 30)
-    record = reader(ledger).redemption_in(receipt_from_rpc(redeemed))
+    record = chain_reader(ledger).redemption_in(receipt_from_rpc(redeemed))
     assert_supply_identity(ledger)
     reverse(ledger, item, 20)
     assert_supply_identity(ledger)
