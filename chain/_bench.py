@@ -57,7 +57,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from ._compile import Artifact, load_artifact
-from ._deploy import deploy_contract
+from ._deploy import DEFAULT_REVERSAL_WINDOW, deploy_contract
 from ._devnode import fund, start_anvil
 from ._errors import ChainError, PermanentError, RevertDecoder
 from ._ledger import ZERO_HASH, Issuance, Ledger
@@ -230,6 +230,7 @@ class _Bench:
             EPOCH_LENGTH,
             VALIDITY,
             1,
+            DEFAULT_REVERSAL_WINDOW,
             sender=self.admin,
         )
         self.address: Address = to_checksum_address(self.contract.address)
