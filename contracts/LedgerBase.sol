@@ -103,6 +103,12 @@ abstract contract LedgerBase is
         uint128 refundedValue;
     }
 
+    /// @dev One finished pause: when it ended and the time spent paused up to then (all pauses so far).
+    struct PauseRecord {
+        uint64 resumedAt;
+        uint64 pausedTotal;
+    }
+
     /// @dev Sequence number and running totals, packed in one slot.
     struct Totals {
         uint64 seq;
@@ -149,6 +155,8 @@ abstract contract LedgerBase is
     /// @dev Where an account's points went when it migrated (the latest migration out of it): reversals and
     /// refunds follow these links to the account that holds the customer's points now.
     mapping(address account => address) internal _successors;
+    /// @dev Every finished pause, in order: a reversal window is extended by the pauses since its issuance.
+    PauseRecord[] internal _pauses;
 
     Totals internal _totals;
     Clock internal _clock;

@@ -532,6 +532,7 @@ contract LoyaltyLedger is ILoyaltyLedgerCore, IERC20Metadata, LedgerBase {
         }
         clock.paused = false;
         clock.pausedAt = 0;
+        _pauses.push(PauseRecord(uint64(block.timestamp), clock.pausedTotal));
         emit Unpaused(msg.sender);
         _recordPause(false, clock.pausedTotal);
     }

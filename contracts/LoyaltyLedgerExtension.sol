@@ -301,7 +301,8 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
      * @param returnRef the partner's reference of the return, usable once.
      * Requirements: not paused; the caller operates the issuing partner, active; 0 < `amount`; the issuance
      * exists under `issuance.ref` with these values and proof; within the reversal window of its block's
-     * timestamp; cumulative reversals of the item at most what it issued; `returnRef` unused by the partner.
+     * timestamp, extended by the time the ledger spent paused since (a window stands still while nobody may
+     * reverse); cumulative reversals of the item at most what it issued; `returnRef` unused by the partner.
      * The bound is kept per leaf (customer, amount, order reference) of an issuance: a batch that names the same
      * order twice for the same customer and amount holds one leaf twice, and only one item's amount can be
      * reversed (never more than was issued; an auditor flags the order reference earned twice).
@@ -322,7 +323,9 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         if (_issuances[partnerId][ref] != _issuanceCommitment(root, issuance.epoch, issuance.issuedAt, issuance.value)) {
             revert LedgerIssuanceNotFound(partnerId, ref);
         }
-        uint256 closedAt = issuance.issuedAt + _reversalWindow;
+        // the window stands still while the ledger is paused, as the ledger's clock does (not paused here)
+        uint256 closedAt =
+            issuance.issuedAt + _reversalWindow + _clock.pausedTotal - _pausedBefore(issuance.issuedAt);
         if (block.timestamp > closedAt) revert LedgerReversalWindowClosed(ref, closedAt);
         bytes32 itemKey = keccak256(abi.encode(ref, leaf));
         uint256 reversed = _reversed[partnerId][itemKey];
@@ -805,6 +808,18 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
             holder = next;
         }
         if (holder != account && _successors[account] != holder) _successors[account] = holder;
+    }
+
+    /// @dev The time the ledger had spent paused by `timestamp` (a moment it was not paused: every pause that
+    /// ended by then), found by binary search over the finished pauses.
+    function _pausedBefore(uint256 timestamp) internal view returns (uint256) {
+        (uint256 low, uint256 high) = (0, _pauses.length);
+        while (low < high) {
+            uint256 middle = (low + high) / 2;
+            if (_pauses[middle].resumedAt <= timestamp) low = middle + 1;
+            else high = middle;
+        }
+        return low == 0 ? 0 : _pauses[low - 1].pausedTotal;
     }
 
     /// @dev Takes up to `left` of `customer`'s points of live `epoch` back for a reversal; returns how many.

@@ -17,8 +17,9 @@ consents, revocations and migrations); where each account's latest migration or 
 refunds follow a customer to the account its migrations led to; an account that migrated away is never a
 target again); every issuance (its items, Merkle root and proofs, epoch, block time, value) and every
 redemption (its parts per epoch), with what was asked back of each item and refunded of each redemption; the
-reversal window (wall-clock seconds from the issuing block); references used once per partner (issues and
-batch roots share one namespace; redemptions, settlements, returns and refunds have one each).
+reversal window (seconds from the issuing block, extended by the pauses since); references used once per
+partner (issues and batch roots share one namespace; redemptions, settlements, returns and refunds have one
+each).
 
 For every operation the model predicts the outcome exactly: the custom error and its arguments, or every
 ledger entry the transaction emits, in order and field by field (which epochs a redemption spends, a reversal
@@ -68,8 +69,8 @@ Time: anvil stamps every block exactly one second after its parent (``anvil_setB
 time step sets the next block's timestamp, and reverting to the snapshot takes the clock back with it; so the
 model knows the timestamp of every block, and predicts the clock from it. The ledger has the fixtures'
 reversal window (``REVERSAL_WINDOW``) and epochs of two fifths of it: an issuance's window closes half an
-epoch before its points expire (earlier on the ledger clock when a pause held it back: the window runs on
-block time).
+epoch before its points expire; like the ledger clock, a window stands still while the ledger is paused
+(it closes later by the time spent paused since the issuance).
 
 Size: the examples written out in ``SCRIPTS`` first (paths that take several rules in a row: returns after the
 customer moved or spent its points or migrated, at the window's edge, refunds after a recovery, a batch's
@@ -591,6 +592,8 @@ class Model:
     reversal_window: int
     paused_at: int | None = None
     paused_total: int = 0
+    #: every finished pause: (when it ended, the time spent paused up to then)
+    pauses: list[tuple[int, int]] = field(default_factory=list)
     #: account -> epoch -> points held (> 0), expired but unswept epochs included
     held: dict[str, dict[int, int]] = field(default_factory=dict)
     #: (partner, reference) -> the issuance (single issue or batch root) made under it: one namespace
@@ -938,7 +941,7 @@ class Model:
             issuance.value,
         ):
             raise Rejected("LedgerIssuanceNotFound", pid, item.ref)
-        closed_at = item.issued_at + self.reversal_window
+        closed_at = self.window_closes_at(item.issued_at)
         if self.now > closed_at:
             raise Rejected("LedgerReversalWindowClosed", item.ref, closed_at)
         key = (pid, item.ref, leaf)
@@ -1247,7 +1250,14 @@ class Model:
             raise Rejected("ExpectedPause")
         self.paused_total += self.now - self.paused_at
         self.paused_at = None
+        self.pauses.append((self.now, self.paused_total))
         self._emit("PauseChanged", SEQ, False, self.paused_total)
+
+    def window_closes_at(self, issued_at: int) -> int:
+        """The last second of the reversal window of an issuance made at ``issued_at``: the window, extended
+        by the time the ledger spent paused since (it stands still while nobody may reverse)."""
+        before = max((total for resumed_at, total in self.pauses if resumed_at <= issued_at), default=0)
+        return issued_at + self.reversal_window + self.paused_total - before
 
 
 # =========================================================================== one deployment for all examples
@@ -1862,7 +1872,7 @@ class LedgerMachine(RuleBasedStateMachine):
         model = self.model
         issuances = list(model.issuances.values())
         if when != "now, any":
-            is_open = [i for i in issuances if i.issued_at + model.reversal_window > model.now]
+            is_open = [i for i in issuances if model.window_closes_at(i.issued_at) > model.now]
             issuances = is_open or issuances
         issuance = issuances[-1 - back % len(issuances)]
         item = issuance.item(index)
@@ -1874,7 +1884,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # after the customer spent its points: all that is left of the item, which it no longer holds whole
         points = left if when.startswith("after") else amount_for(amount[1], amount[0], left)
         if when.endswith("closes") or when.endswith("closed"):  # mined at the window's last second, or after
-            at = item.issued_at + model.reversal_window + (when == "once it closed")
+            at = model.window_closes_at(item.issued_at) + (when == "once it closed")
             if at - 1 > model.now:
                 self._travel(at - 1)
         holder = model.holder_of(item.customer)  # the customer, or where its migrations led
@@ -1903,7 +1913,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 e != item.epoch for e, _ in taken
             )
             OUTCOMES["reversal at its window's last second"] += (
-                model.now == item.issued_at + model.reversal_window
+                model.now == model.window_closes_at(item.issued_at)
             )
             if then == "same ref":  # refused: the return reference is used (or nothing is left to reverse)
                 self._check()

@@ -235,6 +235,27 @@ def test_the_reversal_window_closes_after_its_length(ledger: Ledger) -> None:
     expect_revert(refused(ledger, item, 10), "LedgerReversalWindowClosed", item.ref, closes_at)
 
 
+def test_the_window_stands_still_while_the_ledger_is_paused(ledger: Ledger) -> None:
+    """Nobody may reverse while the ledger is paused, so a window closes later by the time spent paused since
+    its issuance (as the ledger's clock does); a pause that ended before the issuance does not count."""
+    a = ledger.actors
+    ledger.transact("pause", sender=a.pauser)
+    ledger.node.advance_time(DAY)  # a pause before the issuance: no extension for it
+    ledger.transact("unpause", sender=a.pauser)
+    item = issued(ledger, new_customer().address, 100)
+    ledger.transact("pause", sender=a.pauser)
+    paused_at = ledger.node.timestamp()
+    ledger.node.advance_time(REVERSAL_WINDOW + DAY)  # the whole window and more, paused
+    ledger.transact("unpause", sender=a.pauser)
+    paused_for = ledger.node.timestamp() - paused_at
+    closes_at = item.issued_at + REVERSAL_WINDOW + paused_for
+
+    next_block_at(ledger.node, closes_at)  # the last second of the extended window
+    reverse(ledger, item, 10)
+    ledger.node.advance_time(1)
+    expect_revert(refused(ledger, item, 10), "LedgerReversalWindowClosed", item.ref, closes_at)
+
+
 def test_a_batch_items_window_runs_from_the_batchs_block(ledger: Ledger) -> None:
     items = batch(ledger, [new_customer().address, new_customer().address], [5, 6])
     ledger.node.advance_time(REVERSAL_WINDOW + 1)
