@@ -506,7 +506,13 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
      * `lost` holds live points.
      * Emits {AccountMigrated} (`recovery` true), then {Transfer} and {PointsTransferred} per epoch moved.
      */
-    function recoverAccount(address lost, address to) external onlyDelegated onlyRole(DEFAULT_ADMIN_ROLE) whenNotPaused {
+    function recoverAccount(address lost, address to)
+        external
+        onlyDelegated
+        onlyRole(DEFAULT_ADMIN_ROLE)
+        whenNotPaused
+    {
+        _checkMigration(lost, to);
         _migrate(lost, to, 0, true);
     }
 
@@ -881,15 +887,17 @@ contract LoyaltyLedgerExtension is ILoyaltyLedgerExtension, LedgerBase {
         }
     }
 
-    /// @dev Moves every live point of `from` to `to`, keeping epochs, and records the migration.
-    function _checkMigration(address from, address to) internal pure {
-        if (from == address(0) || to == address(0) || from == to) revert LedgerInvalidMigration(from, to);
+    /// @dev Refuses a migration to or from the zero address, to the same account, or to an account that
+    /// migrated away (a retired account: so the links never form a cycle). Checked before any signature.
+    function _checkMigration(address from, address to) internal view {
+        if (from == address(0) || to == address(0) || from == to || _successors[to] != address(0)) {
+            revert LedgerInvalidMigration(from, to);
+        }
     }
 
+    /// @dev Moves every live point of `from` to `to` (checked by {_checkMigration}), keeping epochs, and records
+    /// the migration.
     function _migrate(address from, address to, uint256 nonce, bool recovery) internal {
-        _checkMigration(from, to);
-        // an account that migrated away cannot be a target (so the links never form a cycle)
-        if (_successors[to] != address(0)) revert LedgerInvalidMigration(from, to);
         _successors[from] = to;
         uint256 amount = _balanceOf(from);
         if (amount == 0) revert LedgerInsufficientBalance(from, 0, 1);

@@ -1040,13 +1040,13 @@ class Model:
         """migrateAccount signed by ``origin_signer`` (for ``origin``) and ``to_signer`` (for ``to``)."""
         self._not_paused()
         self._check_accounts(origin, to)  # first: a consent to or from the zero address is never looked at
+        self._check_target(origin, to)
         if self.now > deadline:
             raise Rejected("LedgerExpiredSignature", deadline)
         for account, signer in ((origin, origin_signer), (to, to_signer)):
             if signer != account:
                 raise Rejected("LedgerInvalidSigner", account, signer)
         self._check_nonce(origin, nonce)
-        self._check_target(origin, to)
         self._check_holds(origin)
         self._use_nonce(origin, nonce)
         self._migrate(origin, to, nonce, recovery=False)
