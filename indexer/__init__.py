@@ -19,7 +19,7 @@ from ._errors import (
     UndecodableLog,
 )
 from ._indexer import Indexer, IndexerConfig, IndexerStats, Progress
-from ._queries import EpochHolding, MirroredIssuance, MirroredRedemption, MirrorView, WalletEntry
+from ._queries import EpochHolding, MirrorView, WalletEntry
 from ._reconcile import Difference, reconcile
 from ._schema import (
     AccountEpoch,
@@ -68,8 +68,6 @@ __all__ = [
     "LedgerState",
     "MirrorMismatch",
     "MirrorView",
-    "MirroredIssuance",
-    "MirroredRedemption",
     "Partner",
     "PartnerChange",
     "PartnerPeriod",

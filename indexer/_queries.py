@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from eth_utils.address import to_checksum_address
 from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from chain import Position
+from chain import Epoch, IssuanceRecord, PartnerId, Points, Position, RedemptionRecord
 from chain._merkle import BatchItem, MerkleTree
 
 from ._errors import IndexerError
@@ -44,7 +43,7 @@ from ._schema import (
 )
 from ._store import DEFAULT_ADMIN_ROLE, LedgerParams
 
-__all__ = ["EpochHolding", "MirrorView", "MirroredIssuance", "MirroredRedemption", "WalletEntry"]
+__all__ = ["EpochHolding", "MirrorView", "WalletEntry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,54 +70,6 @@ class WalletEntry:
     refunded: int = 0
     restored: int = 0
     undone_by: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MirroredIssuance:
-    """An issue or batch item as ``reverseIssuance`` takes it (``ILedgerEntries.IssuanceItem``), read from
-    the mirror: a batch item's proof comes from the tree of its batch's items."""
-
-    ref: bytes
-    customer: str
-    amount: int
-    item_ref: bytes
-    epoch: int
-    issued_at: int
-    value: int
-    proof: tuple[bytes, ...]
-
-    def as_struct(self) -> tuple[Any, ...]:
-        return (
-            self.ref,
-            to_checksum_address(self.customer),
-            self.amount,
-            self.item_ref,
-            self.epoch,
-            self.issued_at,
-            self.value,
-            list(self.proof),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MirroredRedemption:
-    """A redemption as ``refundRedemption`` takes it (``ILedgerEntries.RedemptionRecord``): its parts in
-    order, read from the mirror."""
-
-    customer: str
-    ref: bytes
-    value: int
-    epochs: tuple[int, ...]
-    amounts: tuple[int, ...]
-
-    def as_struct(self) -> tuple[Any, ...]:
-        return (
-            to_checksum_address(self.customer),
-            self.ref,
-            self.value,
-            list(self.epochs),
-            list(self.amounts),
-        )
 
 
 class MirrorView:
@@ -300,19 +251,20 @@ class MirrorView:
             )
         )
 
-    def issuance(self, seq: int) -> MirroredIssuance:
-        """The issue or batch item ``seq`` as ``reverseIssuance`` takes it."""
+    def issuance(self, seq: int) -> IssuanceRecord:
+        """The issue or batch item ``seq`` as ``reverseIssuance`` takes it: the chain layer's record, read
+        from the mirror (a batch item's proof comes from the tree of its batch's items)."""
         entry = self.entry(seq)
         if entry is None or entry.event not in ("PointsIssued", "PointsIssuedInBatch"):
             raise IndexerError(f"the mirror holds no issue or batch item {seq}")
         assert entry.ref is not None and entry.item_ref is not None and entry.account is not None
         assert entry.amount is not None and entry.epoch is not None
-        value = entry.value
+        value, partner_id = entry.value, entry.partner_id
         proof: tuple[bytes, ...] = ()
         if entry.event == "PointsIssuedInBatch":
             header = self.entry(entry.batch_seq or 0)
             assert header is not None and header.batch_count is not None
-            value = header.value
+            value, partner_id = header.value, header.partner_id
             # Its items are the entries right after the header (the batch retires stale buckets first).
             items = list(
                 self.session.scalars(
@@ -328,20 +280,22 @@ class MirrorView:
                 raise IndexerError(f"the mirror holds {len(items)} of batch {header.seq}'s items")
             tree = MerkleTree([BatchItem(i.account or "", i.amount or 0, i.item_ref or b"") for i in items])
             proof = tuple(tree.proof([i.seq for i in items].index(seq)))
-        assert value is not None
-        return MirroredIssuance(
-            bytes(entry.ref),
-            entry.account,
-            entry.amount,
-            bytes(entry.item_ref),
-            entry.epoch,
-            entry.block_timestamp,
-            value,
-            proof,
+        assert value is not None and partner_id is not None
+        return IssuanceRecord(
+            partner_id=PartnerId(partner_id),
+            ref=bytes(entry.ref),
+            customer=to_checksum_address(entry.account),
+            amount=Points(entry.amount),
+            item_ref=bytes(entry.item_ref),
+            epoch=Epoch(entry.epoch),
+            issued_at=entry.block_timestamp,
+            value=value,
+            proof=proof,
         )
 
-    def redemption(self, seq: int) -> MirroredRedemption:
-        """The redemption whose part (any of them) is ``seq``, as ``refundRedemption`` takes it."""
+    def redemption(self, seq: int) -> RedemptionRecord:
+        """The redemption whose part (any of them) is ``seq``, as ``refundRedemption`` takes it (the chain
+        layer's record, its parts in order, read from the mirror)."""
         entry = self.entry(seq)
         if entry is None or entry.event != "PointsRedeemed":
             raise IndexerError(f"the mirror holds no redemption part {seq}")
@@ -358,12 +312,15 @@ class MirrorView:
             )
         )
         assert entry.account is not None and entry.ref is not None and entry.value is not None
-        return MirroredRedemption(
-            entry.account,
-            bytes(entry.ref),
-            entry.value,
-            tuple(p.epoch or 0 for p in parts),
-            tuple(p.amount or 0 for p in parts),
+        assert entry.partner_id is not None and entry.nonce is not None
+        return RedemptionRecord(
+            partner_id=PartnerId(entry.partner_id),
+            customer=to_checksum_address(entry.account),
+            ref=bytes(entry.ref),
+            value=entry.value,
+            nonce=entry.nonce,
+            epochs=tuple(Epoch(p.epoch or 0) for p in parts),
+            amounts=tuple(Points(p.amount or 0) for p in parts),
         )
 
     def wallet_history(self, account: str) -> list[WalletEntry]:
