@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from chain import ContractRevert
+from chain import ContractRevert, Points
 from chain._ledger import Ledger as ChainLedger
-from chain._merkle import BatchItem, MerkleTree
+from chain._merkle import MerkleTree
 from chain._rpc import Rpc
 from conftest import GAS, Ledger, Node, new_customer
 
@@ -89,9 +89,7 @@ def next_block_at(node: Node, timestamp: int) -> None:
 
 def batch_tree(recipients: Sequence[str], amounts: Sequence[int], item_refs: Sequence[bytes]) -> MerkleTree:
     """The Merkle tree of a batch's items, computed off chain (its root is the batch's reference)."""
-    return MerkleTree(
-        [BatchItem(to, amount, ref) for to, amount, ref in zip(recipients, amounts, item_refs, strict=True)]
-    )
+    return ChainLedger.batch_tree(recipients, [Points(a) for a in amounts], item_refs)
 
 
 def batch_root(recipients: Sequence[str], amounts: Sequence[int], item_refs: Sequence[bytes]) -> bytes:
