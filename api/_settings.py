@@ -149,6 +149,29 @@ class Settings(BaseSettings):
     #: The rolling window of qualifying points, in epochs (12 epochs of 30 days: about a year).
     tier_qualifying_epochs: int = Field(default=12, gt=0)
 
+    # ------------------------------------------------------------------ the HTTP service (`loyalty serve`)
+    #: Where uvicorn listens, and how many worker processes it runs.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, lt=65536)
+    api_workers: int = Field(default=1, ge=1)
+    #: The service's public origin (scheme, host, port): WebAuthn's origin, SIWE's domain and URI, the
+    #: enrolment links' base.
+    public_url: str = "http://localhost:8000"
+    #: WebAuthn relying party id (a registrable domain of ``public_url``'s host); its host when unset.
+    rp_id: str | None = None
+    #: Member sessions' lifetime, and SIWE nonces' / WebAuthn challenges' / link codes' / enrolment links'.
+    session_ttl_s: int = Field(default=3600, gt=0)
+    challenge_ttl_s: int = Field(default=300, gt=0)
+    link_code_ttl_s: int = Field(default=900, gt=0)
+    enrolment_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Requests per API key, and per client address for members and anonymous callers (``limits``
+    #: notation); shared by every replica through Redis when ``redis_url`` is set, in memory otherwise.
+    rate_limit_per_key: str = "600/minute"
+    rate_limit_per_client: str = "120/minute"
+    redis_url: str | None = None
+    #: ``/readyz`` fails when the mirror is more blocks than this behind the chain's head.
+    ready_max_lag_blocks: int = Field(default=20, ge=0)
+
     @field_validator("signer_address", "ledger_admin", "treasury_address", "pauser_address")
     @classmethod
     def _checksummed(cls, value: str | None) -> str | None:
@@ -217,6 +240,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.signer_address} is a public dev account; refused in production mode")
         if self.keystore_scrypt_n is not None and self.keystore_scrypt_n < STANDARD_SCRYPT_N:
             raise ValueError(f"keystore_scrypt_n below {STANDARD_SCRYPT_N} is for tests, not production mode")
+
+    @property
+    def relying_party_id(self) -> str:
+        """WebAuthn's RP id: ``rp_id``, else the host of ``public_url``."""
+        from urllib.parse import urlsplit
+
+        return self.rp_id or (urlsplit(self.public_url).hostname or "localhost")
+
+    @property
+    def siwe_domain(self) -> str:
+        """The ``domain`` a SIWE message must name: ``public_url``'s authority (host and port)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.public_url).netloc
 
     @property
     def timelock(self) -> bool:

@@ -8,7 +8,7 @@ settlements, a wallet's history with its returns and refunds, role holders and a
 derived tables.
 """
 
-from ._db import Lease, make_engine, migrate, scratch_schema
+from ._db import MIRROR_BRANCH, Lease, make_engine, migrate, register_migrations, scratch_schema
 from ._decode import ENTRY_EVENTS, decode_logs, entry_topics
 from ._errors import (
     BlockNotMirrored,
@@ -45,6 +45,7 @@ from ._timelock import TIMELOCK_EVENTS, timelock_topics
 
 __all__ = [
     "ENTRY_EVENTS",
+    "MIRROR_BRANCH",
     "TIMELOCK_EVENTS",
     "AccountEpoch",
     "AdminOperation",
@@ -90,6 +91,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "reconcile",
+    "register_migrations",
     "scratch_schema",
     "timelock_topics",
 ]

@@ -1,7 +1,11 @@
 """Engines, migrations and the write lease.
 
 The schema is created and changed only by the Alembic history in ``indexer/migrations`` (``migrate``);
-``alembic upgrade head`` with the repository's ``alembic.ini`` runs the same scripts.
+``alembic upgrade heads`` with the repository's ``alembic.ini`` runs the same scripts. The mirror's
+revisions are the ``mirror`` branch; a package that keeps its own tables in the same database (the API's
+``service`` branch) registers its versions folder with :func:`register_migrations`, and ``migrate`` then
+applies every branch. The indexer itself only needs its own branch at its head: a database whose other
+branches it does not know about (the API's, when only the indexer runs) is left as it is.
 
 Only one indexer writes a mirror at a time. On PostgreSQL the writer holds a session advisory lock on the
 connection it writes with: if the process dies its connection closes, the lock goes with it and a waiting
@@ -23,15 +27,28 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from ._errors import LeaseTimeout
 
-__all__ = ["Lease", "make_engine", "migrate", "scratch_schema"]
+__all__ = ["MIRROR_BRANCH", "Lease", "make_engine", "migrate", "register_migrations", "scratch_schema"]
 
 logger = logging.getLogger("indexer.db")
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The branch label of the mirror's revisions.
+MIRROR_BRANCH = "mirror"
+#: Folders of revisions in this Alembic environment: the mirror's, then registered branches'.
+_VERSION_LOCATIONS: list[Path] = [MIGRATIONS / "versions"]
+
+
+def register_migrations(versions: Path) -> None:
+    """Adds a folder of revisions (another branch, e.g. the API's tables) to the environment ``migrate``
+    runs; idempotent."""
+    if versions not in _VERSION_LOCATIONS:
+        _VERSION_LOCATIONS.append(versions)
 
 
 def make_engine(url: str) -> Engine:
@@ -78,13 +95,33 @@ def scratch_schema(url: str, *, prefix: str = "scratch") -> Iterator[str]:
         admin.dispose()
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Brings the database's schema to ``revision`` with the Alembic history."""
+def _config(locations: list[Path]) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
+    return config
+
+
+def migrate(engine: Engine, revision: str = "heads") -> None:
+    """Brings the database's schema to ``revision`` (default: every registered branch at its head) with
+    the Alembic history."""
+    locations = list(_VERSION_LOCATIONS)
+    config = _config(locations)
     with engine.begin() as conn:
+        if revision == "heads" and _mirror_only_current(conn, locations):
+            return
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def _mirror_only_current(conn: Connection, locations: list[Path]) -> bool:
+    """Whether the indexer alone runs (no other branch registered) and the mirror's branch is at its head
+    already: then other branches' revisions in the database, unknown here, are none of its business."""
+    if len(locations) > 1:
+        return False
+    head = ScriptDirectory.from_config(_config(locations)).get_current_head()
+    return head in MigrationContext.configure(conn).get_current_heads()
 
 
 class Lease:

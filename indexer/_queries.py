@@ -45,6 +45,9 @@ from ._store import DEFAULT_ADMIN_ROLE, LedgerParams
 
 __all__ = ["EpochHolding", "MirrorView", "WalletEntry"]
 
+#: Entries a reversal (an issue, a batch item) or a refund (a redemption's first part) can undo part of.
+_UNDOABLE = ("PointsIssued", "PointsIssuedInBatch", "PointsRedeemed")
+
 
 @dataclass(frozen=True, slots=True)
 class EpochHolding:
@@ -323,26 +326,29 @@ class MirrorView:
             amounts=tuple(Points(p.amount or 0) for p in parts),
         )
 
-    def wallet_history(self, account: str) -> list[WalletEntry]:
+    def wallet_history(
+        self, account: str, *, before: int | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[WalletEntry]:
         """Every entry that names ``account`` (issued to it, its redemptions, expiries, reversals, refunds
-        and their parts, transfers and migrations from or to it, its consent revocations), oldest first,
-        each issue, batch item and redemption with what its reversals and refunds undid."""
+        and their parts, transfers and migrations from or to it, its consent revocations), oldest first
+        (``newest_first``: newest first), each issue, batch item and redemption with what its reversals and
+        refunds undid. A page: at most ``limit`` entries with a ``seq`` below ``before``."""
         account = account.lower()
-        entries: Sequence[LedgerEntry] = list(
-            self.session.scalars(
-                select(LedgerEntry)
-                .where(
-                    or_(
-                        LedgerEntry.account == account,
-                        and_(
-                            LedgerEntry.counterparty == account,
-                            LedgerEntry.event.in_(("PointsTransferred", "AccountMigrated")),
-                        ),
-                    )
-                )
-                .order_by(LedgerEntry.seq)
+        query = select(LedgerEntry).where(
+            or_(
+                LedgerEntry.account == account,
+                and_(
+                    LedgerEntry.counterparty == account,
+                    LedgerEntry.event.in_(("PointsTransferred", "AccountMigrated")),
+                ),
             )
         )
+        if before is not None:
+            query = query.where(LedgerEntry.seq < before)
+        query = query.order_by(LedgerEntry.seq.desc() if newest_first else LedgerEntry.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        entries: Sequence[LedgerEntry] = list(self.session.scalars(query))
         # A batch item's value is its header's (one read for all of them).
         headers = {
             e.batch_seq for e in entries if e.event == "PointsIssuedInBatch" and e.batch_seq is not None
@@ -353,11 +359,18 @@ class MirrorView:
                 select(LedgerEntry.seq, LedgerEntry.value).where(LedgerEntry.seq.in_(headers))
             )
             batch_values = {seq: value for seq, value in rows}
-        # A reversal or refund names the same customer as its original: it is among the entries.
+        # A reversal or refund names the same customer as its original; on a page it may be on another
+        # page, so they are read by their link.
         undone: dict[int, list[LedgerEntry]] = {}
-        for e in entries:
-            if e.original_seq is not None:
-                undone.setdefault(e.original_seq, []).append(e)
+        originals = [e.seq for e in entries if e.event in _UNDOABLE]
+        for chunk in (originals[i : i + 500] for i in range(0, len(originals), 500)):
+            for u in self.session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.account == account, LedgerEntry.original_seq.in_(chunk))
+                .order_by(LedgerEntry.seq)
+            ):
+                assert u.original_seq is not None
+                undone.setdefault(u.original_seq, []).append(u)
         history = []
         for e in entries:
             value = e.value

@@ -16,7 +16,7 @@ import indexer._schema
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("mirror",)
 depends_on: str | Sequence[str] | None = None
 
 

@@ -1,0 +1,198 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI service, versioned under ``/v1``.
+
+One router per resource (``api/routers``), each route's roles stated with :func:`api._auth.allow`, every
+error an RFC 9457 problem (``application/problem+json``) with a stable ``type``, the request's id and, for
+validation errors, each offending field. The request id is the caller's ``X-Request-Id`` when it is a
+sane token, else a new one; every response carries it.
+
+The factory takes the parts the service runs on (database engine, chain, clock, limiter, custody) as
+keyword arguments for tests and for ``loyalty run``; from the settings alone it builds them itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import PROBLEMS, ApiError, FieldError, InvalidRequest, NotFound
+from ._ratelimit import RateLimiter
+from ._services import Services
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from ._custody import Custody
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("api")
+
+PROBLEM_JSON = "application/problem+json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+DESCRIPTION = """\
+The coalition's points ledger over HTTP: wallets, members, partners' positions and settlement statements,
+and the audit trail, read from the SQL mirror of the on-chain ledger.
+
+**Authentication.** `Authorization: Bearer <token>` with an API key (`lpk_...`: admin, partner or auditor)
+or a member session (`lps_...`, from Sign-In with Ethereum or a passkey). Partner keys see only their own
+partner's figures and members; auditor keys read everything and change nothing; member sessions read only
+their own wallet.
+
+**Errors** are RFC 9457 problems (`application/problem+json`): `type` is stable (`/problems/<slug>`, which
+describes it), `request_id` identifies the request in the logs, `errors` names each invalid field.
+
+**Pagination.** Lists are newest first, `{data, next_cursor}`; pass `cursor=<next_cursor>` for the next page.
+
+**Figures** carry `as_of`: the mirror's block and the time live figures (balances, expiries) are computed for.
+"""
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (``scope["state"]["request_id"]``) and echoes it as ``X-Request-Id``
+    (plain ASGI: no per-request task or body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "")) or secrets.token_hex(8)
+
+
+def problem(request: Request, error: ApiError) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": error.type,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": request.url.path,
+        "request_id": _request_id(request),
+        **error.extensions,
+    }
+    return JSONResponse(body, status_code=error.status, headers=error.headers(), media_type=PROBLEM_JSON)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem(request, exc)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(_field(tuple(e.get("loc", ()))), str(e.get("msg", "invalid"))) for e in exc.errors()]
+    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return problem(request, InvalidRequest(f"invalid request: {fields}", errors))
+
+
+class _HttpProblem(ApiError):
+    """Starlette's own errors (no such route, method not allowed) as problems."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self._status = status
+
+    @property
+    def type(self) -> str:
+        return "/problems/not-found" if self._status == 404 else f"/problems/http-{self._status}"
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return problem(request, NotFound(f"no such endpoint: {request.method} {request.url.path}"))
+    error = _HttpProblem(exc.status_code, str(exc.detail))
+    body = {
+        "type": error.type,
+        "title": str(exc.detail),
+        "status": exc.status_code,
+        "detail": str(exc.detail),
+        "instance": request.url.path,
+        "request_id": _request_id(request),
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON)
+
+
+async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
+    request_id = _request_id(request)
+    logger.error("request %s failed: %s", request_id, type(exc).__name__, exc_info=exc)
+    return problem(request, ApiError("the service failed; nothing was changed"))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    contract: str | None = None,
+    w3: Web3 | None = None,
+    clock: Callable[[], float] | None = None,
+    limiter: RateLimiter | None = None,
+    custody: Custody | None = None,
+) -> FastAPI:
+    """The service. Without ``engine`` it opens ``settings.database_url`` (and applies the migrations)."""
+    from . import routers
+    from ._db import migrate_all, service_engine
+
+    settings = settings or Settings()
+    if engine is None:
+        engine = service_engine(settings)
+        migrate_all(engine)
+    services = Services(settings=settings, engine=engine, contract=contract, w3=w3, limiter=limiter)
+    services.custody = custody
+    if clock is not None:
+        services.clock = clock
+
+    app = FastAPI(
+        title="Coalition loyalty ledger",
+        version="1",
+        description=DESCRIPTION,
+        openapi_tags=routers.TAGS,
+    )
+    app.state.services = services
+    app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_crash)
+    for router in routers.ALL:
+        app.include_router(router)
+
+    @app.get("/problems/{slug}", include_in_schema=False, response_class=HTMLResponse)
+    def describe_problem(slug: str) -> str:
+        kind = PROBLEMS.get(slug)
+        if kind is None:
+            raise NotFound(f"no problem type {slug!r}")
+        return f"<h1>{kind.title}</h1><p>HTTP {kind.status}</p><p>{kind.description}</p>"
+
+    return app

@@ -1,0 +1,230 @@
+"""The service's own tables (beside the mirror's, in the same database): who may call, who the members are.
+
+Created and changed only by the ``service`` branch of the Alembic history (``api/migrations/versions``),
+which lives in the same Alembic environment as the mirror's ``mirror`` branch: ``loyalty migrate`` (or
+``alembic upgrade heads``) applies both; the mirror's history stays the indexer's alone. Nothing here
+references the mirror's tables: the mirror is rebuilt from the chain, these rows are the service's record.
+
+::
+
+    api_keys          admin, partner (one partner) and auditor keys: the SHA-256 of the secret (a 256-bit
+                      random token needs no slow hash), when created, last used, revoked; a rotation links
+                      the new key to the one it replaced
+    partner_profiles  what the directory says about a partner beyond the chain: name, where points can be
+                      spent
+    prices            the commercial prices per partner, effective-dated and append-only (an audit trail):
+                      what it pays per point issued, what it is reimbursed per point redeemed
+    members           the coalition's directory: one row per wallet (custodial: its BIP-32 index; self
+                      custody: the address the member brought); no personal data
+    memberships       a member as one partner knows it: the partner's customer id and the personal data it
+                      gave (email, phone, birthday), for its own use; erasable
+    link_codes        one-time codes a member creates in their own session so a partner may link them
+    enrolment_links   one-time links a partner hands its custodial member to register a passkey
+    passkeys          members' WebAuthn credentials (public key, sign count)
+    sessions          member sessions: short-lived, revocable, stored hashed
+    challenges        single-use, expiring SIWE nonces and WebAuthn challenges
+
+Times are Unix seconds; secrets (keys, session tokens, codes) are stored only as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from indexer._schema import NAMING_CONVENTION
+
+__all__ = [
+    "ApiKey",
+    "Challenge",
+    "EnrolmentLink",
+    "LinkCode",
+    "Member",
+    "MemberSession",
+    "Membership",
+    "PartnerProfile",
+    "Passkey",
+    "Price",
+    "ServiceBase",
+]
+
+Digest = LargeBinary(32)
+Address = String(42)
+
+
+class ServiceBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiKey(ServiceBase):
+    """An API key: ``lk_<id>_<secret>``, shown once; the row keeps the SHA-256 of the whole token."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: ``admin``, ``partner`` or ``auditor``
+    role: Mapped[str] = mapped_column(String(16))
+    #: the partner a partner key acts for (None for the others)
+    partner_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[bytes] = mapped_column(Digest)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: who created it (an admin key's id; None from the command line)
+    created_by: Mapped[str | None] = mapped_column(String(16))
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: the key this one replaced (``rotate``)
+    rotated_from: Mapped[str | None] = mapped_column(String(16))
+
+
+class PartnerProfile(ServiceBase):
+    """The directory's description of a partner (its figures come from the mirror)."""
+
+    __tablename__ = "partner_profiles"
+
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    #: where members can spend points with it (stores, a web shop), free text
+    spend_at: Mapped[str | None] = mapped_column(Text)
+    website: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Price(ServiceBase):
+    """A partner's commercial prices from ``effective_from`` on, until the next row: what it pays per point
+    it issues and is reimbursed per point redeemed with it, in ``currency`` (decimal text, exact). Rows are
+    never changed or deleted: the table is the audit trail of every price."""
+
+    __tablename__ = "prices"
+    __table_args__ = (UniqueConstraint("partner_id", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    effective_from: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    issue_price: Mapped[str] = mapped_column(String(40))
+    redeem_price: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Member(ServiceBase):
+    """A member of the coalition: one wallet. No personal data (that is per partner, in memberships)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: lower-case 0x address
+    address: Mapped[str] = mapped_column(Address, unique=True)
+    #: ``custodial`` (the service derives its key) or ``self`` (the member holds it)
+    custody: Mapped[str] = mapped_column(String(16))
+    #: the BIP-32 index of a custodial member's key
+    custody_index: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: when its personal data was erased (the row and its address stay: the ledger keeps them)
+    erased_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Membership(ServiceBase):
+    """A member as one partner knows it: that partner's customer id and the contact data it gave."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "customer_id"),
+        Index("ix_memberships_member_id", "member_id"),
+    )
+
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    member_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: the partner's own id of its customer (None once erased)
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    #: ISO date (``YYYY-MM-DD``)
+    birthday: Mapped[str | None] = mapped_column(String(10))
+    #: when the birthday was last set (the earning rules ignore one set within the last 30 days)
+    birthday_set_at: Mapped[int | None] = mapped_column(BigInteger)
+    enrolled_at: Mapped[int] = mapped_column(BigInteger)
+    #: linked to an existing member with its consent (a link code), not enrolled new
+    linked: Mapped[bool] = mapped_column(Boolean)
+
+
+class LinkCode(ServiceBase):
+    """A one-time code a member creates so one partner may link them (their consent)."""
+
+    __tablename__ = "link_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(Digest, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+    used_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class EnrolmentLink(ServiceBase):
+    """A one-time link a partner gives its custodial member to register a passkey."""
+
+    __tablename__ = "enrolment_links"
+
+    token_hash: Mapped[bytes] = mapped_column(Digest, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(40), index=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Passkey(ServiceBase):
+    """A member's WebAuthn credential."""
+
+    __tablename__ = "passkeys"
+
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(40), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    transports: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class MemberSession(ServiceBase):
+    """A member's session: ``ls_<id>_<secret>``; short-lived, revocable."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[bytes] = mapped_column(Digest)
+    member_id: Mapped[str] = mapped_column(String(40), index=True)
+    #: ``siwe`` or ``passkey``
+    method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Challenge(ServiceBase):
+    """A SIWE nonce or WebAuthn challenge: used at most once, before it expires."""
+
+    __tablename__ = "challenges"
+
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: ``siwe``, ``passkey-register`` or ``passkey-login``
+    kind: Mapped[str] = mapped_column(String(24))
+    #: the member a passkey registration is for
+    member_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)

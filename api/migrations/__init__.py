@@ -1,0 +1,1 @@
+"""The service's branch (``service``) of the project's one Alembic environment (``indexer/migrations``)."""

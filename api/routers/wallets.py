@@ -1,0 +1,260 @@
+"""Wallets: a live balance with its points by epoch and their exact expiry, what expires soon, the tier, and
+the history of every entry that touched the wallet (with the links from an issuance to its returns and from
+a redemption to its refunds).
+
+Who may read a wallet: its member (session), a partner the member is enrolled with, admin and auditor keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from eth_utils.address import is_checksum_address, to_checksum_address
+from fastapi import APIRouter, Path
+from pydantic import Field
+from sqlalchemy import select
+
+from indexer import MirrorView, Tier, WalletEntry
+
+from .._auth import Caller, Principal, ServicesDep
+from .._errors import FieldError, Forbidden, InvalidRequest, NotReady, Unauthenticated
+from .._models import AsOfPublic, ResponseModel, hex0x, problem_responses
+from .._pagination import SeqPage
+from .._services import AsOf, Services
+from .._tables import Member, Membership, PartnerProfile
+
+__all__ = [
+    "EXPIRING_WINDOW_S",
+    "REASONS",
+    "AddressPath",
+    "EpochPointsPublic",
+    "HistoryEntryPublic",
+    "HistoryPublic",
+    "TierPublic",
+    "WalletPublic",
+    "checked_address",
+    "router",
+    "wallet_history",
+    "wallet_of",
+]
+
+router = APIRouter(prefix="/v1", tags=["wallets"])
+
+#: "expiring soon": within 30 days
+EXPIRING_WINDOW_S = 30 * 24 * 3600
+#: The ledger's reason codes (contracts/README.md); others are programme-specific.
+REASONS = {
+    0: "unspecified",
+    1: "purchase",
+    2: "review",
+    3: "referral",
+    4: "birthday",
+    5: "newsletter sign-up",
+    6: "campaign",
+    7: "goodwill",
+}
+
+AddressPath = Annotated[
+    str,
+    Path(
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="the wallet's address (EIP-55 checksummed, or all lower / upper case)",
+        examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+    ),
+]
+
+
+def checked_address(address: str, field: str = "path.address") -> str:
+    """The checksummed address; a mixed-case address with a wrong checksum is refused (a typo)."""
+    body = address[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(address):
+        raise InvalidRequest(
+            f"{address} has a wrong EIP-55 checksum", [FieldError(field, "wrong EIP-55 checksum")]
+        )
+    return to_checksum_address(address)
+
+
+class EpochPointsPublic(ResponseModel):
+    epoch: int
+    points: int
+    expires_at: int
+
+
+class TierPublic(ResponseModel):
+    name: str
+    qualifying_points: int = Field(description="points earned in the rolling qualifying window")
+    next_tier: str | None
+    points_to_next_tier: int | None
+    as_of_epoch: int | None
+
+
+class WalletPublic(ResponseModel):
+    address: str
+    balance: int = Field(description="live points at as_of.time (balanceOf in a block with that timestamp)")
+    epochs: list[EpochPointsPublic] = Field(description="live points by epoch, first to expire first")
+    expiring_30d: int = Field(description="points that expire within 30 days of as_of.time")
+    next_expiry_at: int | None
+    next_expiry_points: int
+    tier: TierPublic
+    as_of: AsOfPublic
+
+
+class HistoryEntryPublic(ResponseModel):
+    seq: int
+    kind: str = Field(description="the ledger entry (PointsIssued, PointsRedeemed, IssuanceReversed, ...)")
+    partner_id: int | None
+    partner_name: str | None
+    reason: int | None
+    reason_label: str | None
+    amount: int | None
+    epoch: int | None
+    value: int | None = Field(description="settlement units per point of the entry")
+    order_ref: str | None = Field(description="the partner's order reference (a batch item's own)")
+    ref: str | None = Field(description="the entry's reference (a batch's Merkle root)")
+    return_ref: str | None
+    refund_ref: str | None
+    rule_hash: str | None
+    counterparty: str | None
+    original_seq: int | None = Field(description="a reversal's issuance, a refund's redemption")
+    undone_by: list[int] = Field(description="the reversals of an issuance / refunds of a redemption")
+    returned: int = 0
+    recovered: int = 0
+    refunded: int = 0
+    restored: int = 0
+    tx_hash: str
+    block_number: int
+    block_timestamp: int
+    log_index: int
+
+
+class HistoryPublic(ResponseModel):
+    data: list[HistoryEntryPublic]
+    next_cursor: str | None
+    as_of: AsOfPublic
+
+
+def member_partners(services: Services, address: str) -> tuple[str, set[int]] | None:
+    """The member with this wallet and the partners it is enrolled with (None: not a member)."""
+    with services.session() as db:
+        member = db.scalars(select(Member).where(Member.address == address.lower())).one_or_none()
+        if member is None:
+            return None
+        partners = set(db.scalars(select(Membership.partner_id).where(Membership.member_id == member.id)))
+        return member.id, partners
+
+
+def require_wallet_reader(principal: Principal, services: Services, address: str) -> None:
+    if principal.role == "anonymous":
+        raise Unauthenticated("reading a wallet needs credentials")
+    if principal.sees_everything:
+        return
+    if principal.role == "member":
+        if principal.address != address.lower():
+            raise Forbidden("a member reads only their own wallet")
+        return
+    found = member_partners(services, address)
+    if found is None or not principal.may_see_member(found[0], found[1]):
+        raise Forbidden("this wallet is not one of this partner's members")
+
+
+def wallet_of(services: Services, view: MirrorView, as_of: AsOf, address: str) -> WalletPublic:
+    holdings = view.holdings(address, at=as_of.time)
+    soon = [h for h in holdings if h.expires_at <= as_of.time + EXPIRING_WINDOW_S]
+    first = holdings[0] if holdings else None
+    tier = view.session.get(Tier, address.lower())
+    thresholds = services.settings.tier_thresholds
+    qualifying = tier.qualifying_points if tier is not None else 0
+    name = tier.tier if tier is not None else next(iter(thresholds))
+    higher = [(n, t) for n, t in thresholds.items() if t > qualifying]
+    return WalletPublic(
+        address=address,
+        balance=sum(h.points for h in holdings),
+        epochs=[EpochPointsPublic(epoch=h.epoch, points=h.points, expires_at=h.expires_at) for h in holdings],
+        expiring_30d=sum(h.points for h in soon),
+        next_expiry_at=first.expires_at if first else None,
+        next_expiry_points=first.points if first else 0,
+        tier=TierPublic(
+            name=name,
+            qualifying_points=qualifying,
+            next_tier=higher[0][0] if higher else None,
+            points_to_next_tier=higher[0][1] - qualifying if higher else None,
+            as_of_epoch=tier.as_of_epoch if tier is not None else None,
+        ),
+        as_of=AsOfPublic.of(as_of),
+    )
+
+
+def _history_entry(w: WalletEntry, names: dict[int, str]) -> HistoryEntryPublic:
+    e = w.entry
+    order_ref = e.item_ref if e.event in ("PointsIssued", "PointsIssuedInBatch", "IssuanceReversed") else None
+    if e.event in ("PointsRedeemed", "RedemptionRefunded"):
+        order_ref = e.ref
+    return HistoryEntryPublic(
+        seq=e.seq,
+        kind=e.event,
+        partner_id=e.partner_id,
+        partner_name=names.get(e.partner_id) if e.partner_id is not None else None,
+        reason=e.reason,
+        reason_label=None if e.reason is None else REASONS.get(e.reason, f"programme reason {e.reason}"),
+        amount=e.amount,
+        epoch=e.epoch,
+        value=w.value,
+        order_ref=hex0x(order_ref),
+        ref=hex0x(e.ref),
+        return_ref=hex0x(e.return_ref),
+        refund_ref=hex0x(e.refund_ref),
+        rule_hash=hex0x(e.rule_hash),
+        counterparty=None if e.counterparty is None else to_checksum_address(e.counterparty),
+        original_seq=e.original_seq,
+        undone_by=list(w.undone_by),
+        returned=w.returned,
+        recovered=w.recovered,
+        refunded=w.refunded,
+        restored=w.restored,
+        tx_hash="0x" + e.tx_hash.hex(),
+        block_number=e.block_number,
+        block_timestamp=e.block_timestamp,
+        log_index=e.log_index,
+    )
+
+
+def wallet_history(
+    services: Services, view: MirrorView, as_of: AsOf, address: str, page: SeqPage
+) -> HistoryPublic:
+    rows = view.wallet_history(address, before=page.before, limit=page.limit + 1, newest_first=True)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    with services.session() as db:
+        names = {p.partner_id: p.name for p in db.scalars(select(PartnerProfile))}
+    return HistoryPublic(
+        data=[_history_entry(w, names) for w in rows],
+        next_cursor=str(rows[-1].entry.seq) if more and rows else None,
+        as_of=AsOfPublic.of(as_of),
+    )
+
+
+ERRORS = problem_responses(Unauthenticated, Forbidden, NotReady)
+
+
+@router.get("/wallets/{address}", response_model=WalletPublic, responses=ERRORS, summary="A wallet")
+def get_wallet(address: AddressPath, caller: Caller, services: ServicesDep) -> WalletPublic:
+    """The live balance, points by epoch with their expiry times, points expiring within 30 days and the next
+    expiry, and the tier with the points to the next one."""
+    account = checked_address(address)
+    require_wallet_reader(caller, services, account)
+    with services.mirror() as (view, as_of):
+        return wallet_of(services, view, as_of, account)
+
+
+@router.get(
+    "/wallets/{address}/history", response_model=HistoryPublic, responses=ERRORS, summary="A wallet's history"
+)
+def get_wallet_history(
+    address: AddressPath, page: SeqPage, caller: Caller, services: ServicesDep
+) -> HistoryPublic:
+    """Every entry that touched the wallet, newest first: issues and batch items (with what their returns took
+    back), redemptions (with their refunds), reversals, refunds, expiries, transfers and migrations."""
+    account = checked_address(address)
+    require_wallet_reader(caller, services, account)
+    with services.mirror() as (view, as_of):
+        return wallet_history(services, view, as_of, account, page)
