@@ -1,5 +1,6 @@
-"""API: the FastAPI service, the earning-rules engine and the ``loyalty`` command line."""
+"""API: the FastAPI service (``create_app``), its own tables and sign-in, and the ``loyalty`` command line."""
 
+from ._app import create_app
 from ._settings import Settings
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "create_app"]

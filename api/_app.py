@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,12 @@ logger = logging.getLogger("api")
 
 PROBLEM_JSON = "application/problem+json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+#: The largest request body taken (every body here is a small JSON object).
+MAX_BODY_BYTES = 64 * 1024
+#: web3 imports py_ecc, which raises the interpreter's recursion limit to 100000; at that depth a request
+#: body of nested JSON arrays overflows the C stack and kills the worker instead of raising RecursionError.
+#: The service needs no deep recursion: the app puts a safe limit back.
+SAFE_RECURSION_LIMIT = 4000
 
 DESCRIPTION = """\
 The coalition's points ledger over HTTP: wallets, members, partners' positions and settlement statements,
@@ -83,6 +90,61 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``limit`` bytes with a 413 problem before anything reads them (declared
+    by ``Content-Length`` or counted as they stream in)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id", "")
+        body = (
+            '{"type":"/problems/too-large","title":"Request body too large","status":413,'
+            f'"detail":"request bodies are limited to {self.limit} bytes","instance":"{scope["path"]}",'
+            f'"request_id":"{request_id}"}}'
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "")) or secrets.token_hex(8)
 
@@ -116,6 +178,9 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, InvalidRequest(f"invalid request: {fields}", errors))
 
 
+_HTTP_PROBLEMS = {400: "/problems/malformed-request", 405: "/problems/method-not-allowed"}
+
+
 class _HttpProblem(ApiError):
     """Starlette's own errors (no such route, method not allowed) as problems."""
 
@@ -125,7 +190,7 @@ class _HttpProblem(ApiError):
 
     @property
     def type(self) -> str:
-        return "/problems/not-found" if self._status == 404 else f"/problems/http-{self._status}"
+        return _HTTP_PROBLEMS.get(self._status, f"/problems/http-{self._status}")
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -165,6 +230,8 @@ def create_app(
     from ._db import migrate_all, service_engine
 
     settings = settings or Settings()
+    if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
     if engine is None:
         engine = service_engine(settings)
         migrate_all(engine)
@@ -180,7 +247,8 @@ def create_app(
         openapi_tags=routers.TAGS,
     )
     app.state.services = services
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # the outermost: every response carries the id
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -93,6 +93,14 @@ _CHALLENGE_BYTES = 32
 #: WebAuthn refuses to register longer credential ids; it also bounds the caller's lookup key.
 _MAX_CREDENTIAL_ID = 1023
 
+#: A posted credential is a few hundred bytes with attestation "none", a few kB with a certificate chain.
+_MAX_TEXT = 64 * 1024
+#: ...and 4 levels deep (5 with some extension results). ``json`` recurses in C per level and the process
+#: runs with a recursion limit of 100000 (``py_ecc``, imported by web3, raises it), far past what the C
+#: stack holds: ``"[" * 100_000`` would crash the process instead of raising ``RecursionError``.
+_MAX_DEPTH = 32
+_BRACKETS = re.compile(r"[\[\]{}]")
+
 #: What py_webauthn's parsers let escape on crafted input, besides their own errors.
 _HOSTILE_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
 
@@ -304,6 +312,7 @@ def _json_object(credential: Mapping[str, Any] | str) -> dict[str, Any]:
     """The credential as the plain ``dict`` (with a plain ``dict`` ``response``) py_webauthn expects."""
     value: object = credential
     if isinstance(credential, str):
+        _check_json_text(credential)
         try:
             value = json.loads(credential)
         except (ValueError, RecursionError) as exc:
@@ -315,6 +324,16 @@ def _json_object(credential: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(response, Mapping):
         body["response"] = dict(response)
     return body
+
+
+def _check_json_text(text: str) -> None:
+    if len(text) > _MAX_TEXT:
+        raise _refusal("malformed", "the passkey response is too large")
+    depth = 0
+    for bracket in _BRACKETS.findall(text):  # brackets inside strings count too: only ever too strict
+        depth += 1 if bracket in "[{" else -1
+        if depth > _MAX_DEPTH:
+            raise _refusal("malformed", "the passkey response is nested too deeply")
 
 
 def _refuse(exc: WebAuthnException) -> NoReturn:

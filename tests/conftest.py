@@ -662,3 +662,23 @@ def fresh_digests(ledger: Ledger, url: str, **config: Any) -> dict[str, str]:
 ROTATED_PARTNER = 10
 #: How long :func:`ledger_activity` keeps the ledger paused (two days: every later expiry moves by it).
 ACTIVITY_PAUSE = 2 * 24 * 3600
+
+
+# --------------------------------------------------------------------------- the HTTP service
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_service(
+    request: pytest.FixtureRequest, anvil_node: AnvilNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The service over the scripted scenario (``tests/api_scenario.py``), once per module and database
+    backend; the chain is reverted afterwards."""
+    from api_scenario import build_service
+
+    snapshot = anvil_node.snapshot()
+    try:
+        for url in database_url(request.param, tmp_path_factory.mktemp("api")):
+            with build_service(anvil_node, url) as service:
+                yield service
+    finally:
+        anvil_node.revert(snapshot)

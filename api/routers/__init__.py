@@ -6,15 +6,28 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import admin, health, members, wallets
+from . import admin, audit, auth, health, members, wallets
 
 __all__ = ["ALL", "TAGS"]
 
-ALL: tuple[APIRouter, ...] = (members.router, wallets.router, admin.router, health.router)
+ALL: tuple[APIRouter, ...] = (
+    auth.router,
+    members.router,
+    wallets.router,
+    admin.router,
+    audit.router,
+    health.router,
+)
 
 TAGS: list[dict[str, Any]] = [
+    {"name": "sign-in", "description": "Members sign in: Sign-In with Ethereum, passkeys; sessions."},
     {"name": "members", "description": "The coalition's directory: enrolment, linking, personal data."},
     {"name": "wallets", "description": "Balances, points by epoch and expiry, tiers, history."},
     {"name": "admin", "description": "API keys."},
+    {
+        "name": "audit",
+        "description": "The whole ledger for auditors: entries and exports, supply and liability, the "
+        "hash-chain head and reconciliation against the chain, timelock operations.",
+    },
     {"name": "health", "description": "Liveness and readiness."},
 ]

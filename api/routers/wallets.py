@@ -117,10 +117,16 @@ class HistoryEntryPublic(ResponseModel):
     counterparty: str | None
     original_seq: int | None = Field(description="a reversal's issuance, a refund's redemption")
     undone_by: list[int] = Field(description="the reversals of an issuance / refunds of a redemption")
-    returned: int = 0
-    recovered: int = 0
-    refunded: int = 0
-    restored: int = 0
+    returned: int = Field(
+        default=0, description="an issuance: what its returns asked back; a return: what it asked back"
+    )
+    recovered: int = Field(
+        default=0, description="an issuance: what its returns took back; a return: what it took back"
+    )
+    refunded: int = Field(
+        default=0, description="a redemption: what its refunds gave back; a refund: what it gave back"
+    )
+    restored: int = Field(default=0, description="of ``refunded``, the part live again (the rest had expired)")
     tx_hash: str
     block_number: int
     block_timestamp: int
@@ -189,6 +195,11 @@ def _history_entry(w: WalletEntry, names: dict[int, str]) -> HistoryEntryPublic:
     order_ref = e.item_ref if e.event in ("PointsIssued", "PointsIssuedInBatch", "IssuanceReversed") else None
     if e.event in ("PointsRedeemed", "RedemptionRefunded"):
         order_ref = e.ref
+    returned, recovered, refunded, restored = w.returned, w.recovered, w.refunded, w.restored
+    if e.event == "IssuanceReversed":  # what this return asked back and took back
+        returned, recovered = e.requested or 0, e.recovered or 0
+    elif e.event == "RedemptionRefunded":  # what this refund gave back, and the part that was live again
+        refunded, restored = e.amount or 0, e.restored or 0
     return HistoryEntryPublic(
         seq=e.seq,
         kind=e.event,
@@ -207,10 +218,10 @@ def _history_entry(w: WalletEntry, names: dict[int, str]) -> HistoryEntryPublic:
         counterparty=None if e.counterparty is None else to_checksum_address(e.counterparty),
         original_seq=e.original_seq,
         undone_by=list(w.undone_by),
-        returned=w.returned,
-        recovered=w.recovered,
-        refunded=w.refunded,
-        restored=w.restored,
+        returned=returned,
+        recovered=recovered,
+        refunded=refunded,
+        restored=restored,
         tx_hash="0x" + e.tx_hash.hex(),
         block_number=e.block_number,
         block_timestamp=e.block_timestamp,
