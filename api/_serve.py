@@ -29,28 +29,38 @@ import logging
 import socket
 import threading
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from fastapi import FastAPI
 from urllib.parse import urlsplit
 
-from chain._manifest import DeploymentManifest, load_manifest
-from chain._signer import Keystore
+import uvicorn
+from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import Engine, select
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
 
+from chain._manifest import DeploymentManifest, load_manifest, verify_manifest
+from chain._signer import Keystore
+from indexer import Cursor
+
+from ._app import create_app
 from ._chain_setup import keystore_password, open_chain
+from ._custody import custody_from_keystore
+from ._db import migrate_all, service_engine
 from ._errors import ApiError
 from ._settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-    from web3 import Web3
+    from web3.types import RPCEndpoint, RPCResponse
 
     from ._custody import Custody
 
 __all__ = [
     "APP_FACTORY",
     "CUSTODY_KEYSTORE",
+    "Prepared",
     "ServeError",
     "app_from_env",
     "check_servable",
@@ -59,7 +69,10 @@ __all__ = [
     "manifest_if_any",
     "prepare",
     "public_base",
+    "schema_heads",
     "serve_in_process",
+    "serve_workers",
+    "thread_safe_web3s",
 ]
 
 logger = logging.getLogger("api.serve")
@@ -107,33 +120,46 @@ def custody_from_settings(settings: Settings, *, create: bool = False) -> Custod
     if there is none yet (the command does, once, before the workers start)."""
     if not _password_configured(settings):
         return None
-    from ._custody import custody_from_keystore
-
     keystore = Keystore(settings.keystore_dir / CUSTODY_KEYSTORE, scrypt_n=settings.keystore_scrypt_n)
     return custody_from_keystore(keystore, keystore_password(settings), create=create)
 
 
-def prepare(settings: Settings, engine: Engine) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :func:`prepare` found: the schema's heads and the ledger the service will serve."""
+
+    heads: list[str]
+    #: the ledger's address; ``None``: the mirror holds none yet (``/readyz`` answers 503 until it does)
+    ledger: str | None
+    #: where the ledger comes from: ``"manifest"`` or ``"mirror"``
+    source: str
+
+
+def prepare(settings: Settings, engine: Engine) -> Prepared:
     """What ``loyalty serve`` does once before the workers start: brings the schema to its heads, checks the
-    manifest against the node and makes the custody seed on the first start. Returns the schema's heads."""
-    from chain._manifest import verify_manifest
-
-    from ._db import migrate_all
-
+    node answers and the manifest (if any) against it, finds the ledger, and makes the custody seed on the
+    first start (when a keystore password is configured)."""
     check_servable(settings)
     migrate_all(engine)
     manifest = manifest_if_any(settings)
-    if manifest is not None:
-        with open_chain(settings) as w3:
+    with open_chain(settings) as w3:
+        if manifest is not None:
             verify_manifest(manifest, w3)
     custody_from_settings(settings, create=True)
-    return schema_heads(engine)
+    if manifest is not None:
+        return Prepared(schema_heads(engine), manifest.ledger.address, "manifest")
+    with engine.connect() as conn:
+        ledgers = conn.execute(select(Cursor.contract)).scalars().all()
+    if len(ledgers) > 1:
+        raise ServeError(
+            f"the mirror holds {len(ledgers)} ledgers and there is no deployment manifest at "
+            f"{settings.manifest_path} to say which one to serve"
+        )
+    return Prepared(schema_heads(engine), ledgers[0] if ledgers else None, "mirror")
 
 
 def schema_heads(engine: Engine) -> list[str]:
     """The database's Alembic heads (one per branch: the mirror's and the service's)."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return sorted(MigrationContext.configure(conn).get_current_heads())
 
@@ -141,9 +167,6 @@ def schema_heads(engine: Engine) -> list[str]:
 def app_from_env() -> FastAPI:
     """The app as a uvicorn worker builds it (``uvicorn.run(APP_FACTORY, factory=True)``): everything from
     the environment's settings. The schema must be at its heads already (``loyalty serve`` sees to it)."""
-    from ._app import create_app
-    from ._db import service_engine
-
     settings = Settings()
     check_servable(settings)
     manifest = manifest_if_any(settings)
@@ -160,6 +183,33 @@ def app_from_env() -> FastAPI:
     )
     app.state.resources = resources
     return app
+
+
+# --------------------------------------------------------------------------- one process: `loyalty run`
+
+
+class _SerialisedTester(EthereumTesterProvider):
+    """An eth-tester provider whose requests take a lock shared with other such providers of one chain."""
+
+    def __init__(self, tester: Any, lock: threading.RLock) -> None:
+        super().__init__(ethereum_tester=tester)
+        self._lock = lock
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        with self._lock:
+            return super().make_request(method, params)
+
+
+def thread_safe_web3s(w3: Web3, count: int) -> list[Web3]:
+    """``count`` Web3s on ``w3``'s chain for as many threads (the indexer's, the app's). On the embedded
+    chain each is a provider of the same in-process chain whose requests take one shared lock (py-evm is
+    not made for concurrent use); stop using ``w3`` itself then. Other chains: ``w3``, ``count`` times
+    (an HTTP node takes concurrent requests)."""
+    provider = w3.provider
+    if not isinstance(provider, EthereumTesterProvider):
+        return [w3] * count
+    lock = threading.RLock()
+    return [Web3(_SerialisedTester(provider.ethereum_tester, lock)) for _ in range(count)]
 
 
 # --------------------------------------------------------------------------- listening
@@ -190,25 +240,31 @@ def public_base(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve_in_process(
-    app: FastAPI, sock: socket.socket, *, access_log: bool = True, **config: Any
-) -> None:
+def serve_in_process(app: FastAPI, sock: socket.socket, *, access_log: bool = True) -> None:
     """Serves ``app`` on ``sock`` in this process (one worker) until SIGINT or SIGTERM.
 
     uvicorn takes the two signals while it runs and, once it has shut down, raises them again for the
     handlers that were in place before: the caller installs its own (which, say, set a stop event) to
     end without a ``KeyboardInterrupt``.
     """
-    import uvicorn
+    config = uvicorn.Config(app, access_log=access_log, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    uvicorn.Server(config).run(sockets=[sock])
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
+
+def serve_workers(settings: Settings, *, access_log: bool = True) -> None:
+    """Serves :data:`APP_FACTORY` with ``settings.api_workers`` uvicorn workers on ``api_host:api_port``
+    until SIGINT or SIGTERM (see :func:`serve_in_process` about the signals). Call :func:`prepare` first."""
+    # uvicorn reports an address in use by logging it and exiting: try it here first for a clear error.
+    listen(settings.api_host, settings.api_port).close()
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=settings.api_host,
+            port=settings.api_port,
+            workers=settings.api_workers,
             access_log=access_log,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            **config,
         )
-    )
-    if threading.current_thread() is not threading.main_thread():
-        raise ServeError("serve_in_process runs in the main thread (signals are delivered there)")
-    server.run(sockets=[sock])
+    except SystemExit:
+        raise ServeError("the server did not start (uvicorn's log above says why)") from None

@@ -18,7 +18,9 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,6 +29,9 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from web3 import Web3
 
 from chain import ChainError, compile_contracts, load_artifact, stale_artifacts, write_artifacts
@@ -36,7 +41,7 @@ from chain._rpc import Rpc
 from chain._sender import Sender
 from chain._signer import InvalidKey
 from chain._timelock import OperationState, ScheduledOperation, Timelock, TimelockCall
-from indexer import IndexerError, MirrorView, reconcile
+from indexer import Indexer, IndexerError, MirrorView, reconcile
 
 from ._chain_setup import (
     LedgerOverrides,
@@ -54,7 +59,22 @@ from ._chain_setup import (
     sender_from_settings,
     signer_from_settings,
 )
+from ._app import create_app
+from ._custody import Custody
+from ._db import migrate_all, service_engine
+from ._errors import ApiError
 from ._index_setup import ProgressBar, indexer_from_settings, mirror_engine
+from ._keys import KEY_ROLES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
+from ._serve import (
+    custody_from_settings,
+    listen,
+    prepare,
+    public_base,
+    schema_heads,
+    serve_in_process,
+    serve_workers,
+    thread_safe_web3s,
+)
 from ._settings import Settings
 
 __all__ = ["main"]
@@ -187,7 +207,7 @@ def _sender(settings: Settings, w3: Web3) -> Sender:
     return sender_from_settings(settings, w3, signer)
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, once: bool) -> int:
     with open_chain(settings) as w3, tempfile.TemporaryDirectory(prefix="loyalty-mirror-") as scratch:
         if settings.embedded_chain:
             manifest = _deploy_on(settings, w3, argparse.Namespace())
@@ -199,28 +219,112 @@ def _run(settings: Settings) -> int:
             manifest = load_verified_manifest(settings, Rpc(w3))
             where = settings.rpc_url
             engine = mirror_engine(settings)
-        ledger = w3.eth.contract(address=manifest.ledger.address, abi=load_artifact("LoyaltyLedger").abi)
-        views = ledger.functions
-        epoch_length, validity = views.epochLength().call(), views.validityDuration().call()
-        epoch, head = views.currentEpoch().call(), views.ledgerHead().call()
-        print(f"LoyaltyLedger on {where} (chain id {manifest.chain_id}) at {ledger.address}")
-        print(f"  deployed in block {manifest.deployed_at.block_number} by {manifest.deployer}")
-        params = manifest.parameters
-        behind = f" (the timelock, min delay {manifest.timelock.min_delay} s)" if manifest.timelock else ""
-        print(f"  admin {params.admin}{behind}, treasury {params.treasury}, pauser {params.pauser}")
-        print(f"  epoch length {epoch_length} s, validity {validity} epochs")
-        print(f"  current epoch {epoch}, ledger head 0x{head.hex()}")
-        # indexer_from_settings passes timelock=<the manifest's timelock or None>: its operations are mirrored
-        with indexer_from_settings(settings, w3, manifest, engine) as indexer:
-            block = indexer.sync()
-            entries = indexer.stats.entries
-        differences = reconcile(w3, engine, manifest.ledger.address)
-        engine.dispose()
-        print(
-            f"  mirror at block {block}: {entries} new entries, {len(differences)} differences from the chain"
-        )
-    print("The HTTP service (partners, wallets, audit) arrives with the API issue; see README.md.")
+        try:
+            ledger = w3.eth.contract(address=manifest.ledger.address, abi=load_artifact("LoyaltyLedger").abi)
+            views = ledger.functions
+            epoch_length, validity = views.epochLength().call(), views.validityDuration().call()
+            epoch, head = views.currentEpoch().call(), views.ledgerHead().call()
+            print(f"LoyaltyLedger on {where} (chain id {manifest.chain_id}) at {ledger.address}")
+            print(f"  deployed in block {manifest.deployed_at.block_number} by {manifest.deployer}")
+            params = manifest.parameters
+            behind = f" (the timelock, min delay {manifest.timelock.min_delay} s)" if manifest.timelock else ""
+            print(f"  admin {params.admin}{behind}, treasury {params.treasury}, pauser {params.pauser}")
+            print(f"  epoch length {epoch_length} s, validity {validity} epochs")
+            print(f"  current epoch {epoch}, ledger head 0x{head.hex()}")
+            migrate_all(engine)  # the mirror's tables and the service's
+            # indexer_from_settings passes timelock=<the manifest's timelock or None>: its operations are
+            # mirrored
+            with indexer_from_settings(settings, w3, manifest, engine) as indexer:
+                block = indexer.sync()
+                entries = indexer.stats.entries
+            differences = reconcile(w3, engine, manifest.ledger.address)
+            print(
+                f"  mirror at block {block}: {entries} new entries, {len(differences)} differences from the "
+                "chain"
+            )
+            if once:
+                return 0
+            return _serve_here(settings, w3, manifest, engine)
+        finally:
+            engine.dispose()
+
+
+#: Seconds ``loyalty run`` waits for the indexer to finish its step once asked to stop.
+INDEXER_STOP_TIMEOUT_S = 30.0
+
+
+def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engine: Engine) -> int:
+    """The whole service in this process until Ctrl-C: the indexer following new blocks in a thread, the
+    API under uvicorn (one worker: the embedded chain lives in this process)."""
+    sock = listen(settings.api_host, settings.api_port)
+    stop = threading.Event()
+    follower: threading.Thread | None = None
+    keys: list[CreatedKey] = []
+    try:
+        # dev mode: keys for this session (the demo); revoked when it ends
+        keys = _session_keys(engine) if settings.mode == "dev" else []
+        custody = custody_from_settings(settings, create=True)
+        if custody is None and settings.embedded_chain:
+            custody = Custody.generate()  # custodial members of a chain that ends with the process
+        indexer_w3, app_w3 = thread_safe_web3s(w3, 2)
+        app = create_app(settings, engine=engine, contract=manifest.ledger.address, w3=app_w3, custody=custody)
+        indexer = indexer_from_settings(settings, indexer_w3, manifest, engine)
+        indexer.open()  # here: migrations and the write lease, before the thread starts
+        follower = threading.Thread(target=_follow, args=(indexer, stop), name="loyalty-indexer", daemon=True)
+        _announce(public_base(sock), keys, settings)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        follower.start()
+        serve_in_process(app, sock)
+    finally:
+        stop.set()
+        if follower is not None and follower.is_alive():
+            follower.join(INDEXER_STOP_TIMEOUT_S)
+        sock.close()
+        if keys and not settings.embedded_chain:
+            _revoke_session_keys(engine, keys)
+    print("stopped: the indexer and the API", file=sys.stderr)
     return 0
+
+
+def _follow(indexer: Indexer, stop: threading.Event) -> None:
+    try:
+        block = indexer.run(stop)
+    except Exception as exc:  # the thread's last word: the API keeps serving what the mirror holds
+        logger.error("the indexer stopped", exc_info=exc)
+        print(f"error: the indexer stopped: {exc}; the API serves the mirror as it is", file=sys.stderr)
+        return
+    logger.info("the indexer stopped at block %d", block)
+
+
+def _session_keys(engine: Engine) -> list[CreatedKey]:
+    """An admin and an auditor key for this ``loyalty run`` session."""
+    with Session(engine) as db, db.begin():
+        now = int(time.time())
+        return [
+            create_key(db, role=role, name=f"loyalty run session ({role})", partner_id=None, now=now)
+            for role in ("admin", "auditor")
+        ]
+
+
+def _revoke_session_keys(engine: Engine, keys: list[CreatedKey]) -> None:
+    with Session(engine) as db, db.begin():
+        for key_id in (k.key.id for k in keys):
+            revoke_key(db, key_id, now=int(time.time()))
+
+
+def _announce(base: str, keys: list[CreatedKey], settings: Settings) -> None:
+    print(f"Serving on {base} (Ctrl-C stops):")
+    print(f"  {base}/docs          the API, interactive")
+    print(f"  {base}/v1/partners   the coalition's partners")
+    print(f"  {base}/readyz        readiness: the mirror's block and its lag behind the chain")
+    if keys:
+        ends = "the embedded chain ends" if settings.embedded_chain else "revoked when this command ends"
+        print(f"API keys for this session (dev mode; {ends} with it):")
+        for created in keys:
+            print(f"  {created.key.role:<8} {created.token}")
+        print(f'  e.g. curl -H "Authorization: Bearer <admin key>" {base}/v1/api-keys')
+    sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- the mirror

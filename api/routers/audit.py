@@ -94,7 +94,7 @@ def entry_filters(
         Query(
             description="the entry's event (PointsIssued, PointsRedeemed, ...): repeat the parameter or "
             "give a comma-separated list; any of them matches",
-            examples=["PointsIssued,PointsIssuedInBatch"],
+            examples=[["PointsIssued", "PointsIssuedInBatch"]],
         ),
     ] = None,
     reason: Annotated[int | None, Query(ge=0, lt=2**16, description="an issue's reason code")] = None,
@@ -447,9 +447,16 @@ def get_head(auditor: Auditor, services: ServicesDep) -> HeadPublic:
     and ``ledgerHead()``, read live at the mirror's block and at the chain's head: a mirror that dropped,
     reordered or altered one entry cannot match. 503 without a connection to the chain."""
     w3 = services.require_chain()
-    with services.mirror() as (view, as_of):
-        state = view.state()
-        contract = view.contract
+    for _ in range(3):
+        with services.mirror() as (view, as_of):
+            state = view.state()
+            contract = view.contract
+            # The cursor and the state are two reads: if the indexer committed between them, the state
+            # is past the cursor's block (its last entry is not the block's); read both again.
+            if mirrored_seq(view.conn, as_of.block_number)[0] == state.seq:
+                break
+    else:
+        raise NotReady("the mirror moved on during each of three reads; try again")
     mirror = LedgerHeadPublic(
         block_number=as_of.block_number,
         block_hash=as_of.block_hash,

@@ -1,0 +1,274 @@
+"""The authorization matrix: every endpoint x every kind of caller -> the exact status.
+
+Callers (tests/api_scenario.py): anonymous, member_a / member_b (sessions of members enrolled by partner A /
+partner B), partner_a / partner_b (keys of partners 1 and 4), auditor, admin, revoked (a revoked partner A
+key), expired (member A's expired session). Rows name the resources of A (member A, A's wallet, partner
+1): B reading A's is broken object level authorization (BOLA) and must fail; an auditor or partner on an
+admin endpoint is broken function level authorization and must fail. A route missing from the matrix fails
+the completeness test, so a new endpoint cannot ship without its row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from api_scenario import Service
+
+pytestmark = pytest.mark.anvil
+
+CALLERS = (
+    "anonymous",
+    "member_a",
+    "member_b",
+    "partner_a",
+    "partner_b",
+    "auditor",
+    "admin",
+    "revoked",
+    "expired",
+)
+#: every caller without valid credentials
+DEAD = {"revoked": 401, "expired": 401}
+
+
+def only(allowed: dict[str, int], *, others: int = 403, anonymous: int = 401) -> dict[str, int]:
+    """The statuses for ``allowed`` callers, ``others`` for the rest, 401 for anonymous and dead ones."""
+    out = {c: others for c in CALLERS} | {"anonymous": anonymous} | DEAD
+    return out | allowed
+
+
+def everyone(status: int, *, dead: int = 401) -> dict[str, int]:
+    return {c: status for c in CALLERS} | {"revoked": dead, "expired": dead}
+
+
+READERS = {"auditor": 200, "admin": 200}
+KEYS_ONLY = ("partner_a", "partner_b", "auditor", "admin")
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    #: a route path with ``{A}`` (member A's id), ``{WA}`` (A's wallet), ``{B}`` (member B's id), ``{KEY}``
+    path: str
+    expected: dict[str, int]
+    body: Callable[[str], Any] | None = None
+    #: the route it exercises, when the path has concrete values in place of its parameters
+    route: str | None = None
+
+
+def _member_body(caller: str) -> dict[str, Any]:
+    return {"customer_id": f"matrix-{caller}"}
+
+
+ROWS = [
+    # ---------------------------------------------------------------- wallets
+    Row(
+        "GET",
+        "/v1/wallets/{WA}",
+        only({"member_a": 200, "partner_a": 200} | READERS),
+        route="/v1/wallets/{address}",
+    ),
+    Row(
+        "GET",
+        "/v1/wallets/{WA}/history",
+        only({"member_a": 200, "partner_a": 200} | READERS),
+        route="/v1/wallets/{address}/history",
+    ),
+    # ---------------------------------------------------------------- members
+    Row("GET", "/v1/members", only({"partner_a": 200, "partner_b": 200} | READERS)),
+    Row(
+        "POST",
+        "/v1/members",
+        only({"partner_a": 201, "partner_b": 201}),
+        body=_member_body,
+    ),
+    Row(
+        "GET",
+        "/v1/members/by-customer-id/cust-member_a",
+        only({"partner_a": 200, "partner_b": 404}),
+        route="/v1/members/by-customer-id/{customer_id}",
+    ),
+    *(
+        Row(
+            "GET",
+            "/v1/members/{A}" + tail,
+            only({"member_a": 200, "partner_a": 200} | READERS, others=404),
+            route="/v1/members/{member_id}" + tail,
+        )
+        for tail in ("", "/wallet", "/history")
+    ),
+    Row(
+        "PATCH",
+        "/v1/members/{A}",
+        only({"partner_a": 200, "partner_b": 404}),
+        body=lambda _: {"phone": "+15550001111"},
+        route="/v1/members/{member_id}",
+    ),
+    Row(
+        "POST",
+        "/v1/members/{A}/enrolment-links",
+        # member A holds their own key: no passkey enrolment for them (409), whoever asks may
+        only({"partner_a": 409, "partner_b": 404}),
+        route="/v1/members/{member_id}/enrolment-links",
+    ),
+    Row("GET", "/v1/me", only({"member_a": 200, "member_b": 200})),
+    Row("POST", "/v1/me/link-codes", only({"member_a": 201, "member_b": 201})),
+    Row("GET", "/v1/session", only({"member_a": 200, "member_b": 200})),
+    # ---------------------------------------------------------------- sign-in (anyone may try)
+    Row("POST", "/v1/auth/siwe/nonce", everyone(200)),
+    Row("POST", "/v1/auth/siwe", everyone(401), body=lambda _: {"message": "hello", "signature": "0x00"}),
+    Row(
+        "POST",
+        "/v1/auth/passkeys/registration/options",
+        everyone(410),
+        body=lambda _: {"enrolment_token": "x" * 43},
+    ),
+    Row(
+        "POST",
+        "/v1/auth/passkeys/registration",
+        everyone(410),
+        body=lambda _: {"enrolment_token": "x" * 43, "challenge": "y" * 43, "credential": {}},
+    ),
+    Row("POST", "/v1/auth/passkeys/login/options", everyone(200)),
+    Row(
+        "POST",
+        "/v1/auth/passkeys/login",
+        everyone(401),
+        body=lambda _: {"challenge": "y" * 43, "credential": {}},
+    ),
+    # ---------------------------------------------------------------- admin
+    Row("GET", "/v1/admin/api-keys", only({"admin": 200})),
+    Row(
+        "POST",
+        "/v1/admin/api-keys",
+        only({"admin": 201}),
+        body=lambda c: {"role": "auditor", "name": f"matrix {c}"},
+    ),
+    Row(
+        "POST",
+        "/v1/admin/api-keys/{KEY}/rotate",
+        only({"admin": 201}),
+        route="/v1/admin/api-keys/{key_id}/rotate",
+    ),
+    # ---------------------------------------------------------------- audit
+    *(
+        Row("GET", f"/v1/audit/{name}", only(READERS))
+        for name in ("entries", "export", "supply", "head", "reconciliation", "admin-operations")
+    ),
+    # ---------------------------------------------------------------- health
+    Row("GET", "/healthz", everyone(200, dead=200)),
+    Row("GET", "/readyz", everyone(200, dead=200)),
+]
+
+#: Rows that end something (run last, in this order): revoking a key, erasing B's data, signing out.
+FINAL_ROWS = [
+    Row("DELETE", "/v1/admin/api-keys/{KEY}", only({"admin": 200}), route="/v1/admin/api-keys/{key_id}"),
+    Row(
+        "DELETE",
+        "/v1/members/{B}/personal-data",
+        only({"member_b": 200, "partner_b": 200, "admin": 200, "partner_a": 404, "member_a": 404}),
+        route="/v1/members/{member_id}/personal-data",
+    ),
+    Row("DELETE", "/v1/session", only({"member_a": 204, "member_b": 204})),
+]
+
+
+def _concrete(service: Service, path: str, key_id: str) -> str:
+    return (
+        path.replace("{A}", service.members["member_a"])
+        .replace("{B}", service.members["member_b"])
+        .replace("{WA}", service.people[1].address)
+        .replace("{KEY}", key_id)
+    )
+
+
+def _throwaway_key(service: Service) -> str:
+    response = service.post("admin", "/v1/admin/api-keys", json={"role": "auditor", "name": "matrix target"})
+    assert response.status_code == 201
+    return str(response.json()["id"])
+
+
+def _check(service: Service, row: Row) -> list[str]:
+    wrong = []
+    # The admin goes last on rows that use up the key (rotate, revoke), the member sessions last overall.
+    order = sorted(CALLERS, key=lambda c: (c == "admin", c.startswith("member")))
+    key_id = _throwaway_key(service)
+    for caller in order:
+        path = _concrete(service, row.path, key_id)
+        kwargs: dict[str, Any] = {"headers": service.headers(caller)}
+        if row.body is not None:
+            kwargs["json"] = row.body(caller)
+        response = service.client.request(row.method, path, **kwargs)
+        if response.status_code != row.expected[caller]:
+            wrong.append(
+                f"{row.method} {row.path} as {caller}: {response.status_code} != {row.expected[caller]}"
+            )
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == "application/problem+json", (row.path, caller)
+    return wrong
+
+
+def test_authorization_matrix(api_service: Service) -> None:
+    wrong: list[str] = []
+    for row in [*ROWS, *FINAL_ROWS]:
+        wrong += _check(api_service, row)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_route_is_in_the_matrix(api_service: Service) -> None:
+    paths = api_service.client.get("/openapi.json").json()["paths"]
+    routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    covered = {(row.method, row.route or row.path) for row in [*ROWS, *FINAL_ROWS]}
+    assert routes - covered == set(), "routes without a row in the authorization matrix"
+    assert covered - routes == set(), "matrix rows for routes that do not exist"
+
+
+def test_a_revoked_key_is_refused_from_the_next_request_on(api_service: Service) -> None:
+    created = api_service.post(
+        "admin", "/v1/admin/api-keys", json={"role": "auditor", "name": "soon revoked"}
+    )
+    token, key_id = created.json()["token"], created.json()["id"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api_service.client.get("/v1/audit/head", headers=bearer).status_code == 200
+    listed = api_service.get("admin", "/v1/admin/api-keys").json()["data"]
+    assert next(k for k in listed if k["id"] == key_id)["last_used_at"] is not None
+    assert token not in api_service.get("admin", "/v1/admin/api-keys").text
+    assert (
+        api_service.client.delete(
+            f"/v1/admin/api-keys/{key_id}", headers=api_service.headers("admin")
+        ).status_code
+        == 200
+    )
+    refused = api_service.client.get("/v1/audit/head", headers=bearer)
+    assert refused.status_code == 401 and refused.json()["type"] == "/problems/unauthenticated"
+    # Rotation: the new key works, the old one stops at once.
+    created = api_service.post(
+        "admin", "/v1/admin/api-keys", json={"role": "partner", "name": "pos", "partner_id": 1}
+    )
+    old = {"Authorization": f"Bearer {created.json()['token']}"}
+    rotated = api_service.post("admin", f"/v1/admin/api-keys/{created.json()['id']}/rotate").json()
+    assert (
+        rotated["role"] == "partner"
+        and rotated["partner_id"] == 1
+        and rotated["rotated_from"] == created.json()["id"]
+    )
+    assert rotated["token"].startswith(f"lpk_{rotated['id']}_")
+    assert api_service.client.get("/v1/members", headers=old).status_code == 401
+    new = {"Authorization": f"Bearer {rotated['token']}"}
+    assert api_service.client.get("/v1/members", headers=new).status_code == 200
+
+
+def test_malformed_credentials(api_service: Service) -> None:
+    for header in (
+        "Basic abc",
+        "Bearer",
+        "Bearer lpk_short",
+        "Bearer lpk_000000000000_" + "x" * 43,
+        "Bearer ls_x_y",
+    ):
+        response = api_service.client.get("/v1/members", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.headers["www-authenticate"].startswith("Bearer")
