@@ -90,6 +90,12 @@ class Services:
     def mirror(self) -> Iterator[tuple[MirrorView, AsOf]]:
         """A read of the mirror in one transaction (a consistent snapshot), and what it is as of."""
         with self.engine.connect() as conn:
+            # One snapshot for every statement of the read, even while the indexer commits: REPEATABLE READ
+            # on PostgreSQL; on SQLite an explicit BEGIN (pysqlite opens none before a SELECT).
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")
             try:
                 view = MirrorView(conn, self.ledger_address(conn))
             except IndexerError as exc:

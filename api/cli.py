@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -76,6 +77,7 @@ from ._serve import (
     thread_safe_web3s,
 )
 from ._settings import Settings
+from ._tables import ApiKey
 
 __all__ = ["main"]
 
@@ -259,7 +261,7 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
     sock = listen(settings.api_host, settings.api_port)
     stop = threading.Event()
     follower: threading.Thread | None = None
-    keys: list[CreatedKey] = []
+    keys: list[_ShownKey] = []
     try:
         # dev mode: keys for this session (the demo); revoked when it ends
         keys = _session_keys(engine) if settings.mode == "dev" else []
@@ -271,7 +273,7 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
         indexer = indexer_from_settings(settings, indexer_w3, manifest, engine)
         indexer.open()  # here: migrations and the write lease, before the thread starts
         follower = threading.Thread(target=_follow, args=(indexer, stop), name="loyalty-indexer", daemon=True)
-        _announce(public_base(sock), keys, settings)
+        _announce(public_base(sock), keys)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         follower.start()
@@ -297,32 +299,31 @@ def _follow(indexer: Indexer, stop: threading.Event) -> None:
     logger.info("the indexer stopped at block %d", block)
 
 
-def _session_keys(engine: Engine) -> list[CreatedKey]:
+def _session_keys(engine: Engine) -> list[_ShownKey]:
     """An admin and an auditor key for this ``loyalty run`` session."""
     with Session(engine) as db, db.begin():
         now = int(time.time())
         return [
-            create_key(db, role=role, name=f"loyalty run session ({role})", partner_id=None, now=now)
+            _ShownKey.of(create_key(db, role=role, name=f"loyalty run ({role})", partner_id=None, now=now))
             for role in ("admin", "auditor")
         ]
 
 
-def _revoke_session_keys(engine: Engine, keys: list[CreatedKey]) -> None:
+def _revoke_session_keys(engine: Engine, keys: list[_ShownKey]) -> None:
     with Session(engine) as db, db.begin():
-        for key_id in (k.key.id for k in keys):
-            revoke_key(db, key_id, now=int(time.time()))
+        for key in keys:
+            revoke_key(db, key.id, now=int(time.time()))
 
 
-def _announce(base: str, keys: list[CreatedKey], settings: Settings) -> None:
+def _announce(base: str, keys: list[_ShownKey]) -> None:
     print(f"Serving on {base} (Ctrl-C stops):")
     print(f"  {base}/docs          the API, interactive")
     print(f"  {base}/v1/partners   the coalition's partners")
     print(f"  {base}/readyz        readiness: the mirror's block and its lag behind the chain")
     if keys:
-        ends = "the embedded chain ends" if settings.embedded_chain else "revoked when this command ends"
-        print(f"API keys for this session (dev mode; {ends} with it):")
-        for created in keys:
-            print(f"  {created.key.role:<8} {created.token}")
+        print("API keys for this session (dev mode; they stop working when it ends):")
+        for key in keys:
+            print(f"  {key.role:<8} {key.token}")
         print(f'  e.g. curl -H "Authorization: Bearer <admin key>" {base}/v1/api-keys')
     sys.stdout.flush()
 
@@ -386,6 +387,159 @@ def _reconcile(settings: Settings, block: int | None) -> int:
         )
         return 1
     print(f"the mirror agrees with the chain at block {at}")
+    return 0
+
+
+# --------------------------------------------------------------------------- the database and API keys
+
+
+def _migrate(settings: Settings) -> int:
+    engine = service_engine(settings)
+    try:
+        migrate_all(engine)
+        heads = schema_heads(engine)
+    finally:
+        engine.dispose()
+    print(f"{engine.url!r} is at heads {', '.join(heads)}")
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class _ShownKey:
+    """A key as a command shows it, read while its session is open (``token``: only when just made)."""
+
+    id: str
+    role: str
+    partner_id: int | None
+    name: str
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, key: ApiKey | CreatedKey) -> _ShownKey:
+        row, token = (key.key, key.token) if isinstance(key, CreatedKey) else (key, None)
+        return cls(
+            row.id, row.role, row.partner_id, row.name, row.created_at, row.last_used_at, row.revoked_at, token
+        )
+
+
+@contextmanager
+def _keys_db(settings: Settings) -> Iterator[Session]:
+    """A session on the service's tables (the schema migrated first), committed if the block succeeds."""
+    engine = service_engine(settings)
+    try:
+        migrate_all(engine)
+        with Session(engine) as db, db.begin():
+            yield db
+    finally:
+        engine.dispose()
+
+
+def _show_token(key: _ShownKey, as_json: bool, what: str) -> None:
+    assert key.token is not None
+    scope = f" for partner {key.partner_id}" if key.partner_id is not None else ""
+    print(f"{what} {key.role} key {key.id}{scope} ({key.name})", file=sys.stderr)
+    print("warning: the token is shown only this once and cannot be shown again: store it now", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"id": key.id, "role": key.role, "partner_id": key.partner_id, "token": key.token}))
+    else:
+        print(key.token)
+
+
+def _apikey_create(settings: Settings, args: argparse.Namespace) -> int:
+    if args.role == "partner" and args.partner is None:
+        raise CommandError("a partner key needs --partner ID (the partner it acts for)")
+    if args.role != "partner" and args.partner is not None:
+        raise CommandError(f"--partner is for partner keys; an {args.role} key acts for no partner")
+    if not args.name.strip():
+        raise CommandError("--name must not be empty")
+    with _keys_db(settings) as db:
+        created = create_key(
+            db, role=args.role, name=args.name.strip(), partner_id=args.partner, now=int(time.time())
+        )
+        shown = _ShownKey.of(created)
+    _show_token(shown, args.json, "created")
+    return 0
+
+
+def _when(timestamp: int | None) -> str:
+    return "-" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _apikey_list(settings: Settings, show_all: bool) -> int:
+    with _keys_db(settings) as db:
+        keys = [_ShownKey.of(k) for k in list_keys(db, include_revoked=show_all)]
+    if not keys:
+        print("no API keys" if show_all else "no live API keys (--all lists revoked ones too)")
+        return 0
+    header = ("id", "role", "partner", "name", "created", "last used", "revoked")
+    rows = [
+        (
+            k.id,
+            k.role,
+            "-" if k.partner_id is None else str(k.partner_id),
+            k.name,
+            _when(k.created_at),
+            _when(k.last_used_at),
+            _when(k.revoked_at),
+        )
+        for k in keys
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _apikey_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.grace < 0:
+        raise CommandError("--grace is a number of seconds, 0 or more")
+    with _keys_db(settings) as db:
+        shown = _ShownKey.of(rotate_key(db, args.id, now=int(time.time()), grace_s=args.grace))
+    until = f" in {args.grace} s" if args.grace else " now"
+    _show_token(shown, args.json, f"rotated {args.id} (it stops working{until}): new")
+    return 0
+
+
+def _apikey_revoke(settings: Settings, key_id: str) -> int:
+    with _keys_db(settings) as db:
+        shown = _ShownKey.of(revoke_key(db, key_id, now=int(time.time())))
+    scope = f" for partner {shown.partner_id}" if shown.partner_id is not None else ""
+    print(f"revoked {shown.role} key {shown.id}{scope} ({shown.name}): it is refused from now on")
+    return 0
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def _serve(settings: Settings, access_log: bool) -> int:
+    engine = service_engine(settings)
+    try:
+        prepared = prepare(settings, engine)
+    finally:
+        engine.dispose()
+    if prepared.ledger is None:
+        served = "the ledger the mirror will hold (none yet: /readyz answers 503 until `loyalty index` runs)"
+    elif prepared.source == "manifest":
+        served = f"the ledger {prepared.ledger} (deployment manifest {settings.manifest_path})"
+    else:
+        served = f"the ledger {prepared.ledger} (the one in the mirror)"
+    workers = settings.api_workers
+    print(f"serving {served}")
+    print(f"  database {engine.url!r} at heads {', '.join(prepared.heads)}; chain {settings.rpc_url}")
+    print(
+        f"  on http://{settings.api_host}:{settings.api_port} with {workers} worker{'s' if workers > 1 else ''}"
+        " (Ctrl-C stops)",
+        flush=True,
+    )
+    # uvicorn raises the signal that stopped it again once it is done: a quiet handler ends the command
+    # with 0 rather than with a KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    serve_workers(settings, access_log=access_log)
+    print("stopped", file=sys.stderr)
     return 0
 
 

@@ -3,9 +3,10 @@
 The schema is created and changed only by the Alembic history in ``indexer/migrations`` (``migrate``);
 ``alembic upgrade heads`` with the repository's ``alembic.ini`` runs the same scripts. The mirror's
 revisions are the ``mirror`` branch; a package that keeps its own tables in the same database (the API's
-``service`` branch) registers its versions folder with :func:`register_migrations`, and ``migrate`` then
-applies every branch. The indexer itself only needs its own branch at its head: a database whose other
-branches it does not know about (the API's, when only the indexer runs) is left as it is.
+``service`` branch) registers its versions folder with :func:`register_migrations`, and
+``migrate(engine, "heads")`` then applies every branch. The indexer itself brings only its own branch to
+its head: a database whose other branches it does not know about (the API's, when only the indexer runs)
+is left as it is.
 
 Only one indexer writes a mirror at a time. On PostgreSQL the writer holds a session advisory lock on the
 connection it writes with: if the process dies its connection closes, the lock goes with it and a waiting
@@ -103,24 +104,23 @@ def _config(locations: list[Path]) -> Config:
     return config
 
 
-def migrate(engine: Engine, revision: str = "heads") -> None:
-    """Brings the database's schema to ``revision`` (default: every registered branch at its head) with
-    the Alembic history."""
+def migrate(engine: Engine, revision: str = f"{MIRROR_BRANCH}@head") -> None:
+    """Brings the database's schema to ``revision`` with the Alembic history: by default the mirror's
+    branch to its head (what the indexer needs); ``"heads"`` brings every registered branch to its head.
+    Revisions of registered branches are known either way, so a database holding them upgrades cleanly."""
     locations = list(_VERSION_LOCATIONS)
     config = _config(locations)
     with engine.begin() as conn:
-        if revision == "heads" and _mirror_only_current(conn, locations):
+        if revision == f"{MIRROR_BRANCH}@head" and _mirror_current(conn):
             return
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
 
-def _mirror_only_current(conn: Connection, locations: list[Path]) -> bool:
-    """Whether the indexer alone runs (no other branch registered) and the mirror's branch is at its head
-    already: then other branches' revisions in the database, unknown here, are none of its business."""
-    if len(locations) > 1:
-        return False
-    head = ScriptDirectory.from_config(_config(locations)).get_current_head()
+def _mirror_current(conn: Connection) -> bool:
+    """Whether the mirror's branch is at its head already (then nothing is read of other branches, which
+    may not be registered in this process: the indexer alone on the API's database)."""
+    head = ScriptDirectory.from_config(_config([MIGRATIONS / "versions"])).get_current_head()
     return head in MigrationContext.configure(conn).get_current_heads()
 
 
