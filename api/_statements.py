@@ -39,7 +39,7 @@ from decimal import Context, Decimal
 from itertools import pairwise
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, case, func, literal_column, select
+from sqlalchemy import ColumnElement, Integer, SQLColumnExpression, case, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
 from indexer import AccountEpoch, LedgerEntry, MirrorView
@@ -161,7 +161,7 @@ class Span:
     label: str = ""
 
 
-def _rank(x: ColumnElement[Any], cuts: Sequence[int]) -> ColumnElement[int]:
+def _rank(x: SQLColumnExpression[Any], cuts: Sequence[int]) -> ColumnElement[int]:
     """How many of ``cuts`` (ascending) are at or below ``x``: a balanced tree of ``CASE`` (depth log2),
     the cuts inlined as integer constants."""
 
@@ -202,18 +202,18 @@ class Spans:
             return None
         return bisect.bisect_right([s.start for s in self.items], at) - 1
 
-    def index(self, at: ColumnElement[Any]) -> ColumnElement[int]:
+    def index(self, at: SQLColumnExpression[Any]) -> ColumnElement[int]:
         """SQL: the span holding the time ``at`` (a time inside the range)."""
         return _rank(at, [s.start for s in self.items[1:]])
 
-    def index_or_before(self, at: ColumnElement[Any]) -> ColumnElement[int]:
+    def index_or_before(self, at: SQLColumnExpression[Any]) -> ColumnElement[int]:
         """SQL: the span holding ``at``, or -1 before the range."""
         return case(
             (at < literal_column(str(self.start), Integer), literal_column("-1", Integer)),
             else_=self.index(at),
         )
 
-    def within(self, at: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    def within(self, at: SQLColumnExpression[Any]) -> list[ColumnElement[bool]]:
         return [at >= literal_column(str(self.start), Integer), at < literal_column(str(self.end), Integer)]
 
     @classmethod
@@ -327,7 +327,7 @@ class Flows:
         return self.redeemed_value - self.refunded_value
 
 
-def _partner(column: ColumnElement[Any], partner_id: int | None) -> list[ColumnElement[bool]]:
+def _partner(column: SQLColumnExpression[Any], partner_id: int | None) -> list[ColumnElement[bool]]:
     return [] if partner_id is None else [column == partner_id]
 
 
@@ -437,8 +437,8 @@ def breakage(
             shares.add(pid, epoch, _net(event, amount, recovered))
     out = [0] * len(spans)
     for epoch, points in expired.items():
-        at = calendar.expires_at(epoch)
-        i = None if at is None or at > as_of.time else spans.index_of(at)
+        expires = calendar.expires_at(epoch)
+        i = None if expires is None or expires > as_of.time else spans.index_of(expires)
         if i is not None:
             out[i] += shares.part(epoch, points)
     # A refund's part whose epoch had expired: expired on arrival, when the refund happened.

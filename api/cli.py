@@ -44,6 +44,7 @@ from chain._signer import InvalidKey
 from chain._timelock import OperationState, ScheduledOperation, Timelock, TimelockCall
 from indexer import Indexer, IndexerError, MirrorView, reconcile
 
+from ._app import create_app
 from ._chain_setup import (
     LedgerOverrides,
     Prompt,
@@ -60,7 +61,6 @@ from ._chain_setup import (
     sender_from_settings,
     signer_from_settings,
 )
-from ._app import create_app
 from ._custody import Custody
 from ._db import migrate_all, service_engine
 from ._errors import ApiError
@@ -229,7 +229,9 @@ def _run(settings: Settings, once: bool) -> int:
             print(f"LoyaltyLedger on {where} (chain id {manifest.chain_id}) at {ledger.address}")
             print(f"  deployed in block {manifest.deployed_at.block_number} by {manifest.deployer}")
             params = manifest.parameters
-            behind = f" (the timelock, min delay {manifest.timelock.min_delay} s)" if manifest.timelock else ""
+            behind = (
+                f" (the timelock, min delay {manifest.timelock.min_delay} s)" if manifest.timelock else ""
+            )
             print(f"  admin {params.admin}{behind}, treasury {params.treasury}, pauser {params.pauser}")
             print(f"  epoch length {epoch_length} s, validity {validity} epochs")
             print(f"  current epoch {epoch}, ledger head 0x{head.hex()}")
@@ -269,7 +271,9 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
         if custody is None and settings.embedded_chain:
             custody = Custody.generate()  # custodial members of a chain that ends with the process
         indexer_w3, app_w3 = thread_safe_web3s(w3, 2)
-        app = create_app(settings, engine=engine, contract=manifest.ledger.address, w3=app_w3, custody=custody)
+        app = create_app(
+            settings, engine=engine, contract=manifest.ledger.address, w3=app_w3, custody=custody
+        )
         indexer = indexer_from_settings(settings, indexer_w3, manifest, engine)
         indexer.open()  # here: migrations and the write lease, before the thread starts
         follower = threading.Thread(target=_follow, args=(indexer, stop), name="loyalty-indexer", daemon=True)
@@ -421,7 +425,14 @@ class _ShownKey:
     def of(cls, key: ApiKey | CreatedKey) -> _ShownKey:
         row, token = (key.key, key.token) if isinstance(key, CreatedKey) else (key, None)
         return cls(
-            row.id, row.role, row.partner_id, row.name, row.created_at, row.last_used_at, row.revoked_at, token
+            row.id,
+            row.role,
+            row.partner_id,
+            row.name,
+            row.created_at,
+            row.last_used_at,
+            row.revoked_at,
+            token,
         )
 
 
@@ -441,7 +452,9 @@ def _show_token(key: _ShownKey, as_json: bool, what: str) -> None:
     assert key.token is not None
     scope = f" for partner {key.partner_id}" if key.partner_id is not None else ""
     print(f"{what} {key.role} key {key.id}{scope} ({key.name})", file=sys.stderr)
-    print("warning: the token is shown only this once and cannot be shown again: store it now", file=sys.stderr)
+    print(
+        "warning: the token is shown only this once and cannot be shown again: store it now", file=sys.stderr
+    )
     if as_json:
         print(json.dumps({"id": key.id, "role": key.role, "partner_id": key.partner_id, "token": key.token}))
     else:
@@ -529,11 +542,9 @@ def _serve(settings: Settings, access_log: bool) -> int:
     workers = settings.api_workers
     print(f"serving {served}")
     print(f"  database {engine.url!r} at heads {', '.join(prepared.heads)}; chain {settings.rpc_url}")
-    print(
-        f"  on http://{settings.api_host}:{settings.api_port} with {workers} worker{'s' if workers > 1 else ''}"
-        " (Ctrl-C stops)",
-        flush=True,
-    )
+    plural = "s" if workers > 1 else ""
+    where = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"  on {where} with {workers} worker{plural} (Ctrl-C stops)", flush=True)
     # uvicorn raises the signal that stopped it again once it is done: a quiet handler ends the command
     # with 0 rather than with a KeyboardInterrupt.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -772,7 +783,14 @@ def _parser() -> argparse.ArgumentParser:
     compile_cmd = commands.add_parser("compile", help="compile contracts/ into chain/artifacts")
     compile_cmd.add_argument("--check", action="store_true", help="fail if committed artifacts are stale")
 
-    commands.add_parser("run", help="run the service on its embedded defaults")
+    run = commands.add_parser(
+        "run",
+        help="the whole service in one process: the ledger (deployed on the embedded chain), the indexer "
+        "and the API, until Ctrl-C",
+    )
+    run.add_argument(
+        "--once", action="store_true", help="deploy (embedded chain), mirror and reconcile, then stop: no API"
+    )
 
     keys = commands.add_parser("keys", help="manage the encrypted keystore (LOYALTY_KEYSTORE_DIR)")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -799,6 +817,36 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--once", action="store_true", help="catch up with the chain, then stop")
     check = commands.add_parser("reconcile", help="compare the mirror with the chain at the mirror's block")
     check.add_argument("--block", type=int, help="the block to compare at (must be the mirror's)")
+
+    commands.add_parser(
+        "migrate", help="bring the database's schema (mirror and service tables) to its heads"
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="the API under uvicorn (LOYALTY_API_HOST, _PORT, _WORKERS); `loyalty index` fills the mirror",
+    )
+    serve.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="log every request"
+    )
+
+    apikey = commands.add_parser("apikey", help="API keys of the HTTP service (admin, partner, auditor)")
+    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = apikey_commands.add_parser("create", help="a new key; its token is printed once, never again")
+    create.add_argument("--role", required=True, choices=KEY_ROLES)
+    create.add_argument("--name", required=True, help="what the key is for (shown in listings)")
+    create.add_argument("--partner", type=int, help="the partner a partner key acts for (its partner id)")
+    create.add_argument("--json", action="store_true", help="print {id, role, partner_id, token} as JSON")
+    keys_listing = apikey_commands.add_parser("list", help="the keys (never their tokens)")
+    keys_listing.add_argument("--all", action="store_true", help="revoked keys too")
+    rotate = apikey_commands.add_parser(
+        "rotate", help="a new key with the same role and scope; the old one is revoked"
+    )
+    rotate.add_argument("id", help="the key's id (`loyalty apikey list`)")
+    rotate.add_argument("--grace", type=int, default=0, help="seconds the old key keeps working (default 0)")
+    rotate.add_argument("--json", action="store_true", help="print {id, role, partner_id, token} as JSON")
+    revoke = apikey_commands.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("id", help="the key's id (`loyalty apikey list`)")
 
     timelock = commands.add_parser(
         "timelock", help="admin operations through the ledger's timelock (schedule, list, execute, cancel)"
@@ -863,15 +911,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(settings, args.once)
         if args.command == "reconcile":
             return _reconcile(settings, args.block)
+        if args.command == "migrate":
+            return _migrate(settings)
+        if args.command == "serve":
+            return _serve(settings, args.access_log)
+        if args.command == "apikey":
+            if args.apikey_command == "create":
+                return _apikey_create(settings, args)
+            if args.apikey_command == "list":
+                return _apikey_list(settings, args.all)
+            if args.apikey_command == "rotate":
+                return _apikey_rotate(settings, args)
+            return _apikey_revoke(settings, args.id)
         if args.command == "timelock":
             if args.timelock_command == "list":
                 return _timelock_list(settings, args.all)
             if args.timelock_command == "schedule":
                 return _timelock_schedule(settings, args)
             return _timelock_finish(settings, args.id, cancel=args.timelock_command == "cancel")
-        return _run(settings)
+        return _run(settings, args.once)
     except (ChainError, IndexerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        # the driver's message (never the URL's password: SQLAlchemy hides it), without the SQL statement
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: the database failed ({type(exc).__name__}): {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import admin, audit, auth, health, members, wallets
+from . import admin, audit, auth, health, members, partners, stats, wallets
 
 __all__ = ["ALL", "TAGS"]
 
@@ -14,6 +14,8 @@ ALL: tuple[APIRouter, ...] = (
     auth.router,
     members.router,
     wallets.router,
+    partners.router,
+    stats.router,
     admin.router,
     audit.router,
     health.router,
@@ -23,6 +25,12 @@ TAGS: list[dict[str, Any]] = [
     {"name": "sign-in", "description": "Members sign in: Sign-In with Ethereum, passkeys; sessions."},
     {"name": "members", "description": "The coalition's directory: enrolment, linking, personal data."},
     {"name": "wallets", "description": "Balances, points by epoch and expiry, tiers, history."},
+    {
+        "name": "partners",
+        "description": "The partner directory; partners' and the coalition pool's positions, prices and "
+        "settlement statements.",
+    },
+    {"name": "stats", "description": "Programme metrics: redemption, breakage, liability, activity."},
     {"name": "admin", "description": "API keys."},
     {
         "name": "audit",

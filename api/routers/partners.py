@@ -15,7 +15,7 @@ entries in it, and every partner's position plus the coalition pool's is zero.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
@@ -69,14 +69,16 @@ router = APIRouter(prefix="/v1", tags=["partners"])
 Admin = Annotated[Principal, Depends(allow("admin"))]
 FiguresReader = Annotated[Principal, Depends(allow("admin", "auditor", "partner"))]
 CoalitionReader = Annotated[Principal, Depends(allow("admin", "auditor"))]
-PartnerIdPath = Annotated[int, Path(ge=0, lt=2**32, description="the partner's id on the ledger", examples=[1])]
+PartnerIdPath = Annotated[
+    int, Path(ge=0, lt=2**32, description="the partner's id on the ledger", examples=[1])
+]
 FromQuery = Annotated[
     int | None,
     Query(
         alias="from",
         ge=0,
         le=MAX_TIME,
-        description="the range's first second (Unix time, block timestamps; default: the ledger's first entry)",
+        description="the range's first second (Unix time, block timestamps; default: the first entry's)",
     ),
 ]
 ToQuery = Annotated[
@@ -104,7 +106,7 @@ _STATUS = "the partner's status on the ledger: active, suspended or offboarded"
 
 class PartnerEntryPublic(ResponseModel):
     id: int
-    name: str = Field(description='the directory\'s name (``Partner <id>`` until the admin sets one)')
+    name: str = Field(description="the directory's name (``Partner <id>`` until the admin sets one)")
     status: str = Field(description=_STATUS, examples=["active"])
     can_issue: bool = Field(description="may issue points")
     can_accept: bool = Field(description="may accept points (redemptions)")
@@ -134,13 +136,15 @@ class FiguresPublic(ResponseModel):
     """Points, or their value in settlement units (each entry at the settlement value it carries)."""
 
     issued: int = Field(description="issued: single issues and batches")
-    reversed: int = Field(description="taken back by returns (IssuanceReversed recovered), at the issue's value")
+    reversed: int = Field(
+        description="taken back by returns (IssuanceReversed recovered), at the issue's value"
+    )
     redeemed: int = Field(description="redeemed")
     refunded: int = Field(description="given back by refunds, at the redemption's value")
     settled: int = Field(description="settled (SettlementRecorded; positive: paid to the partner)")
     position: int = Field(
-        description="a partner: (redeemed - refunded) - (issued - reversed), positive when the coalition owes "
-        "it (partnerPosition); the coalition pool: minus the sum of every partner's (coalitionPosition)"
+        description="a partner: (redeemed - refunded) - (issued - reversed), positive when the coalition "
+        "owes it (partnerPosition); the coalition pool: minus the sum of every partner's (coalitionPosition)"
     )
     open: int = Field(
         description="a partner: position - settled (partnerOpenPosition); the pool: position + settled "
@@ -191,8 +195,9 @@ class PositionPublic(ResponseModel):
     period: Period | None
     points: FiguresPublic
     value: FiguresPublic
-    periods: list[PeriodPositionPublic] = Field(description="per period (empty without ``period``); they sum "
-                                                "to the totals")
+    periods: list[PeriodPositionPublic] = Field(
+        description="per period (empty without ``period``); they sum to the totals"
+    )
     as_of: AsOfPublic
 
 
@@ -201,7 +206,9 @@ class PricePublic(ResponseModel):
     partner_id: int
     effective_from: int = Field(description="in force from this time (Unix seconds) until the next price")
     currency: str = Field(examples=["EUR"])
-    issue_price: str = Field(description="what the partner pays per point it issues (decimal)", examples=["0.01"])
+    issue_price: str = Field(
+        description="what the partner pays per point it issues (decimal)", examples=["0.01"]
+    )
     redeem_price: str = Field(
         description="what the partner is reimbursed per point redeemed with it (decimal)", examples=["0.008"]
     )
@@ -225,7 +232,9 @@ class PriceCreate(RequestModel):
         ge=0, le=MAX_TIME, description="when it takes effect (Unix seconds): after now, never in the past"
     )
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["EUR"])
-    issue_price: str = Field(pattern=DECIMAL, description="per point issued, a decimal >= 0", examples=["0.01"])
+    issue_price: str = Field(
+        pattern=DECIMAL, description="per point issued, a decimal >= 0", examples=["0.01"]
+    )
     redeem_price: str = Field(
         pattern=DECIMAL, description="per point redeemed, a decimal >= 0", examples=["0.008"]
     )
@@ -235,7 +244,9 @@ class PriceCreate(RequestModel):
 class StatementAmountsPublic(ResponseModel):
     currency: str
     due_from_partner: str = Field(description="issue price x (issued - reversed), per entry's price; decimal")
-    due_to_partner: str = Field(description="redeem price x (redeemed - refunded), per entry's price; decimal")
+    due_to_partner: str = Field(
+        description="redeem price x (redeemed - refunded), per entry's price; decimal"
+    )
     margin: str = Field(description="the operator's margin: due_from_partner - due_to_partner; decimal")
 
     @classmethod
@@ -332,8 +343,14 @@ def _require_reader(principal: Principal, partner_id: int) -> None:
 
 
 def _position(
-    f: Flows, spans: Spans, per: list[Flows], start: int, end: int, partner_id: int | None,
-    period: Period | None, as_of: AsOf,
+    f: Flows,
+    spans: Spans,
+    per: list[Flows],
+    start: int,
+    end: int,
+    partner_id: int | None,
+    period: Period | None,
+    as_of: AsOf,
 ) -> PositionPublic:
     pool = partner_id is None
     return PositionPublic(
@@ -393,7 +410,9 @@ def list_partners(caller: Caller, services: ServicesDep) -> PartnersPublic:
         )
 
 
-@router.get("/partners/{partner_id}", response_model=PartnerPublic, responses=READ_ERRORS, summary="A partner")
+@router.get(
+    "/partners/{partner_id}", response_model=PartnerPublic, responses=READ_ERRORS, summary="A partner"
+)
 def get_partner(partner_id: PartnerIdPath, caller: Caller, services: ServicesDep) -> PartnerPublic:
     """One partner of the directory (anyone may read it)."""
     profiles = _profiles(services, partner_id)
@@ -481,7 +500,9 @@ def get_coalition_position(
 
 def _prices(services: Services, partner_id: int) -> list[Price]:
     with services.session() as db:
-        rows = list(db.scalars(select(Price).where(Price.partner_id == partner_id).order_by(Price.effective_from)))
+        rows = list(
+            db.scalars(select(Price).where(Price.partner_id == partner_id).order_by(Price.effective_from))
+        )
         db.expunge_all()
         return rows
 
@@ -492,7 +513,9 @@ def _prices(services: Services, partner_id: int) -> list[Price]:
     responses=FIGURES_ERRORS,
     summary="A partner's prices",
 )
-def get_partner_prices(partner_id: PartnerIdPath, caller: FiguresReader, services: ServicesDep) -> PricesPublic:
+def get_partner_prices(
+    partner_id: PartnerIdPath, caller: FiguresReader, services: ServicesDep
+) -> PricesPublic:
     """Every commercial price set for the partner, in the order they take effect (the table is append-only:
     its audit trail), and the one in force now. The partner's own key, admin and auditor keys."""
     _require_reader(caller, partner_id)
@@ -543,7 +566,9 @@ def post_partner_price(
             db.flush()
             created = _price(row)
     except IntegrityError:
-        raise Conflict(f"partner {partner_id} already has a price taking effect at {body.effective_from}") from None
+        raise Conflict(
+            f"partner {partner_id} already has a price taking effect at {body.effective_from}"
+        ) from None
     return PriceCreatedPublic(**created.model_dump(), as_of=AsOfPublic.of(as_of))
 
 

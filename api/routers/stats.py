@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
+from indexer import MirrorView
+
 from .._auth import Principal, ServicesDep, allow
 from .._errors import Forbidden, NotFound, NotReady, Unauthenticated
 from .._models import AsOfPublic, ResponseModel, problem_responses
@@ -40,7 +42,9 @@ router = APIRouter(prefix="/v1", tags=["stats"])
 Reader = Annotated[Principal, Depends(allow("admin", "auditor", "partner"))]
 PartnerQuery = Annotated[
     int | None,
-    Query(ge=0, lt=2**32, description="one partner's metrics (a partner key: its own id); none: the coalition's"),
+    Query(
+        ge=0, lt=2**32, description="one partner's metrics (a partner key: its own id); none: the coalition's"
+    ),
 ]
 
 _DAYS = [w // 86_400 for w in ACTIVITY_WINDOWS]
@@ -52,13 +56,15 @@ class StatsFiguresPublic(ResponseModel):
     )
     redeemed_net: int = Field(description="points redeemed in the range less those refunds gave back in it")
     expired: int = Field(
-        description="breakage in points: for every epoch whose points expired in the range (epochExpiresAt "
-        "in [start, end) and not after as_of.time), its expired points (swept since by PointsExpired entries, "
-        "plus those still held unswept); plus refunded points that expired on arrival in the range. A "
-        "partner's: its share of each epoch's (its net issuance into the epoch over every partner's, rounded "
-        "down per epoch) and the expired arrivals of its own refunds"
+        description="breakage in points: for every epoch whose points expired in the range "
+        "(epochExpiresAt in [start, end) and not after as_of.time), its expired points (swept since by "
+        "PointsExpired entries, plus those still held unswept); plus refunded points that expired on arrival "
+        "in the range. A partner's: its share of each epoch's (its net issuance into the epoch over every "
+        "partner's, rounded down per epoch) and the expired arrivals of its own refunds"
     )
-    redemption_rate: float | None = Field(description="redeemed_net / issued_net (null unless issued_net > 0)")
+    redemption_rate: float | None = Field(
+        description="redeemed_net / issued_net (null unless issued_net > 0)"
+    )
     breakage: float | None = Field(description="expired / issued_net (null unless issued_net > 0)")
     outstanding_points: int = Field(
         description="the outstanding liability at the range's end: points live at end - 1 after every entry "
@@ -67,14 +73,15 @@ class StatsFiguresPublic(ResponseModel):
         "rounded down per epoch"
     )
     outstanding_value: int = Field(
-        description="outstanding_points x the current settlement value (settlement_value), in settlement units"
+        description="outstanding_points x the current settlement value (settlement_value): settlement units"
     )
     active_members_30d: int = Field(
-        description=f"accounts with an earning entry (issue or batch item) or a redemption (at the partner) in "
-        f"the {_DAYS[0]} days before the range's end: [end - {ACTIVITY_WINDOWS[0]}, end)"
+        description=f"accounts with an earning entry (issue or batch item) or a redemption (at the partner) "
+        f"in the {_DAYS[0]} days before the range's end: [end - {ACTIVITY_WINDOWS[0]}, end)"
     )
     active_members_90d: int = Field(
-        description=f"the same over the {_DAYS[1]} days before the range's end: [end - {ACTIVITY_WINDOWS[1]}, end)"
+        description=f"the same over the {_DAYS[1]} days before the range's end: "
+        f"[end - {ACTIVITY_WINDOWS[1]}, end)"
     )
     purchases: int = Field(
         description=f"issues and batch items for a purchase (reason {PURCHASE}) in the range (by the partner)"
@@ -112,11 +119,14 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 
 def _figures(
-    services: Services, spans: Spans, as_of: AsOf, *, partner_id: int | None, settlement_value: int, view: object
+    services: Services,
+    view: MirrorView,
+    as_of: AsOf,
+    spans: Spans,
+    *,
+    partner_id: int | None,
+    settlement_value: int,
 ) -> list[StatsFiguresPublic]:
-    from indexer import MirrorView
-
-    assert isinstance(view, MirrorView)
     calendar = Calendar(view)
     moved = flows(view, spans, partner_id=partner_id)
     expired = breakage(view, calendar, as_of, spans, partner_id=partner_id)
@@ -169,9 +179,13 @@ def get_stats(
         start, end = resolve_range(view, as_of, from_, to)
         spans = make_spans(Calendar(view), start, end, period)
         value = view.state().settlement_value
-        options = {"partner_id": partner, "settlement_value": value, "view": view}
-        totals = _figures(services, Spans.single(start, end), as_of, **options)[0]
-        periods = [] if period is None else _figures(services, spans, as_of, **options)
+        whole = Spans.single(start, end)
+        totals = _figures(services, view, as_of, whole, partner_id=partner, settlement_value=value)[0]
+        periods = (
+            []
+            if period is None
+            else _figures(services, view, as_of, spans, partner_id=partner, settlement_value=value)
+        )
         return StatsPublic(
             partner_id=partner,
             start=start,
