@@ -178,7 +178,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, InvalidRequest(f"invalid request: {fields}", errors))
 
 
-_HTTP_PROBLEMS = {400: "/problems/malformed-request", 405: "/problems/method-not-allowed"}
+_HTTP_PROBLEMS = {405: "/problems/method-not-allowed"}
 
 
 class _HttpProblem(ApiError):
@@ -193,10 +193,36 @@ class _HttpProblem(ApiError):
         return _HTTP_PROBLEMS.get(self._status, f"/problems/http-{self._status}")
 
 
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API document lists for the request's path (Starlette's 405 names only those of the
+    first route whose path matches: ``OPTIONS /v1/session`` would answer ``Allow: GET, HEAD`` without
+    ``DELETE``); None for a path the document does not describe."""
+    routes: list[tuple[re.Pattern[str], set[str]]] | None = getattr(request.app.state, "routes_allow", None)
+    if routes is None:
+        routes = []
+        for template, operations in request.app.openapi()["paths"].items():
+            parts = re.split(r"(\{[^/]+?\})", template)
+            pattern = re.compile("".join("[^/]+" if p[:1] == "{" else re.escape(p) for p in parts))
+            methods = {method.upper() for method in operations if method.upper() in _HTTP_METHODS}
+            routes.append((pattern, methods | ({"HEAD"} if "GET" in methods else set())))
+        request.app.state.routes_allow = routes
+    allowed = {m for pattern, methods in routes if pattern.fullmatch(request.url.path) for m in methods}
+    return ", ".join(sorted(allowed)) or None
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return problem(request, NotFound(f"no such endpoint: {request.method} {request.url.path}"))
+    if exc.status_code == 400:  # a body FastAPI cannot decode (not UTF-8): as invalid as malformed JSON (422)
+        detail = "the request body is not valid JSON"
+        return problem(request, InvalidRequest(detail, [FieldError("body", detail)]))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     error = _HttpProblem(exc.status_code, str(exc.detail))
     body = {
         "type": error.type,
@@ -206,7 +232,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         "instance": request.url.path,
         "request_id": _request_id(request),
     }
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=PROBLEM_JSON)
 
 
 async def _on_crash(request: Request, exc: Exception) -> JSONResponse:

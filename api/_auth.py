@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import update
 
 from ._errors import Forbidden, Unauthenticated
@@ -29,8 +30,10 @@ from ._tables import ApiKey, MemberSession
 from ._tokens import API_KEY_PREFIX, SESSION_PREFIX, matches, parse_token
 
 __all__ = [
+    "BEARER",
     "ROLES",
     "SESSION_COOKIE",
+    "Authenticated",
     "Caller",
     "Principal",
     "Role",
@@ -45,6 +48,13 @@ ROLES: tuple[Role, ...] = ("admin", "partner", "auditor", "member")
 SESSION_COOKIE = "loyalty_session"
 #: seconds between two recordings of a key's last use
 LAST_USE_RESOLUTION = 60
+#: The bearer scheme as the API document states it, for the routes that need credentials (:func:`allow`).
+#: It only declares: :func:`authenticate` reads and checks the credentials (the session cookie too).
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="an API key (lpk_...: admin, partner, auditor) or a member session (lps_...)",
+    auto_error=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +160,13 @@ def _member_session(services: Services, token: str, token_id: str, now: int) -> 
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
-    """A dependency admitting only ``roles``: anonymous callers get 401, other roles 403."""
+def allow(*roles: Role) -> Callable[..., Principal]:
+    """A dependency admitting only ``roles``: anonymous callers get 401, other roles 403. The route's
+    document names the bearer scheme (:data:`BEARER`) as its security requirement."""
 
-    def check(principal: Caller) -> Principal:
+    def check(
+        principal: Caller, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+    ) -> Principal:
         if principal.role in roles:
             return principal
         if principal.role == "anonymous":
@@ -161,3 +174,7 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
         raise Forbidden(f"a {principal.role} may not do this (allowed: {', '.join(roles)})")
 
     return check
+
+
+#: Any authenticated caller (anonymous callers get 401), declared as needing the bearer scheme.
+Authenticated = Annotated[Principal, Depends(allow(*ROLES))]

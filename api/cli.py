@@ -328,7 +328,7 @@ def _announce(base: str, keys: list[_ShownKey]) -> None:
         print("API keys for this session (dev mode; they stop working when it ends):")
         for key in keys:
             print(f"  {key.role:<8} {key.token}")
-        print(f'  e.g. curl -H "Authorization: Bearer <admin key>" {base}/v1/api-keys')
+        print(f'  e.g. curl -H "Authorization: Bearer <admin key>" {base}/v1/admin/api-keys')
     sys.stdout.flush()
 
 

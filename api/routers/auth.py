@@ -25,7 +25,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from .._auth import SESSION_COOKIE, Caller, Principal, ServicesDep, allow
-from .._errors import Gone, NotReady, SignInFailed, Unauthenticated
+from .._errors import Forbidden, Gone, NotReady, SignInFailed, Unauthenticated
 from .._models import RequestModel, ResponseModel, problem_responses
 from .._passkeys import (
     PasskeyError,
@@ -368,7 +368,7 @@ def passkey_login(
 @router.get(
     "/session",
     response_model=SessionPublic,
-    responses=problem_responses(Unauthenticated),
+    responses=problem_responses(Unauthenticated, Forbidden),
     summary="The current session",
 )
 def get_session(member: MemberCaller, services: ServicesDep) -> SessionPublic:
@@ -383,7 +383,9 @@ def get_session(member: MemberCaller, services: ServicesDep) -> SessionPublic:
         )
 
 
-@router.delete("/session", status_code=204, responses=problem_responses(Unauthenticated), summary="Sign out")
+@router.delete(
+    "/session", status_code=204, responses=problem_responses(Unauthenticated, Forbidden), summary="Sign out"
+)
 def sign_out(member: MemberCaller, response: Response, services: ServicesDep) -> Response:
     assert member.credential_id is not None
     with services.session() as db:

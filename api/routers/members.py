@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .._auth import Caller, Principal, ServicesDep, allow
+from .._auth import Authenticated, Principal, ServicesDep, allow
 from .._errors import (
     Conflict,
     FieldError,
@@ -346,7 +346,7 @@ def member_by_customer_id(
 
 
 @router.get("/members/{member_id}", response_model=MemberPublic, responses=READ_ERRORS, summary="A member")
-def get_member(member_id: MemberId, caller: Caller, services: ServicesDep) -> MemberPublic:
+def get_member(member_id: MemberId, caller: Authenticated, services: ServicesDep) -> MemberPublic:
     with services.session() as db:
         member, membership = _member_for(db, caller, member_id)
         return _public(member, membership)
@@ -375,13 +375,16 @@ def update_member(
         return _public(member, membership)
 
 
+MIRROR_READ_ERRORS = problem_responses(Unauthenticated, Forbidden, NotFound, NotReady)
+
+
 @router.get(
     "/members/{member_id}/wallet",
     response_model=WalletPublic,
-    responses=READ_ERRORS,
+    responses=MIRROR_READ_ERRORS,
     summary="A member's wallet",
 )
-def get_member_wallet(member_id: MemberId, caller: Caller, services: ServicesDep) -> WalletPublic:
+def get_member_wallet(member_id: MemberId, caller: Authenticated, services: ServicesDep) -> WalletPublic:
     with services.session() as db:
         member, _ = _member_for(db, caller, member_id)
         address = to_checksum_address(member.address)
@@ -392,11 +395,11 @@ def get_member_wallet(member_id: MemberId, caller: Caller, services: ServicesDep
 @router.get(
     "/members/{member_id}/history",
     response_model=HistoryPublic,
-    responses=READ_ERRORS,
+    responses=MIRROR_READ_ERRORS,
     summary="A member's wallet history",
 )
 def get_member_history(
-    member_id: MemberId, page: SeqPage, caller: Caller, services: ServicesDep
+    member_id: MemberId, page: SeqPage, caller: Authenticated, services: ServicesDep
 ) -> HistoryPublic:
     with services.session() as db:
         member, _ = _member_for(db, caller, member_id)
@@ -409,7 +412,7 @@ def get_member_history(
     "/members/{member_id}/enrolment-links",
     status_code=201,
     response_model=EnrolmentLinkPublic,
-    responses=READ_ERRORS,
+    responses=problem_responses(Unauthenticated, Forbidden, NotFound, Conflict),
     summary="A new passkey enrolment link",
 )
 def new_enrolment_link(
@@ -430,7 +433,7 @@ def new_enrolment_link(
     responses=READ_ERRORS,
     summary="Erase personal data",
 )
-def erase_personal_data(member_id: MemberId, caller: Caller, services: ServicesDep) -> ErasurePublic:
+def erase_personal_data(member_id: MemberId, caller: Authenticated, services: ServicesDep) -> ErasurePublic:
     """A member (their own) or an admin: every partner's customer id and contact data of the member, and
     its pending link codes. A partner: its own. The ledger keeps only the pseudonymous address."""
     if caller.role == "auditor":

@@ -195,7 +195,7 @@ def get_stats(
             totals=totals,
             periods=[
                 StatsPeriodPublic(start=s.start, end=s.end, label=s.label, **f.model_dump())
-                for s, f in zip(spans, periods, strict=True)
+                for s, f in zip(spans if period is not None else (), periods, strict=True)
             ],
             as_of=AsOfPublic.of(as_of),
         )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from indexer import MirrorView, Tier, WalletEntry
 
-from .._auth import Caller, Principal, ServicesDep
+from .._auth import Authenticated, Principal, ServicesDep
 from .._errors import FieldError, Forbidden, InvalidRequest, NotReady, Unauthenticated
 from .._models import AsOfPublic, ResponseModel, hex0x, problem_responses
 from .._pagination import SeqPage
@@ -248,7 +248,7 @@ ERRORS = problem_responses(Unauthenticated, Forbidden, NotReady)
 
 
 @router.get("/wallets/{address}", response_model=WalletPublic, responses=ERRORS, summary="A wallet")
-def get_wallet(address: AddressPath, caller: Caller, services: ServicesDep) -> WalletPublic:
+def get_wallet(address: AddressPath, caller: Authenticated, services: ServicesDep) -> WalletPublic:
     """The live balance, points by epoch with their expiry times, points expiring within 30 days and the next
     expiry, and the tier with the points to the next one."""
     account = checked_address(address)
@@ -261,7 +261,7 @@ def get_wallet(address: AddressPath, caller: Caller, services: ServicesDep) -> W
     "/wallets/{address}/history", response_model=HistoryPublic, responses=ERRORS, summary="A wallet's history"
 )
 def get_wallet_history(
-    address: AddressPath, page: SeqPage, caller: Caller, services: ServicesDep
+    address: AddressPath, page: SeqPage, caller: Authenticated, services: ServicesDep
 ) -> HistoryPublic:
     """Every entry that touched the wallet, newest first: issues and batch items (with what their returns took
     back), redemptions (with their refunds), reversals, refunds, expiries, transfers and migrations."""
