@@ -137,7 +137,7 @@ def test_problems_request_ids_and_validation(api_service: Service) -> None:
 def test_huge_or_deep_bodies_are_refused_not_fatal(api_service: Service) -> None:
     headers = api_service.headers("partner_a") | {"content-type": "application/json"}
     deep = api_service.client.post("/v1/members", content=b"[" * 50_000, headers=headers)
-    assert deep.status_code == 400 and deep.headers["content-type"] == "application/problem+json"
+    assert deep.status_code == 422 and deep.json()["type"] == "/problems/invalid-request"
     huge = api_service.client.post("/v1/members", content=b"[" * 100_000, headers=headers)
     assert huge.status_code == 413 and huge.json()["type"] == "/problems/too-large"
     assert api_service.client.get("/healthz").json() == {"status": "ok"}

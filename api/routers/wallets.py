@@ -126,7 +126,9 @@ class HistoryEntryPublic(ResponseModel):
     refunded: int = Field(
         default=0, description="a redemption: what its refunds gave back; a refund: what it gave back"
     )
-    restored: int = Field(default=0, description="of ``refunded``, the part live again (the rest had expired)")
+    restored: int = Field(
+        default=0, description="of ``refunded``, the part live again (the rest had expired)"
+    )
     tx_hash: str
     block_number: int
     block_timestamp: int
