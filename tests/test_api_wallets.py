@@ -152,3 +152,47 @@ def test_member_reads_own_wallet_only(api_service: Service) -> None:
     assert api_service.get("anonymous", f"/v1/wallets/{a}").status_code == 401
     assert api_service.get("expired", f"/v1/wallets/{a}").status_code == 401
     assert api_service.get("revoked", f"/v1/wallets/{a}").status_code == 401
+
+
+def test_rate_limits_per_key_shared_by_replicas_through_redis(api_service: Service) -> None:
+    """Two replicas (two apps) share one budget per key through Redis; the third request is a 429 problem
+    with Retry-After, whichever replica it reaches; another key has its own budget."""
+    import os
+    import secrets
+
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from api._ratelimit import RateLimiter
+
+    redis_url = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    namespace = f"test-{secrets.token_hex(4)}"
+
+    def replica() -> TestClient:
+        limiter = RateLimiter(
+            per_key="2/minute", per_client="2/minute", redis_url=redis_url, namespace=namespace
+        )
+        app = create_app(
+            api_service.services.settings,
+            engine=api_service.engine,
+            contract=api_service.ledger.address,
+            clock=api_service.services.clock,
+            limiter=limiter,
+        )
+        return TestClient(app)
+
+    one, two = replica(), replica()
+    try:
+        url = f"/v1/wallets/{api_service.people[1].address}"
+        auditor = api_service.headers("auditor")
+        assert one.get(url, headers=auditor).status_code == 200
+        assert two.get(url, headers=auditor).status_code == 200
+        limited = one.get(url, headers=auditor)
+        assert limited.status_code == 429
+        assert limited.json()["type"] == "/problems/rate-limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert two.get(url, headers=auditor).status_code == 429
+        assert two.get(url, headers=api_service.headers("admin")).status_code == 200
+    finally:
+        one.close()
+        two.close()
