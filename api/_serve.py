@@ -16,7 +16,9 @@ import string, so the app is built in the worker by :func:`app_from_env` (``api.
 
 A chain that lives inside one process (the embedded ``eth-tester://``, a throwaway ``anvil://``) cannot be
 shared by several processes: :func:`check_servable` refuses it and points to ``loyalty run``, which serves
-the app in the process that holds the chain, with one worker (:func:`serve_in_process`).
+the app in the process that holds the chain, with one worker (:func:`serve_in_process`); there the indexer's
+thread and the app's threadpool reach the embedded chain through :func:`thread_safe_web3s`, whose requests
+take one lock (py-evm is not made for concurrent use).
 
 Errors (:class:`api._errors.ApiError`, as every error raised on purpose in ``api``)::
 
@@ -25,7 +27,6 @@ Errors (:class:`api._errors.ApiError`, as every error raised on purpose in ``api
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 from contextlib import ExitStack
@@ -75,7 +76,6 @@ __all__ = [
     "thread_safe_web3s",
 ]
 
-logger = logging.getLogger("api.serve")
 
 #: What uvicorn imports in each worker (``factory=True``: it calls it for the app).
 APP_FACTORY = "api._serve:app_from_env"
@@ -218,7 +218,9 @@ def thread_safe_web3s(w3: Web3, count: int) -> list[Web3]:
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free port), or :class:`ServeError`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto named explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    # without it every response waits ~40 ms for a delayed ACK (Nagle)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -3,7 +3,15 @@
 Every command reads :class:`~api.Settings` (``LOYALTY_*``); flags override a few of them. Failures print
 ``error: ...`` on stderr and exit 1. Secrets are never taken from the command line: keystore passwords come
 from the settings (a file or ``LOYALTY_KEYSTORE_PASSWORD``) or, in a terminal, from a prompt that does not
-echo; a private key to import comes from a file or standard input. No command prints a key or a password.
+echo; a private key to import comes from a file or standard input. No command prints a private key or a
+password. An API key's token is printed exactly once, on stdout, by the command that makes it (``apikey
+create``, ``apikey rotate``; ``run`` prints the two keys of its dev-mode session); listings never show one.
+
+The service: ``migrate`` brings the database's schema (the mirror's branch and the service's) to its heads;
+``serve`` runs the API under uvicorn with ``api_workers`` worker processes over the mirror that ``index``
+fills (see :mod:`api._serve`); ``run`` is the whole service in one process (what ``make run`` starts): on
+the embedded chain it deploys the ledger, then mirrors it, follows new blocks in a thread and serves the API
+until Ctrl-C (``--once``: deploy, mirror, reconcile and stop).
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from eth_utils.address import is_address, to_checksum_address
@@ -262,6 +271,7 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
     API under uvicorn (one worker: the embedded chain lives in this process)."""
     sock = listen(settings.api_host, settings.api_port)
     stop = threading.Event()
+    indexer: Indexer | None = None
     follower: threading.Thread | None = None
     keys: list[_ShownKey] = []
     try:
@@ -278,14 +288,17 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
         indexer.open()  # here: migrations and the write lease, before the thread starts
         follower = threading.Thread(target=_follow, args=(indexer, stop), name="loyalty-indexer", daemon=True)
         _announce(public_base(sock), keys)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         follower.start()
-        serve_in_process(app, sock)
+        # uvicorn raises the signal that stopped it again once it is done: this handler ends the command
+        # with 0 rather than with a KeyboardInterrupt
+        with _signals_handled_by(lambda *_: stop.set()):
+            serve_in_process(app, sock)
     finally:
         stop.set()
-        if follower is not None and follower.is_alive():
-            follower.join(INDEXER_STOP_TIMEOUT_S)
+        if follower is not None and follower.ident is not None:
+            follower.join(INDEXER_STOP_TIMEOUT_S)  # Indexer.run releases the lease as it returns
+        elif indexer is not None:
+            indexer.close()  # opened, never started
         sock.close()
         if keys and not settings.embedded_chain:
             _revoke_session_keys(engine, keys)
@@ -546,12 +559,22 @@ def _serve(settings: Settings, access_log: bool) -> int:
     where = f"http://{settings.api_host}:{settings.api_port}"
     print(f"  on {where} with {workers} worker{plural} (Ctrl-C stops)", flush=True)
     # uvicorn raises the signal that stopped it again once it is done: a quiet handler ends the command
-    # with 0 rather than with a KeyboardInterrupt.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: None)
-    serve_workers(settings, access_log=access_log)
+    # with 0 rather than with a KeyboardInterrupt
+    with _signals_handled_by(lambda *_: None):
+        serve_workers(settings, access_log=access_log)
     print("stopped", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _signals_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block; the previous handlers are back after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # --------------------------------------------------------------------------- the timelock

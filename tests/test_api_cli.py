@@ -4,12 +4,15 @@
 The key commands run in this process against a SQLite file and a PostgreSQL schema: a token is printed once
 (on stdout, alone, or in ``--json``) with a warning on stderr, listings never show one, and every mistake is
 an ``error: ...`` with exit status 1 that changes nothing. ``loyalty run`` runs as a subprocess on a free
-port, as ``make run`` starts it: the test waits for ``/readyz``, reads partners and keys with the admin key
-it printed, then stops it with SIGINT (Ctrl-C) and expects a clean exit.
+port, as ``make run`` starts it: on the embedded chain the test waits for ``/readyz``, reads partners and
+keys with the admin key it printed, then stops it with SIGINT (Ctrl-C) and expects a clean exit; on anvil
+(a deployment manifest, a database that outlives the command) a partner registered while it runs reaches
+``/v1/partners`` through the indexer thread, and the session's keys are revoked when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -26,12 +29,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api._serve import listen
 from api._tables import ApiKey
 from api._tokens import matches
 from api.cli import main
+from chain import PartnerId, Points, Rpc, Sender
+from chain._ledger import Ledger as ChainLedger
+from chain._manifest import load_manifest
+from chain._signer import dev_signers
 from conftest import AnvilNode, database_url
 from indexer import make_engine
 
@@ -273,6 +282,29 @@ def test_serve_reports_a_port_in_use(
     assert re.match(r"error: cannot listen on 127\.0\.0\.1:\d+: Address already in use", err), err
 
 
+def test_connections_on_the_listening_socket_send_without_delay() -> None:
+    """``loyalty run`` serves on a socket of its own (api._serve.listen): the connections uvicorn accepts on
+    it must have Nagle's algorithm off, or each response waits ~40 ms for the client's delayed ACK."""
+
+    async def accepted_nodelay() -> int:
+        sock = listen("127.0.0.1", 0)
+        options: list[int] = []
+
+        async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            options.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            while not options:
+                await asyncio.sleep(0.01)
+            writer.close()
+        return options[0]
+
+    assert asyncio.run(accepted_nodelay()) == 1
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -337,33 +369,65 @@ def _wait_ready(client: httpx.Client, url: str, timeout: float) -> httpx.Respons
         time.sleep(0.1)
 
 
+class _Run:
+    """``loyalty run`` as a subprocess (as ``make run`` starts it), its stdout read line by line."""
+
+    def __init__(self, cwd: Path, **settings: str) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_") and k != "SOLC_BINARY"}
+        env.update(LOYALTY_API_PORT=str(self.port), LOYALTY_INDEX_POLL_INTERVAL_S="0.2", PYTHONUNBUFFERED="1")
+        env.update({f"LOYALTY_{name.upper()}": value for name, value in settings.items()})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "run"],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.errors: list[str] = []
+        self._stderr = threading.Thread(
+            target=lambda: self.errors.extend(self.process.stderr or ()), daemon=True
+        )
+        self._stderr.start()
+        self.out = _Lines(self.process.stdout)
+
+    def serving(self) -> tuple[str, str, str]:
+        """Waits for the announcement: the base URL, the admin key, the auditor key."""
+        base = self.out.until(r"^Serving on (http://127\.0\.0\.1:(\d+)) \(Ctrl-C stops\):", START_TIMEOUT_S)
+        assert int(base[2]) == self.port
+        for path in ("/docs", "/v1/partners", "/readyz"):
+            self.out.until(rf"^  {re.escape(base[1] + path)}\s", 5)
+        admin = self.out.until(r"^  admin    (lpk_\S+)$", 5)[1]
+        auditor = self.out.until(r"^  auditor  (lpk_\S+)$", 5)[1]
+        return base[1], admin, auditor
+
+    def interrupt(self) -> int:
+        """Ctrl-C; the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def close(self) -> str:
+        """Stops it if it still runs; everything it wrote on stderr."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for reader in (self._stderr, self.out.reader):  # both reach the end of their pipe once it exits
+            reader.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            assert stream is not None
+            stream.close()
+        return "".join(self.errors)
+
+
 @pytest.mark.slow
 def test_run_serves_the_whole_service_until_ctrl_c(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_") and k != "SOLC_BINARY"}
-    env.update(LOYALTY_API_PORT=str(port), LOYALTY_INDEX_POLL_INTERVAL_S="0.2", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    errors: list[str] = []
-    stderr_reader = threading.Thread(target=lambda: errors.extend(process.stderr or ()), daemon=True)
-    stderr_reader.start()
-    out = _Lines(process.stdout)
+    run = _Run(tmp_path)
     try:
-        out.until(r"^LoyaltyLedger on the embedded chain \(chain id \d+\) at 0x[0-9a-fA-F]{40}$", 30)
-        base = out.until(r"^Serving on (http://127\.0\.0\.1:(\d+)) \(Ctrl-C stops\):", START_TIMEOUT_S)
-        assert int(base[2]) == port
-        for path in ("/docs", "/v1/partners", "/readyz"):
-            out.until(rf"^  {re.escape(base[1] + path)}\s", 5)
-        admin = out.until(r"^  admin    (lpk_\S+)$", 5)[1]
-        auditor = out.until(r"^  auditor  (lpk_\S+)$", 5)[1]
+        run.out.until(r"^LoyaltyLedger on the embedded chain \(chain id \d+\) at 0x[0-9a-fA-F]{40}$", 30)
+        base, admin, auditor = run.serving()
 
-        with httpx.Client(base_url=base[1], timeout=10) as client:
+        with httpx.Client(base_url=base, timeout=10) as client:
             ready = _wait_ready(client, "/readyz", START_TIMEOUT_S).json()
             assert (ready["status"], ready["lag_blocks"]) == ("ready", 0)
 
@@ -383,18 +447,67 @@ def test_run_serves_the_whole_service_until_ctrl_c(tmp_path: Path) -> None:
             docs = client.get("/openapi.json")
             assert docs.status_code == 200 and docs.json()["info"]["title"] == "Coalition loyalty ledger"
 
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=STOP_TIMEOUT_S) == 0
+        assert run.interrupt() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for reader in (stderr_reader, out.reader):  # both reach the end of their pipe once it exits
-            reader.join(5)
-        for stream in (process.stdout, process.stderr):
-            assert stream is not None
-            stream.close()
-    stderr = "".join(errors)
+        stderr = run.close()
     assert "stopped: the indexer and the API" in stderr, stderr
     assert "Traceback" not in stderr and "error:" not in stderr, stderr
     assert admin not in stderr  # the session keys go to stdout only
+
+
+@pytest.mark.slow
+def test_run_on_a_node_follows_new_blocks_and_revokes_its_keys_when_it_ends(
+    anvil_node: AnvilNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a node (the deployment manifest's ledger, a database that outlives the command) the indexer
+    thread mirrors what happens while the service runs, and the session's keys die with the session."""
+    _clean_environment(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    url = anvil_node.w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    settings = {
+        "rpc_url": url,
+        "manifest_path": str(tmp_path / "deployment.json"),
+        "database_url": f"sqlite:///{tmp_path / 'service.db'}",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(f"LOYALTY_{name.upper()}", value)
+    snapshot = anvil_node.snapshot()
+    run: _Run | None = None
+    try:
+        assert main(["deploy"]) == 0
+        manifest = load_manifest(tmp_path / "deployment.json")
+        run = _Run(tmp_path, **settings)
+        run.out.until(
+            rf"^LoyaltyLedger on {re.escape(url)} \(chain id 31337\) at {manifest.ledger.address}$", 30
+        )
+        base, _, auditor = run.serving()
+
+        with httpx.Client(base_url=base, timeout=10) as client:
+            _wait_ready(client, "/readyz", START_TIMEOUT_S)
+            assert client.get("/v1/partners").json()["data"] == []
+            rpc = Rpc(anvil_node.w3)
+            admin = ChainLedger(rpc, manifest.ledger.address, sender=Sender(rpc, dev_signers(31337)[0]))
+            admin.register_partner(PartnerId(7), Account.create().address, allowance=Points(1_000)).wait()
+
+            deadline = time.monotonic() + 20
+            while not (partners := client.get("/v1/partners").json()["data"]):
+                assert time.monotonic() < deadline, "the new partner never reached the mirror"
+                time.sleep(0.1)
+            assert [(p["id"], p["status"]) for p in partners] == [(7, "active")]
+
+        assert run.interrupt() == 0
+        stderr = run.close()
+        assert "stopped: the indexer and the API" in stderr and "Traceback" not in stderr, stderr
+
+        engine = make_engine(settings["database_url"])
+        try:
+            with Session(engine) as db:
+                keys = list(db.scalars(select(ApiKey)))
+        finally:
+            engine.dispose()
+        assert {k.role for k in keys} == {"admin", "auditor"} and all(k.revoked_at is not None for k in keys)
+        assert auditor.split("_")[1] in {k.id for k in keys}
+    finally:
+        if run is not None:
+            run.close()
+        anvil_node.revert(snapshot)

@@ -3,14 +3,17 @@ of the scripted scenario (``tests/api_scenario.py``) on the session's anvil.
 
 The mirror is built here (the scenario's chain, the indexer into a SQLite file, both schema branches at
 their heads, keys made with :mod:`api._keys`); ``loyalty serve`` finds the ledger in it (no deployment
-manifest) and reads the chain at anvil's URL. The checks are what a load balancer and a client see:
-liveness, readiness, a partner reading its member's wallet (the contract's ``balanceOf``), an RFC 9457
-problem without credentials, the request id echoed; then SIGTERM stops the server and its workers cleanly.
+manifest) and reads the chain at anvil's URL; with a keystore password configured it makes the custody seed
+once and every worker derives custodial wallets from it. The checks are what a load balancer and a client
+see: liveness, readiness, a partner reading its member's wallet (the contract's ``balanceOf``), an RFC 9457
+problem without credentials, the request id echoed, custodial enrolment in the workers; then SIGTERM stops
+the server and its workers cleanly.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,12 +29,18 @@ from api_scenario import MEMBER_A_PARTNER, scenario_chain
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session
 
+from api._custody import custody_from_keystore
 from api._db import migrate_all
 from api._keys import create_key
+from api._serve import CUSTODY_KEYSTORE
 from api._tables import Member, Membership
+from chain._signer import Keystore
 from conftest import AnvilNode, Ledger, mirror, mirror_engine
+from indexer import make_engine
 
 WORKERS = 2
+PASSWORD = f"pw-{secrets.token_hex(8)}"
+SCRYPT_N = 16  # tests only
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -45,6 +54,8 @@ class Served:
     #: bearer tokens: "partner" (of MEMBER_A_PARTNER), "auditor"
     tokens: dict[str, str]
     mirror_block: int
+    database_url: str
+    keystore: Path
 
 
 def _free_port() -> int:
@@ -124,6 +135,9 @@ def served(anvil_node: AnvilNode, tmp_path_factory: pytest.TempPathFactory) -> I
             LOYALTY_API_WORKERS=str(WORKERS),
             LOYALTY_MANIFEST_PATH=str(tmp / "no-manifest.json"),  # none: the one ledger in the mirror
             LOYALTY_KEYSTORE_DIR=str(tmp / "keystore"),
+            # a keystore password: the command makes the custody seed, every worker reads it
+            LOYALTY_KEYSTORE_PASSWORD=PASSWORD,
+            LOYALTY_KEYSTORE_SCRYPT_N=str(SCRYPT_N),
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--no-access-log"],
@@ -136,7 +150,7 @@ def served(anvil_node: AnvilNode, tmp_path_factory: pytest.TempPathFactory) -> I
         try:
             base_url = f"http://127.0.0.1:{port}"
             _wait_until_live(process, base_url)
-            yield Served(process, base_url, ledger, people, tokens, block)
+            yield Served(process, base_url, ledger, people, tokens, block, url, tmp / "keystore")
         finally:
             if process.poll() is None:  # a test failed before the last one stopped it
                 process.terminate()
@@ -170,7 +184,7 @@ def test_a_partner_reads_its_members_wallet_as_the_contract_counts_it(served: Se
     member = served.people[1].address
     headers = {"Authorization": f"Bearer {served.tokens['partner']}"}
 
-    # several requests: both workers answer some of them, each with its own engine and chain connection
+    # several requests, on new connections: the workers share them (each its own engine and chain connection)
     answers = [httpx.get(f"{served.base_url}/v1/wallets/{member}", headers=headers) for _ in range(6)]
 
     assert all(a.status_code == 200 for a in answers), answers[0].text
@@ -207,6 +221,29 @@ def test_a_request_without_an_id_gets_one(served: Served) -> None:
     assert len(first.headers["x-request-id"]) == 16
 
 
+def test_custodial_members_get_wallets_derived_from_the_one_custody_seed(served: Served) -> None:
+    headers = {"Authorization": f"Bearer {served.tokens['partner']}"}
+    enrolled = [
+        httpx.post(f"{served.base_url}/v1/members", headers=headers, json={"customer_id": f"walk-in-{i}"})
+        for i in range(4)  # on new connections: the workers share them
+    ]
+
+    assert all(e.status_code == 201 for e in enrolled), enrolled[0].text
+    keystore = Keystore(served.keystore / CUSTODY_KEYSTORE, scrypt_n=SCRYPT_N)
+    assert len(keystore.addresses()) == 1  # made once, by the command, before the workers started
+    custody = custody_from_keystore(keystore, PASSWORD)
+    engine = make_engine(served.database_url)
+    try:
+        with Session(engine) as db:
+            for answer in enrolled:
+                member = db.get(Member, answer.json()["id"])
+                assert member is not None and member.custody_index is not None
+                assert answer.json()["custody"] == "custodial"
+                assert answer.json()["address"] == custody.address_of(member.custody_index)
+    finally:
+        engine.dispose()
+
+
 def test_sigterm_stops_the_server_and_its_workers_cleanly(served: Served) -> None:
     process = served.process
     workers = [pid for pid in _children(process.pid) if "spawn_main" in _cmdline(pid)]
@@ -220,3 +257,4 @@ def test_sigterm_stops_the_server_and_its_workers_cleanly(served: Served) -> Non
     assert err.count("Finished server process") == WORKERS
     assert all(not Path(f"/proc/{pid}").exists() or "spawn_main" not in _cmdline(pid) for pid in workers)
     assert served.tokens["auditor"] not in out + err and served.tokens["partner"] not in out + err
+    assert PASSWORD not in out + err

@@ -266,7 +266,7 @@ def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli
 
 
 def test_run_uses_the_manifest_and_refuses_one_of_another_chain(cli: Cli, anvil: AnvilNode) -> None:
-    missing = cli("run")
+    missing = cli("run", "--once")
     assert (missing.code, missing.err) == (
         1,
         f"error: no deployment manifest at {cli.manifest_path} (run `loyalty deploy`)\n",
@@ -274,14 +274,14 @@ def test_run_uses_the_manifest_and_refuses_one_of_another_chain(cli: Cli, anvil:
 
     assert cli("deploy").code == 0
     manifest = load_manifest(cli.manifest_path)
-    ran = cli("run")
+    ran = cli("run", "--once")
     assert ran.code == 0, ran.err
     assert f"at {manifest.ledger.address}" in ran.out.splitlines()[0]
 
     data = json.loads(cli.manifest_path.read_text())
     data["chainId"] = 1
     cli.manifest_path.write_text(json.dumps(data))
-    refused = cli("run")
+    refused = cli("run", "--once")
     assert (refused.code, refused.err) == (1, "error: chain id: manifest 1, node 31337\n")
 
 
@@ -295,7 +295,7 @@ def test_deploy_on_a_node_that_cannot_be_used_is_an_error(cli: Cli, url: str) ->
 
 
 def test_run_on_the_embedded_chain(cli: Cli) -> None:
-    result = cli("run")
+    result = cli("run", "--once")
     assert result.code == 0, result.err
     assert result.out.startswith("LoyaltyLedger on the embedded chain (chain id 131277322940537) at 0x")
     assert "epoch length 2592000 s, validity 12 epochs" in result.out
@@ -594,7 +594,7 @@ def test_no_private_key_or_password_appears_anywhere_in_a_full_session(
     cli.env("SIGNER_ADDRESS", created)
     deployed = cli("-vv", "deploy")
     assert deployed.code == 0, deployed.err
-    assert cli("-vv", "run").code == 0
+    assert cli("-vv", "run", "--once").code == 0
 
     cli.env("KEYSTORE_PASSWORD", wrong_password)
     refused = cli("-vv", "deploy", "--force")
