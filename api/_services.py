@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from indexer import Block, Cursor, IndexerError, LedgerEntry, MirrorView
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ._custody import Custody
 
 __all__ = ["AsOf", "Services"]
+
+_BLOCK_TIME = select(Block.timestamp).where(Block.number == bindparam("number"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,7 @@ class Services:
 
     def as_of(self, view: MirrorView) -> AsOf:
         cursor = view.cursor
-        timestamp = view.conn.execute(
-            select(Block.timestamp).where(Block.number == cursor.block_number)
-        ).scalar()
+        timestamp = view.conn.execute(_BLOCK_TIME, {"number": cursor.block_number}).scalar()
         if timestamp is None:  # the window keeps recent blocks only: the newest entry's time then
             timestamp = view.conn.execute(
                 select(LedgerEntry.block_timestamp).order_by(LedgerEntry.seq.desc()).limit(1)

@@ -12,13 +12,13 @@ from typing import Annotated
 from eth_utils.address import is_checksum_address, to_checksum_address
 from fastapi import APIRouter, Path
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from indexer import MirrorView, Tier, WalletEntry
 
 from .._auth import Authenticated, Principal, ServicesDep
 from .._errors import FieldError, Forbidden, InvalidRequest, NotReady, Unauthenticated
-from .._models import AsOfPublic, ResponseModel, hex0x, problem_responses
+from .._models import AsOfPublic, ResponseModel, hex0x, link, linked_response, problem_responses
 from .._pagination import SeqPage
 from .._services import AsOf, Services
 from .._tables import Member, Membership, PartnerProfile
@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 router = APIRouter(prefix="/v1", tags=["wallets"])
+
+_TIER = select(Tier.qualifying_points, Tier.tier, Tier.as_of_epoch).where(
+    Tier.account == bindparam("account")
+)
 
 #: "expiring soon": within 30 days
 EXPIRING_WINDOW_S = 30 * 24 * 3600
@@ -169,7 +173,7 @@ def wallet_of(services: Services, view: MirrorView, as_of: AsOf, address: str) -
     holdings = view.holdings(address, at=as_of.time)
     soon = [h for h in holdings if h.expires_at <= as_of.time + EXPIRING_WINDOW_S]
     first = holdings[0] if holdings else None
-    tier = view.session.get(Tier, address.lower())
+    tier = view.conn.execute(_TIER, {"account": address.lower()}).first()
     thresholds = services.settings.tier_thresholds
     qualifying = tier.qualifying_points if tier is not None else 0
     name = tier.tier if tier is not None else next(iter(thresholds))
@@ -247,9 +251,15 @@ def wallet_history(
 
 
 ERRORS = problem_responses(Unauthenticated, Forbidden, NotReady)
+HISTORY_LINK = link("GET", "/v1/wallets/{address}/history", "its history", address="$request.path.address")
 
 
-@router.get("/wallets/{address}", response_model=WalletPublic, responses=ERRORS, summary="A wallet")
+@router.get(
+    "/wallets/{address}",
+    response_model=WalletPublic,
+    responses={**linked_response(200, "The wallet", {"GetWalletHistory": HISTORY_LINK}), **ERRORS},
+    summary="A wallet",
+)
 def get_wallet(address: AddressPath, caller: Authenticated, services: ServicesDep) -> WalletPublic:
     """The live balance, points by epoch with their expiry times, points expiring within 30 days and the next
     expiry, and the tier with the points to the next one."""
