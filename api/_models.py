@@ -12,9 +12,11 @@ computed for.
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ._errors import PROBLEMS, ApiError
 from ._services import AsOf
@@ -22,20 +24,48 @@ from ._services import AsOf
 PROBLEM_JSON = "application/problem+json"
 
 __all__ = [
+    "NO_NUL",
+    "TEXT",
     "AsOfPublic",
     "FieldErrorPublic",
+    "IsoDate",
     "ProblemPublic",
     "RequestModel",
     "ResponseModel",
     "hex0x",
+    "link",
+    "linked_response",
     "problem_responses",
 ]
 
 
-class RequestModel(BaseModel):
-    """A request body: unknown fields are refused (422), strings are stripped."""
+#: A pattern for free text in requests: anything but NUL, which PostgreSQL text cannot hold (the document
+#: says so, and the request is refused with 422 instead of failing in the database).
+NO_NUL = r"^[^\x00]*$"
+#: White space as :class:`RequestModel` strips it (Unicode White_Space), spelled out: ``\s`` means other
+#: characters in the document's regexes (ECMA 262) than in pydantic's (Rust).
+_SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: A pattern for a required name or id: no NUL, and something besides white space (which is stripped).
+TEXT = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields are refused (422), strings are stripped, and values must have the JSON
+    type the API document states (strict: no ``"5"`` or ``5.0`` for an integer, no ``1`` for a boolean)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+
+def _iso_date(value: Any) -> dt.date:
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return dt.date.fromisoformat(value)  # ValueError (422) for a day that does not exist
+    raise ValueError("a date is a string YYYY-MM-DD")
+
+
+#: A request's date: the document's ``format: date`` string and nothing else (pydantic would also take a
+#: Unix time or a date-time at midnight; a strict model takes no string at all, FastAPI validating parsed
+#: JSON).
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 class ResponseModel(BaseModel):
@@ -88,6 +118,22 @@ class ProblemPublic(BaseModel):
 
 def hex0x(value: bytes | None) -> str | None:
     return None if value is None else "0x" + value.hex()
+
+
+def link(method: str, path: str, description: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link (a response's ``links``) to the operation ``method path`` of this document, its
+    parameters given as runtime expressions (``$response.body#/id``, ``$request.path.address``): what a
+    client, and schemathesis' stateful tests, can call next with what this response returned."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    operation = f"#/paths/{pointer}/{method.lower()}"
+    return {"operationRef": operation, "parameters": parameters, "description": description}
+
+
+def linked_response(
+    status: int, description: str, links: dict[str, dict[str, Any]]
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the route's own status with its :func:`link` s (FastAPI adds the model)."""
+    return {status: {"description": description, "links": links}}
 
 
 def problem_responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:

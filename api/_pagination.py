@@ -29,7 +29,8 @@ def _seq_page(
     cursor: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9]{1,20}$",
+            # at most 18 digits: every cursor fits a signed 64-bit column (a 19- or 20-digit one would not)
+            pattern=r"^[0-9]{1,18}$",
             description="the next_cursor of the previous page (omit for the newest items)",
             examples=["1042"],
         ),

@@ -11,7 +11,7 @@ from pydantic import Field
 from .._auth import Principal, ServicesDep, allow
 from .._errors import Conflict, Forbidden, NotFound, Unauthenticated
 from .._keys import create_key, list_keys, revoke_key, rotate_key
-from .._models import RequestModel, ResponseModel, problem_responses
+from .._models import TEXT, RequestModel, ResponseModel, link, linked_response, problem_responses
 from .._tables import ApiKey
 
 __all__ = ["ApiKeyCreate", "ApiKeyCreatedPublic", "ApiKeyPublic", "ApiKeysPublic", "router"]
@@ -23,7 +23,7 @@ KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", examples=["3f9c0a1b2c4d"]
 
 class ApiKeyCreate(RequestModel):
     role: Literal["admin", "partner", "auditor"]
-    name: str = Field(min_length=1, max_length=200, examples=["coffee chain POS"])
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT, examples=["coffee chain POS"])
     partner_id: int | None = Field(default=None, ge=0, lt=2**32, description="a partner key's partner")
 
 
@@ -65,10 +65,22 @@ class ApiKeysPublic(ResponseModel):
 
 
 ERRORS = problem_responses(Unauthenticated, Forbidden)
+#: What an admin does next with a key just created or rotated.
+CREATED_LINKS = {
+    "RotateKey": link(
+        "POST", "/v1/admin/api-keys/{key_id}/rotate", "replace it with a new key", key_id="$response.body#/id"
+    ),
+    "RevokeKey": link("DELETE", "/v1/admin/api-keys/{key_id}", "revoke it", key_id="$response.body#/id"),
+}
+CREATED = linked_response(201, "The key, with its token (shown this once)", CREATED_LINKS)
 
 
 @router.post(
-    "/api-keys", status_code=201, response_model=ApiKeyCreatedPublic, responses=ERRORS, summary="Create a key"
+    "/api-keys",
+    status_code=201,
+    response_model=ApiKeyCreatedPublic,
+    responses={**CREATED, **ERRORS},
+    summary="Create a key",
 )
 def create_api_key(body: ApiKeyCreate, admin: Admin, services: ServicesDep) -> ApiKeyCreatedPublic:
     with services.session() as db:
@@ -95,7 +107,7 @@ def get_api_keys(admin: Admin, services: ServicesDep, include_revoked: bool = Fa
     "/api-keys/{key_id}/rotate",
     status_code=201,
     response_model=ApiKeyCreatedPublic,
-    responses=problem_responses(Unauthenticated, Forbidden, NotFound, Conflict),
+    responses={**CREATED, **problem_responses(Unauthenticated, Forbidden, NotFound, Conflict)},
     summary="Rotate a key",
 )
 def rotate_api_key(key_id: KeyId, admin: Admin, services: ServicesDep) -> ApiKeyCreatedPublic:

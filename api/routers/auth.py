@@ -47,6 +47,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 MemberCaller = Annotated[Principal, Depends(allow("member"))]
+#: Challenges and enrolment tokens (unpadded base64url)
+BASE64URL = r"^[A-Za-z0-9_-]+$"
 #: ERC-1271's ``isValidSignature`` magic value
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
 
@@ -78,7 +80,7 @@ class SessionCreatedPublic(SessionPublic):
 
 
 class EnrolmentToken(RequestModel):
-    enrolment_token: str = Field(min_length=20, max_length=100)
+    enrolment_token: str = Field(min_length=20, max_length=100, pattern=BASE64URL)
 
 
 class CeremonyOptionsPublic(ResponseModel):
@@ -88,13 +90,13 @@ class CeremonyOptionsPublic(ResponseModel):
 
 
 class PasskeyRegistration(RequestModel):
-    enrolment_token: str = Field(min_length=20, max_length=100)
-    challenge: str = Field(min_length=20, max_length=128)
+    enrolment_token: str = Field(min_length=20, max_length=100, pattern=BASE64URL)
+    challenge: str = Field(min_length=20, max_length=128, pattern=BASE64URL)
     credential: dict[str, Any] = Field(description="the PublicKeyCredential, JSON-encoded as browsers do")
 
 
 class PasskeyLogin(RequestModel):
-    challenge: str = Field(min_length=20, max_length=128)
+    challenge: str = Field(min_length=20, max_length=128, pattern=BASE64URL)
     credential: dict[str, Any]
 
 

@@ -19,7 +19,7 @@ import base64
 import datetime as dt
 import secrets
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, Depends, Path, Query
@@ -39,7 +39,16 @@ from .._errors import (
     NotReady,
     Unauthenticated,
 )
-from .._models import RequestModel, ResponseModel, problem_responses
+from .._models import (
+    NO_NUL,
+    TEXT,
+    IsoDate,
+    RequestModel,
+    ResponseModel,
+    link,
+    linked_response,
+    problem_responses,
+)
 from .._pagination import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SeqPage
 from .._services import Services
 from .._tables import EnrolmentLink, LinkCode, Member, Membership
@@ -64,12 +73,17 @@ MemberId = Annotated[
     str, Path(pattern=r"^mem_[0-9a-f]{32}$", examples=["mem_0c1f5e8a9b7d4c3e2f1a0b9c8d7e6f5a"])
 ]
 
-EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+#: Not ``@``, white space nor NUL. ``\s`` alone means other characters in the API document's regexes (ECMA
+#: 262: U+FEFF too) than in pydantic's (Rust: U+0085 too); naming both makes the two agree.
+_NOT_AT_NOR_SPACE = "[^@\\s\\x00\u0085\ufeff]"
+EMAIL = rf"^{_NOT_AT_NOR_SPACE}{{1,64}}@{_NOT_AT_NOR_SPACE}+\.{_NOT_AT_NOR_SPACE}+$"
 PHONE = r"^\+[1-9][0-9]{6,14}$"
 
 
 class MemberCreate(RequestModel):
-    customer_id: str = Field(min_length=1, max_length=200, description="the partner's own id of its customer")
+    customer_id: str = Field(
+        min_length=1, max_length=200, pattern=TEXT, description="the partner's own id of its customer"
+    )
     custody: Literal["custodial", "self"] = Field(
         default="custodial", description="custodial: the service derives a wallet; self: the member's address"
     )
@@ -83,7 +97,7 @@ class MemberCreate(RequestModel):
     )
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL)
     phone: str | None = Field(default=None, pattern=PHONE, description="E.164")
-    birthday: dt.date | None = None
+    birthday: IsoDate | None = None
 
     @model_validator(mode="after")
     def _custody(self) -> MemberCreate:
@@ -95,7 +109,7 @@ class MemberCreate(RequestModel):
 class MemberUpdate(RequestModel):
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL)
     phone: str | None = Field(default=None, pattern=PHONE)
-    birthday: dt.date | None = None
+    birthday: IsoDate | None = None
 
 
 class MemberPublic(ResponseModel):
@@ -209,11 +223,44 @@ def _use_link_code(db: Session, code: str, partner_id: int, now: int) -> Member:
 ENROL_ERRORS = problem_responses(Unauthenticated, Forbidden, Conflict, Gone, NotReady)
 
 
+def _member_links(member_id: str) -> dict[str, dict[str, Any]]:
+    """What a member's id leads to (``member_id``: the runtime expression giving it)."""
+    path = "/v1/members/{member_id}"
+    return {
+        "GetMember": link("GET", path, "the member", member_id=member_id),
+        "GetMemberWallet": link("GET", f"{path}/wallet", "the member's wallet", member_id=member_id),
+        "GetMemberHistory": link("GET", f"{path}/history", "the member's history", member_id=member_id),
+    }
+
+
+#: The member a response is about.
+NEW_ID = "$response.body#/id"
+#: What a partner does next with the member it enrolled.
+ENROLLED_LINKS = {
+    **_member_links(NEW_ID),
+    "UpdateMember": link("PATCH", "/v1/members/{member_id}", "its contact data", member_id=NEW_ID),
+    "FindByCustomerId": link(
+        "GET",
+        "/v1/members/by-customer-id/{customer_id}",
+        "the member under the partner's customer id",
+        customer_id="$response.body#/customer_id",
+    ),
+    "NewEnrolmentLink": link(
+        "POST", "/v1/members/{member_id}/enrolment-links", "a new passkey enrolment link", member_id=NEW_ID
+    ),
+    "ErasePersonalData": link(
+        "DELETE", "/v1/members/{member_id}/personal-data", "erase the partner's data of it", member_id=NEW_ID
+    ),
+    "GetWallet": link("GET", "/v1/wallets/{address}", "its wallet", address="$response.body#/address"),
+}
+ENROLLED = linked_response(201, "The member, enrolled or linked", ENROLLED_LINKS)
+
+
 @router.post(
     "/members",
     status_code=201,
     response_model=MemberEnrolledPublic,
-    responses=ENROL_ERRORS,
+    responses={**ENROLLED, **ENROL_ERRORS},
     summary="Enrol a customer",
 )
 def enrol_member(body: MemberCreate, partner: PartnerKey, services: ServicesDep) -> MemberEnrolledPublic:
@@ -330,7 +377,7 @@ def list_members(
     summary="Find a member by the partner's customer id",
 )
 def member_by_customer_id(
-    customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL)],
     partner: PartnerKey,
     services: ServicesDep,
 ) -> MemberPublic:
@@ -455,7 +502,12 @@ def erase_personal_data(member_id: MemberId, caller: Authenticated, services: Se
         return ErasurePublic(member_id=member.id, memberships_erased=len(rows))
 
 
-@router.get("/me", response_model=MemberPublic, responses=READ_ERRORS, summary="The signed-in member")
+@router.get(
+    "/me",
+    response_model=MemberPublic,
+    responses={**linked_response(200, "The member", _member_links(NEW_ID)), **READ_ERRORS},
+    summary="The signed-in member",
+)
 def me(member: MemberSession, services: ServicesDep) -> MemberPublic:
     with services.session() as db:
         row, _ = _member_for(db, member, member.member_id or "")
