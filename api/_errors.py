@@ -10,6 +10,7 @@ Every error raised on purpose by ``api`` derives from :class:`ApiError`; its cla
     │   │   └── PasskeyError      (_passkeys)          ``reason``: which check failed
     ├── Forbidden                 403 forbidden          authenticated, but not allowed this
     ├── NotFound                  404 not-found          no such resource (or not one the caller may see)
+    ├── MethodNotAllowed          405 method-not-allowed the path does not take this method
     ├── Conflict                  409 conflict           the request contradicts the current state
     ├── Gone                      410 gone               a one-time code or challenge already used or expired
     ├── RateLimited               429 rate-limited       ``retry_after`` seconds
@@ -31,6 +32,7 @@ __all__ = [
     "Forbidden",
     "Gone",
     "InvalidRequest",
+    "MethodNotAllowed",
     "NotFound",
     "NotReady",
     "RateLimited",
@@ -129,6 +131,13 @@ class NotFound(ApiError):
     description = "No such resource, or none the caller may see (a partner sees only its own members)."
 
 
+class MethodNotAllowed(ApiError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+    description = "The path exists but not with this method; ``Allow`` lists the methods it takes."
+
+
 class Conflict(ApiError):
     status = 409
     slug = "conflict"
@@ -174,6 +183,7 @@ PROBLEMS: dict[str, type[ApiError]] = {
         SignInFailed,
         Forbidden,
         NotFound,
+        MethodNotAllowed,
         Conflict,
         Gone,
         RateLimited,

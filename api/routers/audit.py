@@ -219,7 +219,7 @@ class EntriesPublic(ResponseModel):
 
 
 @router.get("/entries", response_model=EntriesPublic, responses=ERRORS, summary="Ledger entries")
-def list_entries(filters: Filters, page: SeqPage, auditor: Auditor, services: ServicesDep) -> EntriesPublic:
+def list_entries(auditor: Auditor, filters: Filters, page: SeqPage, services: ServicesDep) -> EntriesPublic:
     """Every ledger entry matching the filters, newest first, up to the mirror's block (``as_of``)."""
     with services.mirror() as (view, as_of):
         upto, _ = mirrored_seq(view.conn, as_of.block_number)
@@ -255,8 +255,8 @@ _EXPORTS = {
     summary="Export entries",
 )
 def export_entries(
+    auditor: Auditor,  # first: who may ask is settled before what was asked is checked
     filters: Filters,
-    auditor: Auditor,
     services: ServicesDep,
     format: Annotated[Literal["csv", "jsonl"], Query(description="CSV or JSON Lines")] = "csv",
 ) -> StreamingResponse:

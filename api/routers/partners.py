@@ -26,7 +26,7 @@ from indexer import MirrorView, PartnerStatus
 
 from .._auth import Caller, Principal, ServicesDep, allow
 from .._errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, NotReady, Unauthenticated
-from .._models import AsOfPublic, RequestModel, ResponseModel, problem_responses
+from .._models import NO_NUL, TEXT, AsOfPublic, RequestModel, ResponseModel, problem_responses
 from .._services import AsOf, Services
 from .._statements import (
     MAX_PERIODS,
@@ -63,6 +63,10 @@ __all__ = [
     "StatementSegmentPublic",
     "router",
 ]
+
+#: An http(s) URL without white space (spelled out: ``\S`` means other characters in the document's regexes
+#: than in pydantic's) nor NUL.
+WEB_URL = "^https?://[^\\s\\x00\u0085\ufeff]+$"
 
 router = APIRouter(prefix="/v1", tags=["partners"])
 
@@ -127,9 +131,11 @@ class PartnersPublic(ResponseModel):
 class PartnerProfileUpdate(RequestModel):
     """The whole profile (a field left out is cleared)."""
 
-    name: str = Field(min_length=1, max_length=200, examples=["Bean There Coffee"])
-    spend_at: str | None = Field(default=None, max_length=2000, examples=["every store; beanthere.example"])
-    website: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT, examples=["Bean There Coffee"])
+    spend_at: str | None = Field(
+        default=None, max_length=2000, pattern=NO_NUL, examples=["every store; beanthere.example"]
+    )
+    website: str | None = Field(default=None, max_length=500, pattern=WEB_URL)
 
 
 class FiguresPublic(ResponseModel):
@@ -238,7 +244,7 @@ class PriceCreate(RequestModel):
     redeem_price: str = Field(
         pattern=DECIMAL, description="per point redeemed, a decimal >= 0", examples=["0.008"]
     )
-    note: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=1000, pattern=NO_NUL)
 
 
 class StatementAmountsPublic(ResponseModel):
