@@ -15,9 +15,11 @@ import logging
 import re
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -266,7 +268,15 @@ def create_app(
     if clock is not None:
         services.clock = clock
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Routes run in anyio's thread pool. Its default of 40 threads only adds contention for the GIL and
+        # the database here (the work is short and CPU-bound): a few threads per process serve more.
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Coalition loyalty ledger",
         version="1",
         description=DESCRIPTION,

@@ -22,8 +22,13 @@ SERVICE_BRANCH = "service"
 register_migrations(SERVICE_MIGRATIONS)
 
 
+#: Connections each service process keeps: one per thread of the thread pool that runs the routes (anyio's
+#: default limit is 40), so a connection is reused rather than opened per request under load.
+SERVICE_POOL_SIZE = 40
+
+
 def service_engine(settings: Settings) -> Engine:
-    return mirror_engine(settings)
+    return mirror_engine(settings, pool_size=SERVICE_POOL_SIZE)
 
 
 def migrate_all(engine: Engine) -> None:

@@ -19,7 +19,7 @@ from ._settings import Settings
 __all__ = ["ProgressBar", "indexer_config", "indexer_from_settings", "mirror_engine"]
 
 
-def mirror_engine(settings: Settings, url: str | None = None) -> Engine:
+def mirror_engine(settings: Settings, url: str | None = None, *, pool_size: int = 5) -> Engine:
     """The engine of the mirror's database (a SQLite file's directory is created if needed)."""
     url = url or settings.database_url
     parsed = make_url(url)
@@ -29,7 +29,7 @@ def mirror_engine(settings: Settings, url: str | None = None) -> Engine:
             path = settings.project_root / path
         path.parent.mkdir(parents=True, exist_ok=True)
         url = parsed.set(database=str(path)).render_as_string(hide_password=False)
-    return make_engine(url)
+    return make_engine(url, pool_size=pool_size, max_overflow=10)
 
 
 def indexer_config(settings: Settings) -> IndexerConfig:

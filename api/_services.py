@@ -63,6 +63,9 @@ class Services:
     #: Unix time now (a test pins it to the chain's clock)
     clock: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _per_block: dict[tuple[str, int, bytes | None], tuple[int, tuple[tuple[int, int | None], ...]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -105,13 +108,18 @@ class Services:
             yield view, self.as_of(view)
 
     def as_of(self, view: MirrorView) -> AsOf:
+        """What ``view`` is as of. What depends only on the mirrored block (its timestamp, the pauses) is
+        kept per block (number and hash: a reorganisation changes the hash) and handed to later views."""
         cursor = view.cursor
-        timestamp = view.conn.execute(_BLOCK_TIME, {"number": cursor.block_number}).scalar()
-        if timestamp is None:  # the window keeps recent blocks only: the newest entry's time then
-            timestamp = view.conn.execute(
-                select(LedgerEntry.block_timestamp).order_by(LedgerEntry.seq.desc()).limit(1)
-            ).scalar()
-        block_timestamp = int(timestamp or view.params.genesis)
+        key = (cursor.contract, cursor.block_number, cursor.block_hash)
+        known = self._per_block.get(key)
+        if known is None:
+            known = (self._block_timestamp(view), view.pauses())
+            if len(self._per_block) >= 64:
+                self._per_block.clear()
+            self._per_block[key] = known
+        block_timestamp, pauses = known
+        view.use_pauses(pauses)
         return AsOf(
             block_number=cursor.block_number,
             block_hash=None if cursor.block_hash is None else "0x" + cursor.block_hash.hex(),
@@ -119,6 +127,15 @@ class Services:
             time=max(int(self.clock()), block_timestamp),
             chain_id=cursor.chain_id,
         )
+
+    def _block_timestamp(self, view: MirrorView) -> int:
+        cursor = view.cursor
+        timestamp = view.conn.execute(_BLOCK_TIME, {"number": cursor.block_number}).scalar()
+        if timestamp is None:  # the window keeps recent blocks only: the newest entry's time then
+            timestamp = view.conn.execute(
+                select(LedgerEntry.block_timestamp).order_by(LedgerEntry.seq.desc()).limit(1)
+            ).scalar()
+        return int(timestamp or view.params.genesis)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, lt=65536)
     api_workers: int = Field(default=1, ge=1)
+    #: Threads per worker that run the routes (their reads are short: more threads only contend).
+    api_threads: int = Field(default=4, ge=1, le=200)
     #: The service's public origin (scheme, host, port): WebAuthn's origin, SIWE's domain and URI, the
     #: enrolment links' base.
     public_url: str = "http://localhost:8000"

@@ -52,13 +52,17 @@ def register_migrations(versions: Path) -> None:
         _VERSION_LOCATIONS.append(versions)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for a ``sqlite:///path`` or ``postgresql://`` URL (PostgreSQL through psycopg 3)."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """An engine for a ``sqlite:///path`` or ``postgresql://`` URL (PostgreSQL through psycopg 3). A server
+    with many threads reading at once (the API) asks for a pool as large as its threads: a connection
+    beyond ``pool_size`` is closed when returned, and opening one costs more than most reads."""
     parsed = make_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed)
+        in_memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(parsed, **({} if in_memory else pool))
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,7 +75,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 @contextmanager

@@ -47,9 +47,8 @@ __all__ = ["EpochHolding", "MirrorView", "WalletEntry"]
 
 # Statements of the hot paths (a wallet's live balance), built once: a prebuilt statement with bound
 # parameters costs SQLAlchemy a tenth of building one per call.
-_PAUSES = select(PauseInterval.started_at, PauseInterval.ended_at).where(
-    PauseInterval.started_at < bindparam("at")
-)
+_CURSOR = select(*Cursor.__table__.columns).where(Cursor.contract == bindparam("contract"))
+_PAUSES = select(PauseInterval.started_at, PauseInterval.ended_at).order_by(PauseInterval.started_at)
 _HOLDINGS = (
     select(AccountEpoch.epoch, AccountEpoch.held)
     .where(
@@ -98,20 +97,34 @@ class MirrorView:
         self.conn = conn
         self.session = Session(bind=conn)
         self.contract = contract.lower()
-        row = self.session.get(Cursor, self.contract)
+        row = self.conn.execute(_CURSOR, {"contract": self.contract}).first()
         if row is None:
             raise IndexerError(f"the database mirrors no ledger at {contract}")
-        self.cursor = row
+        #: the cursor as read (a detached row: the view reads, never writes it)
+        self.cursor = Cursor(**row._asdict())
+        self._pauses: tuple[tuple[int, int | None], ...] | None = None
         self.params = LedgerParams(row.genesis_timestamp, row.epoch_length, row.validity_epochs)
 
     # ------------------------------------------------------------------ the ledger clock
 
+    def pauses(self) -> tuple[tuple[int, int | None], ...]:
+        """Every pause as (began, ended or None while it lasts), read once per view. The list changes only
+        with mirrored entries, so a caller may keep it per mirrored block (cursor block and hash) and hand
+        it to the next view of that block with :meth:`use_pauses`."""
+        if self._pauses is None:
+            self._pauses = tuple(
+                (int(b), None if e is None else int(e)) for b, e in self.conn.execute(_PAUSES)
+            )
+        return self._pauses
+
+    def use_pauses(self, pauses: tuple[tuple[int, int | None], ...]) -> None:
+        self._pauses = pauses
+
     def paused_duration(self, *, at: int) -> int:
         """Seconds the ledger spent paused up to time ``at`` (``pausedDuration()`` in a block at ``at``)."""
-        total = 0
-        for started, ended in self.conn.execute(_PAUSES, {"at": at}):
-            total += min(at if ended is None else ended, at) - started
-        return total
+        return sum(
+            min(at if ended is None else ended, at) - began for began, ended in self.pauses() if began < at
+        )
 
     def paused(self, *, at: int) -> bool:
         """Whether the ledger is paused at ``at`` (a pause begun in the block at ``at`` counts)."""

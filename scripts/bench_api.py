@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,8 +127,22 @@ class BenchmarkFailed(Exception):
 
 def bare_app() -> FastAPI:
     """The comparison: FastAPI with one JSON endpoint and nothing else (uvicorn's factory for the bare
-    server, imported by its workers as ``bench_api:bare_app``)."""
-    app = FastAPI()
+    server, imported by its workers as ``bench_api:bare_app``), with the service's thread pool size
+    (``LOYALTY_API_THREADS``), so both run their plain ``def`` routes on as many threads."""
+    from contextlib import asynccontextmanager
+
+    from anyio import to_thread
+
+    from api import Settings
+
+    threads = Settings().api_threads
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/bare/{address}")
     def bare(address: str) -> dict[str, Any]:
