@@ -196,3 +196,15 @@ def test_rate_limits_per_key_shared_by_replicas_through_redis(api_service: Servi
     finally:
         one.close()
         two.close()
+
+
+def test_the_fast_checksum_is_eip55() -> None:
+    """The wallet routes' own EIP-55 (one fast Keccak) equals eth-utils' for any case of any address."""
+    import secrets
+
+    from api.routers.wallets import eip55
+
+    for _ in range(500):
+        address = "0x" + secrets.token_hex(20)
+        expected = to_checksum_address(address)
+        assert eip55(address) == eip55("0x" + address[2:].upper()) == eip55(expected) == expected
