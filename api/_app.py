@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -263,10 +264,15 @@ def create_app(
     if engine is None:
         engine = service_engine(settings)
         migrate_all(engine)
-    services = Services(settings=settings, engine=engine, contract=contract, w3=w3, limiter=limiter)
-    services.custody = custody
-    if clock is not None:
-        services.clock = clock
+    services = Services(
+        settings=settings,
+        engine=engine,
+        contract=contract,
+        w3=w3,
+        limiter=limiter,
+        custody=custody,
+        clock=clock or time.time,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

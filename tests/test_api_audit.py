@@ -15,18 +15,17 @@ import csv
 import io
 import itertools
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from api_scenario import Service
-from eth_account import Account
 from eth_utils.address import to_checksum_address
 from fastapi.testclient import TestClient
 from sqlalchemy import ColumnElement, event, or_, select, update
 from sqlalchemy.orm import Session
+from test_indexer_governance import timelocked_ledger
 
 from api import Settings, create_app
 from api._db import migrate_all
@@ -34,15 +33,9 @@ from api._export import ENTRY_FIELDS, EntryFilters, encode_csv, encode_jsonl, ex
 from api._keys import create_key
 from api._ratelimit import RateLimiter
 from api.routers.audit import EntryPublic
-from chain import Ledger as ChainLedger
-from chain import Points, ReasonCode, Rpc, Sender, Timelock, TimelockConfig, deploy_ledger
-from chain._devnode import fund
-from chain._signer import LocalSigner
+from chain import Points, ReasonCode
 from conftest import (
     ACTIVE,
-    EPOCH,
-    SETTLEMENT_VALUE,
-    VALIDITY,
     AnvilNode,
     chain_ledger,
     mirror_engine,
@@ -575,26 +568,8 @@ def timelocked(anvil_node: AnvilNode, database: str, tmp_path: Path) -> Iterator
     mirrored, served with an auditor key."""
     snapshot = anvil_node.snapshot()
     try:
-        deployer, proposer = (LocalSigner(Account.create(secrets.token_hex(32))) for _ in range(2))
-        for signer in (deployer, proposer):
-            fund(anvil_node.w3, signer.address, 10**20)
-        rpc = Rpc(anvil_node.w3)
         delay = 2 * 24 * 3600
-        manifest = deploy_ledger(
-            Sender(rpc, deployer),
-            name="Coalition Points",
-            symbol="PTS",
-            pauser=anvil_node.accounts[8],
-            epoch_length=EPOCH,
-            validity=VALIDITY,
-            settlement_value=SETTLEMENT_VALUE,
-            timelock=TimelockConfig(
-                min_delay=delay, proposers=(proposer.address,), executors=(proposer.address,)
-            ),
-        )
-        assert manifest.timelock is not None
-        ledger = ChainLedger(rpc, manifest.ledger.address)
-        timelock = Timelock(rpc, manifest.timelock.address, sender=Sender(rpc, proposer))
+        ledger, timelock, deployment_block = timelocked_ledger(anvil_node, delay)
         operator = new_customer().address
         register = ledger.call_of("registerPartner", 7, operator, operator, True, True, 5_000)
         kept = timelock.schedule(register, salt=random_ref()).wait()
@@ -606,7 +581,7 @@ def timelocked(anvil_node: AnvilNode, database: str, tmp_path: Path) -> Iterator
             anvil_node.w3,
             engine,
             ledger.address,
-            deployment_block=int(manifest.deployed_at.block_number),
+            deployment_block=deployment_block,
             config=IndexerConfig(window=16),
             timelock=timelock.address,
         ) as indexer:
