@@ -24,6 +24,22 @@ references the mirror's tables: the mirror is rebuilt from the chain, these rows
     sessions          member sessions: short-lived, revocable, stored hashed
     challenges        single-use, expiring SIWE nonces and WebAuthn challenges
 
+The write path (earning, returns, redemptions):
+
+    rule_sets         every earning rule set ever created, by its rule hash (keccak-256 of its canonical
+                      encoding, which is stored verbatim): immutable, so any issuance can be recomputed
+    rule_activations  which rule set a partner applies from when (append-only; the latest one is active)
+    order_ref_keys    each partner's HMAC key that turns an order id into the reference written on chain
+    operations        the durable outbox: every accepted purchase, return, engagement, adjustment, redemption
+                      and refund, committed before anything is sent, with its state (pending, accepted,
+                      submitted, confirmed, failed, cancelled), inputs, computed points and chain facts
+    batches           the composition of each issuance batch, stored before it is broadcast, so a crash after
+                      sending re-sends the very same batch (whose on-chain reference makes it a no-op)
+    idempotency_keys  Idempotency-Key records: the request's digest and the stored response (kept >= 24 h)
+    rewards           each partner's rewards catalogue (points price, optional stock and validity window)
+    redemption_codes  one-time codes a custodial member creates in their session to let one partner redeem
+                      up to a maximum of points before an expiry
+
 Times are Unix seconds; secrets (keys, session tokens, codes) are stored only as SHA-256 digests.
 """
 
@@ -46,15 +62,23 @@ from indexer._schema import NAMING_CONVENTION
 
 __all__ = [
     "ApiKey",
+    "Batch",
     "Challenge",
     "EnrolmentLink",
+    "IdempotencyRecord",
     "LinkCode",
     "Member",
     "MemberSession",
     "Membership",
+    "Operation",
+    "OrderRefKey",
     "PartnerProfile",
     "Passkey",
     "Price",
+    "RedemptionCode",
+    "Reward",
+    "RuleActivation",
+    "RuleSetRecord",
     "ServiceBase",
 ]
 
@@ -228,3 +252,188 @@ class Challenge(ServiceBase):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+#: An auto-incrementing 64-bit key (SQLite's rowid alias must be declared INTEGER).
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class RuleSetRecord(ServiceBase):
+    """An earning rule set, immutable once made: its hash is the ``ruleHash`` of the issuances it computed."""
+
+    __tablename__ = "rule_sets"
+    __table_args__ = (UniqueConstraint("partner_id", "version"),)
+
+    #: keccak-256 of ``canonical``
+    hash: Mapped[bytes] = mapped_column(Digest, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: 1, 2, ... per partner
+    version: Mapped[int] = mapped_column(Integer)
+    #: the canonical encoding (compact JSON, sorted keys), byte for byte what was hashed
+    canonical: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: the API key that created it (None: the command line)
+    created_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class RuleActivation(ServiceBase):
+    """From ``activated_at`` on, the partner's purchases and engagements are computed with ``rule_hash``."""
+
+    __tablename__ = "rule_activations"
+    __table_args__ = (Index("ix_rule_activations_latest", "partner_id", "activated_at"),)
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    rule_hash: Mapped[bytes] = mapped_column(Digest)
+    activated_at: Mapped[int] = mapped_column(BigInteger)
+    activated_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class OrderRefKey(ServiceBase):
+    """A partner's key for the on-chain references of its orders: ``HMAC-SHA256(key, kind:order id)``."""
+
+    __tablename__ = "order_ref_keys"
+
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[bytes] = mapped_column(Digest)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Operation(ServiceBase):
+    """One accepted write (the outbox): committed before anything is sent to the chain.
+
+    ``kind`` and ``natural_key`` are the second guard after Idempotency-Key: a partner's order earns once
+    (``purchase``/order id), a return id is used once, an engagement once per its key (a review id, a
+    referral pair, a birthday year)."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "kind", "natural_key"),
+        Index("ix_operations_due", "state", "release_at"),
+        Index("ix_operations_member", "partner_id", "member_address", "created_at"),
+        Index("ix_operations_batch", "batch_id", "batch_index"),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    #: purchase, return, engagement, adjustment, redemption, refund
+    kind: Mapped[str] = mapped_column(String(16))
+    #: the partner's own id of the thing (order id, return id, engagement key)
+    natural_key: Mapped[str] = mapped_column(String(300))
+    #: pending (until release_at), accepted, submitted, confirmed, failed, cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[str | None] = mapped_column(String(40))
+    member_address: Mapped[str] = mapped_column(Address)
+    #: the points this operation moves now (a partial return while pending lowers a purchase's)
+    points: Mapped[int] = mapped_column(BigInteger)
+    #: the points it was computed for when accepted
+    original_points: Mapped[int] = mapped_column(BigInteger)
+    #: the ledger's reason code (1 purchase, 2 review, 3 referral, 4 birthday, 5 newsletter, 6 campaign, ...)
+    reason: Mapped[int] = mapped_column(Integer)
+    rule_hash: Mapped[bytes | None] = mapped_column(Digest)
+    #: the reference written on chain (HMAC of the natural key under the partner's key)
+    ref: Mapped[bytes] = mapped_column(Digest)
+    #: the operation this one acts on (a return's purchase, a refund's redemption)
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    #: JSON: what the caller sent (an order's amount, lines, channel...), for auditors to recompute
+    request: Mapped[str] = mapped_column(Text)
+    #: JSON: the line-by-line computation, or what the chain call needs (a consent, an issuance record)
+    detail: Mapped[str | None] = mapped_column(Text)
+    #: the API key (or session) that asked for it
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    #: when a pending operation becomes due (the end of the return window; created_at when none)
+    release_at: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    tx_hash: Mapped[bytes | None] = mapped_column(Digest)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    #: the ledger entry's sequence number once confirmed
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    #: a typed reason: allowance-exhausted, partner-suspended, ledger-paused, consent-invalid, ...
+    failure: Mapped[str | None] = mapped_column(String(40))
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Batch(ServiceBase):
+    """An ``issueBatch`` transaction's composition (its operations in order), stored before it is sent."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_open", "partner_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    #: the operator key that sends it
+    operator: Mapped[str] = mapped_column(Address)
+    reason: Mapped[int] = mapped_column(Integer)
+    rule_hash: Mapped[bytes] = mapped_column(Digest)
+    #: the batch's Merkle root: its reference on chain
+    root: Mapped[bytes] = mapped_column(Digest)
+    count: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(BigInteger)
+    #: built, submitted, confirmed, failed
+    state: Mapped[str] = mapped_column(String(16))
+    tx_hash: Mapped[bytes | None] = mapped_column(Digest)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    submitted_at: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    failure: Mapped[str | None] = mapped_column(String(40))
+
+
+class IdempotencyRecord(ServiceBase):
+    """A POST under an ``Idempotency-Key``: in flight, or done with the response to replay."""
+
+    __tablename__ = "idempotency_keys"
+
+    #: the caller: an API key id or a member id
+    principal: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    #: SHA-256 of the method, path and body
+    request_hash: Mapped[bytes] = mapped_column(Digest)
+    #: in_flight, done
+    state: Mapped[str] = mapped_column(String(12))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    #: JSON object of the headers to replay
+    response_headers: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Reward(ServiceBase):
+    """A reward in a partner's catalogue."""
+
+    __tablename__ = "rewards"
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    points_price: Mapped[int] = mapped_column(BigInteger)
+    #: how many are left; None: unlimited
+    stock: Mapped[int | None] = mapped_column(BigInteger)
+    valid_from: Mapped[int | None] = mapped_column(BigInteger)
+    valid_until: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    retired_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RedemptionCode(ServiceBase):
+    """A custodial member's one-time consent for one partner to redeem up to ``max_points`` before expiry."""
+
+    __tablename__ = "redemption_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(Digest, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(40), index=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    max_points: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: the redemption it was used for
+    operation_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -18,7 +18,7 @@ from conftest import ROOT, mirror_engine
 from indexer import Base, migrate
 from indexer._db import _VERSION_LOCATIONS, _config
 
-HEADS = {"0002", "s0001"}
+HEADS = {"0002", "s0002"}
 
 
 def _both() -> MetaData:
