@@ -63,6 +63,7 @@ __all__ = [
     "DecodedCall",
     "EntryNotFound",
     "EpochBalance",
+    "FoundEntry",
     "Issuance",
     "IssuanceRecord",
     "Ledger",
@@ -251,6 +252,15 @@ class RedemptionRecord:
             list(self.epochs),
             list(self.amounts),
         )
+
+
+class FoundEntry(NamedTuple):
+    """A ledger entry found in the logs: the transaction and block it is in, and its decoded values."""
+
+    tx_hash: bytes
+    block_number: int
+    log_index: int
+    values: dict[str, Any]
 
 
 class EntryNotFound(PermanentError):
@@ -605,6 +615,47 @@ class Ledger(ContractClient):
         return self._send("recoverAccount", to_checksum_address(lost), to_checksum_address(to))
 
     # ------------------------------------------------------------------ records from receipts and logs
+
+    def decode_entry(self, log: Log) -> tuple[str, dict[str, Any]] | None:
+        """The ledger entry ``log`` is (its event's name and values), or None for a log of another contract
+        or an event the ledger does not have."""
+        if log.address != self.address or not log.topics:
+            return None
+        event = self._by_topic0.get(log.topics[0])
+        return None if event is None else (event.name, event.decode(log))
+
+    def find_entries(
+        self,
+        event: str,
+        partner_id: PartnerId,
+        *,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> list[FoundEntry]:
+        """Every ``event`` entry of partner ``partner_id`` (an event whose first indexed value is the
+        partner id: PointsIssued, PointsBatchIssued, PointsRedeemed, IssuanceReversed, RedemptionRefunded,
+        ...) in ``[from_block, to_block]`` (default: from :attr:`deployment_block` to the head), in chain
+        order, with the transaction each is in."""
+        decoder = self._events[event]
+        first, last = self._block_range(from_block, to_block)
+        found = []
+        for item in self.rpc.logs(self.address, [[decoder.topic0], [_topic(partner_id)]], first, last):
+            log = Log(
+                address=to_checksum_address(item["address"]),
+                topics=tuple(bytes(HexBytes(t)) for t in item["topics"]),
+                data=bytes(HexBytes(item["data"])),
+                log_index=_as_int(item["logIndex"]),
+            )
+            found.append(
+                FoundEntry(
+                    tx_hash=bytes(HexBytes(item["transactionHash"])),
+                    block_number=_as_int(item["blockNumber"]),
+                    log_index=log.log_index,
+                    values=decoder.decode(log),
+                )
+            )
+        return sorted(found, key=lambda e: (e.block_number, e.log_index))
+
 
     def issuances_in(self, receipt: Receipt) -> list[IssuanceRecord]:
         """Every item issued in the transaction of ``receipt``: one record for an ``issue``, one per item

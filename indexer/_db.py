@@ -130,7 +130,11 @@ def _mirror_current(conn: Connection) -> bool:
 
 class Lease:
     """The right to write one mirror. ``acquire`` waits (polling every ``poll`` seconds, at most ``timeout``)
-    and returns the connection to write with, which holds the lease until ``release`` or process death."""
+    and returns the connection to write with, which holds the lease until ``release`` or process death.
+
+    Other single-writer roles use it too (the API's batcher, one per partner key): on PostgreSQL the lock is
+    keyed by ``name``; on SQLite, ``tag`` names the lock file (``<database>.<tag>.lock``; the mirror's, with
+    no tag, is ``<database>.lock``)."""
 
     def __init__(
         self,
@@ -140,9 +144,11 @@ class Lease:
         poll: float = 0.5,
         timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        tag: str | None = None,
     ) -> None:
         self.engine = engine
         self.name = name
+        self.tag = tag
         self.poll = poll
         self.timeout = timeout
         self._sleep = sleep
@@ -159,10 +165,10 @@ class Lease:
             if self.timeout is not None and waited >= self.timeout:
                 raise LeaseTimeout(waited)
             if not waiting_logged:
-                logger.info("another indexer holds the write lease for %s; waiting", self.name)
+                logger.info("another process holds the lease for %s; waiting", self.name)
                 waiting_logged = True
             self._sleep(self.poll)
-        logger.info("holding the write lease for %s", self.name)
+        logger.info("holding the lease for %s", self.name)
         assert self._conn is not None
         return self._conn
 
@@ -182,7 +188,8 @@ class Lease:
             return True
         database = self.engine.url.database
         if database and database != ":memory:":
-            fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            lock_file = f"{database}.lock" if self.tag is None else f"{database}.{self.tag}.lock"
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
