@@ -173,6 +173,18 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     #: ``/readyz`` fails when the mirror is more blocks than this behind the chain's head.
     ready_max_lag_blocks: int = Field(default=20, ge=0)
+    #: Seconds an Idempotency-Key's record (and its stored response) is kept: at least a day.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)
+
+    # ------------------------------------------------------------------ the write path
+    #: Points a partner key may grant in one adjustment; more needs an admin key.
+    adjustment_limit: int = Field(default=1_000, ge=0)
+    #: Group commit: the batcher sends an ``issueBatch`` of at most this many items ...
+    batch_max_items: int = Field(default=200, ge=1, le=2_000)
+    #: ... and, when idle, looks for due operations this often (seconds).
+    batch_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    #: Transactions a batcher sends before it waits for their receipts.
+    batch_max_in_flight: int = Field(default=16, ge=1, le=256)
 
     @field_validator("signer_address", "ledger_admin", "treasury_address", "pauser_address")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import admin, audit, auth, health, members, partners, stats, wallets
+from . import admin, audit, auth, earning, health, members, operations, partners, rules, stats, wallets
 
 __all__ = ["ALL", "TAGS"]
 
@@ -15,6 +15,9 @@ ALL: tuple[APIRouter, ...] = (
     members.router,
     wallets.router,
     partners.router,
+    rules.router,
+    earning.router,
+    operations.router,
     stats.router,
     admin.router,
     audit.router,
@@ -30,6 +33,17 @@ TAGS: list[dict[str, Any]] = [
         "description": "The partner directory; partners' and the coalition pool's positions, prices and "
         "settlement statements.",
     },
+    {
+        "name": "rules",
+        "description": "Earning rule sets (data, published by hash so any issuance can be recomputed) and "
+        "quotes.",
+    },
+    {
+        "name": "earning",
+        "description": "Purchases, returns, engagements and adjustments: computed, committed, then sent to "
+        "the chain.",
+    },
+    {"name": "operations", "description": "What became of each write: pending to confirmed, or why not."},
     {"name": "stats", "description": "Programme metrics: redemption, breakage, liability, activity."},
     {"name": "admin", "description": "API keys."},
     {

@@ -1,0 +1,174 @@
+"""From a partner's till to the chain: purchases, returns, engagements and adjustments through the HTTP
+service, sent by the batcher to anvil, on SQLite and PostgreSQL. The points on chain are what the rule set
+computes by hand; an order earns once; a return takes back pro rata, cancelling pending points or
+reversing issued ones; the reference on chain reveals nothing of the order id."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+from api_scenario import Service
+from conftest import ACTIVE, chain_ledger
+
+from api._batcher import Batcher
+from api._tables import OrderRefKey
+
+RULES: dict[str, Any] = {
+    "earn": {"basis": "points_per_unit", "rates": {"EUR": "1"}},
+    "categories": {"coffee": "2"},
+    "engagements": {"review": 20, "newsletter": 10, "referral_referrer": 50, "referral_referee": 25},
+}
+
+
+@pytest.fixture(scope="module")
+def earning(api_service: Service) -> Service:
+    created = api_service.post("admin", f"/v1/partners/{ACTIVE}/rule-sets", json=RULES)
+    assert created.status_code in (200, 201), created.text
+    digest = created.json()["hash"]
+    activated = api_service.post("admin", f"/v1/partners/{ACTIVE}/rule-sets/{digest}/activate")
+    assert activated.status_code == 200, activated.text
+    return api_service
+
+
+def _batcher(service: Service) -> Batcher:
+    return Batcher(
+        service.engine,
+        chain_ledger(service.ledger, service.ledger.actors.partner),
+        ACTIVE,
+        clock=lambda: float(service.chain_time()),
+    )
+
+
+def _balance(service: Service, address: str) -> int:
+    return int(service.ledger.call("balanceOf", service.ledger.w3.to_checksum_address(address)))
+
+
+def _purchase(order_id: str, amount: int = 1250, **extra: Any) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "member": {"customer_id": "cust-member_a"},
+        "channel": "pos",
+        "currency": "EUR",
+        "amount": amount,
+        "lines": [
+            {"sku": "LATTE", "category": "coffee", "quantity": 2, "unit_price": 425},
+            {"sku": "MUG", "category": "goods", "quantity": 1, "unit_price": 400},
+        ],
+        **extra,
+    }
+
+
+def test_a_purchase_is_computed_queued_and_issued_once(earning: Service) -> None:
+    member = earning.people[1].address
+    before = _balance(earning, member)
+    answer = earning.post("partner_a", "/v1/purchases", json=_purchase("till-1-0001"))
+    assert answer.status_code == 201, answer.text
+    op = answer.json()
+    # 2 x 4.25 EUR of coffee at 2 points per EUR, 4.00 EUR of goods at 1: 17 + 4
+    assert (op["points"], op["state"], op["kind"]) == (21, "accepted", "purchase")
+    assert answer.headers["Location"] == f"/v1/operations/{op['id']}"
+    assert op["rule_hash"] is not None and op["detail"]["explanation"]
+    # the reference on chain is the HMAC of the order id under the partner's key, not the order id
+    with earning.services.session() as db:
+        key = db.get_one(OrderRefKey, ACTIVE).key
+    expected = hmac.new(bytes(key), b"purchase:till-1-0001", hashlib.sha256).hexdigest()
+    assert op["reference"] == "0x" + expected
+    assert hashlib.sha256(b"till-1-0001").hexdigest() != expected
+
+    _batcher(earning).drain()
+    done = earning.get("partner_a", f"/v1/operations/{op['id']}").json()
+    assert done["state"] == "confirmed" and done["seq"] is not None and done["tx_hash"] is not None
+    assert _balance(earning, member) == before + 21
+
+    # the same order again: the stored operation, no second issuance; other details: 409
+    again = earning.post("partner_a", "/v1/purchases", json=_purchase("till-1-0001"))
+    assert (again.status_code, again.json()["id"]) == (200, op["id"])
+    other = earning.post("partner_a", "/v1/purchases", json=_purchase("till-1-0001", amount=999))
+    assert other.status_code == 409
+    _batcher(earning).drain()
+    assert _balance(earning, member) == before + 21
+
+
+def test_a_partial_then_full_return_takes_back_exactly_what_the_order_earned(earning: Service) -> None:
+    member = earning.people[1].address
+    earning.post("partner_a", "/v1/purchases", json=_purchase("till-1-0002", amount=1000, lines=[]))
+    batcher = _batcher(earning)
+    batcher.drain()
+    before = _balance(earning, member)
+    first = earning.post(
+        "partner_a", "/v1/returns", json={"order_id": "till-1-0002", "return_id": "r-1", "amount": 333}
+    )
+    assert first.status_code == 201, first.text
+    assert (first.json()["points"], first.json()["detail"]["effect"]) == (3, "reversal")
+    rest = earning.post(
+        "partner_a", "/v1/returns", json={"order_id": "till-1-0002", "return_id": "r-2", "amount": 667}
+    )
+    assert rest.json()["points"] == 7  # 10 in all: floor(10 x 1000/1000) - floor(10 x 333/1000)
+    too_much = earning.post(
+        "partner_a", "/v1/returns", json={"order_id": "till-1-0002", "return_id": "r-3", "amount": 1}
+    )
+    assert too_much.status_code == 422
+    batcher.drain()
+    for answer in (first, rest):
+        state = earning.get("partner_a", f"/v1/operations/{answer.json()['id']}").json()
+        assert state["state"] == "confirmed", state
+    assert _balance(earning, member) == before - 10
+
+
+def test_a_referral_rewards_both_members_on_the_referees_first_purchase(earning: Service) -> None:
+    referrer = earning.people[2].address
+    referee = "0x" + "5" * 40
+    answer = earning.post(
+        "partner_a",
+        "/v1/engagements",
+        json={"kind": "referral", "member": {"address": referee}, "referrer": {"address": referrer}},
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["state"] == "pending"
+    batcher = _batcher(earning)
+    batcher.drain()
+    assert _balance(earning, referee) == 0
+    bought = {**_purchase("till-1-0003", amount=500, lines=[]), "member": {"address": referee}}
+    assert earning.post("partner_a", "/v1/purchases", json=bought).status_code == 201
+    batcher.drain()
+    assert _balance(earning, referee) == 25 + 5
+    # once per pair
+    again = earning.post(
+        "partner_a",
+        "/v1/engagements",
+        json={"kind": "referral", "member": {"address": referee}, "referrer": {"address": referrer}},
+    )
+    assert again.status_code == 200
+    batcher.drain()
+    assert _balance(earning, referee) == 30
+
+
+def test_adjustments_need_a_reason_and_an_admin_beyond_the_limit(earning: Service) -> None:
+    body = {
+        "adjustment_id": "adj-1",
+        "member": {"customer_id": "cust-member_a"},
+        "points": 5000,
+        "kind": "goodwill",
+        "reason": "coffee machine broke",
+    }
+    assert earning.post("partner_a", "/v1/adjustments", json=body).status_code == 422
+    assert earning.post("partner_a", "/v1/adjustments", json={**body, "points": 50}).status_code == 201
+    admin = earning.post(
+        "admin",
+        "/v1/adjustments",
+        json={**body, "adjustment_id": "adj-2", "partner_id": ACTIVE, "member": {"address": "0x" + "6" * 40}},
+    )
+    assert admin.status_code == 201, admin.text
+    assert earning.post("member_a", "/v1/adjustments", json=body).status_code == 403
+
+
+def test_operations_are_visible_to_their_partner_only(earning: Service) -> None:
+    mine = earning.get("partner_a", "/v1/operations?limit=2").json()
+    assert len(mine["data"]) == 2 and mine["next_cursor"] is not None
+    op_id = mine["data"][0]["id"]
+    assert earning.get("partner_b", f"/v1/operations/{op_id}").status_code == 404
+    assert earning.get("auditor", f"/v1/operations/{op_id}").status_code == 200
+    assert earning.get("anonymous", f"/v1/operations/{op_id}").status_code == 401
