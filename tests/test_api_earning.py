@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from api_scenario import Service
-from conftest import ACTIVE, chain_ledger
 
 from api._batcher import Batcher
 from api._tables import OrderRefKey
+from conftest import ACTIVE, chain_ledger
 
 RULES: dict[str, Any] = {
     "earn": {"basis": "points_per_unit", "rates": {"EUR": "1"}},
@@ -172,3 +172,64 @@ def test_operations_are_visible_to_their_partner_only(earning: Service) -> None:
     assert earning.get("partner_b", f"/v1/operations/{op_id}").status_code == 404
     assert earning.get("auditor", f"/v1/operations/{op_id}").status_code == 200
     assert earning.get("anonymous", f"/v1/operations/{op_id}").status_code == 401
+
+
+def test_birthdays_are_granted_once_a_year_and_not_for_a_birthday_just_set(earning: Service) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from api._jobs import grant_birthdays
+    from api._tables import Membership
+
+    _batcher(earning).drain()  # what earlier tests queued
+    now = earning.chain_time()
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    birthday = f"1990-{today.month:02d}-{today.day:02d}"
+    created = earning.post(
+        "admin",
+        f"/v1/partners/{ACTIVE}/rule-sets",
+        json={**RULES, "engagements": {**RULES["engagements"], "birthday": 100}},
+    )
+    digest = created.json()["hash"]
+    assert earning.post("admin", f"/v1/partners/{ACTIVE}/rule-sets/{digest}/activate").status_code == 200
+    with earning.services.session() as db:
+        membership = db.scalars(
+            select(Membership).where(
+                Membership.partner_id == ACTIVE, Membership.customer_id == "cust-member_a"
+            )
+        ).one()
+        membership.birthday, membership.birthday_set_at = birthday, now - 5 * 24 * 3600
+        member_id = membership.member_id
+    with earning.services.session() as db:
+        assert grant_birthdays(db, ACTIVE, now=now) == 0  # set five days ago: not this year
+    with earning.services.session() as db:
+        db.get_one(Membership, (ACTIVE, member_id)).birthday_set_at = now - 40 * 24 * 3600
+    with earning.services.session() as db:
+        assert grant_birthdays(db, ACTIVE, now=now) == 1
+    with earning.services.session() as db:
+        assert grant_birthdays(db, ACTIVE, now=now + 3600) == 0  # once a year
+    member = earning.people[1].address
+    before = _balance(earning, member)
+    _batcher(earning).drain()
+    assert _balance(earning, member) == before + 100
+    # back to the rules the other tests expect
+    first = earning.get("admin", f"/v1/partners/{ACTIVE}/rule-sets").json()["data"][-1]["hash"]
+    assert earning.post("admin", f"/v1/partners/{ACTIVE}/rule-sets/{first}/activate").status_code == 200
+
+
+def test_the_sweeper_turns_expired_points_into_ledger_entries(earning: Service) -> None:
+    from api._jobs import expired_holders, sweep_expired
+    from indexer import MirrorView
+
+    earning.sync()
+    now = earning.chain_time()
+    with earning.engine.connect() as conn:
+        holders = expired_holders(MirrorView(conn, earning.ledger.address), at=now)
+    assert holders  # the scenario's first points expired
+    supply = int(earning.ledger.call("totalSupply"))
+    assert sweep_expired(chain_ledger(earning.ledger, earning.ledger.actors.stranger), holders) == 1
+    earning.sync()
+    with earning.engine.connect() as conn:
+        assert expired_holders(MirrorView(conn, earning.ledger.address), at=now) == []
+    assert int(earning.ledger.call("totalSupply")) <= supply
