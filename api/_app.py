@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import PROBLEMS, ApiError, FieldError, InvalidRequest, NotFound
+from ._idempotency import IdempotencyMiddleware
 from ._ratelimit import RateLimiter
 from ._services import Services
 from ._settings import Settings
@@ -289,6 +290,7 @@ def create_app(
         openapi_tags=routers.TAGS,
     )
     app.state.services = services
+    app.add_middleware(IdempotencyMiddleware, services=services)  # inside the body limit: bodies it buffers
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)  # the outermost: every response carries the id
     app.add_exception_handler(ApiError, _on_api_error)

@@ -4,6 +4,7 @@ Every error raised on purpose by ``api`` derives from :class:`ApiError`; its cla
 
     ApiError                      500 internal           (never raised on purpose; the fallback)
     ├── InvalidRequest            422 invalid-request    a field fails validation; ``errors`` names each
+    │   └── IdempotencyKeyReused  422 idempotency-key-reused  the Idempotency-Key came with another request
     ├── Unauthenticated           401 unauthenticated    no credentials, or unknown, revoked or expired ones
     │   ├── SignInFailed          401 sign-in-failed     a SIWE message or passkey assertion was refused
     │   │   ├── SiweError         (_siwe)              ``reason``: which check failed
@@ -12,6 +13,7 @@ Every error raised on purpose by ``api`` derives from :class:`ApiError`; its cla
     ├── NotFound                  404 not-found          no such resource (or not one the caller may see)
     ├── MethodNotAllowed          405 method-not-allowed the path does not take this method
     ├── Conflict                  409 conflict           the request contradicts the current state
+    │   └── IdempotencyKeyInUse   409 idempotency-key-in-use  its first request is still running
     ├── Gone                      410 gone               a one-time code or challenge already used or expired
     ├── RateLimited               429 rate-limited       ``retry_after`` seconds
     └── NotReady                  503 not-ready          the mirror is unreachable or lags the chain
@@ -31,6 +33,8 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "Gone",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
@@ -89,6 +93,15 @@ class InvalidRequest(ApiError):
         self.errors = errors
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused"
+    description = (
+        "This ``Idempotency-Key`` was used with another request (method, path or body) within the time keys "
+        "are kept (at least 24 hours). Use a new key for a new request. Nothing was changed."
+    )
+
+
 class Unauthenticated(ApiError):
     status = 401
     slug = "unauthenticated"
@@ -145,6 +158,21 @@ class Conflict(ApiError):
     description = "The request contradicts the current state (a customer id already enrolled, a key revoked)."
 
 
+class IdempotencyKeyInUse(Conflict):
+    slug = "idempotency-key-in-use"
+    title = "Idempotency key in use"
+    description = (
+        "A request with this ``Idempotency-Key`` is still being processed. Retry after ``Retry-After`` "
+        "seconds: the same request then gets the first one's response."
+    )
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=1)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class Gone(ApiError):
     status = 410
     slug = "gone"
@@ -179,12 +207,14 @@ PROBLEMS: dict[str, type[ApiError]] = {
     for cls in (
         ApiError,
         InvalidRequest,
+        IdempotencyKeyReused,
         Unauthenticated,
         SignInFailed,
         Forbidden,
         NotFound,
         MethodNotAllowed,
         Conflict,
+        IdempotencyKeyInUse,
         Gone,
         RateLimited,
         NotReady,

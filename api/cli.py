@@ -44,7 +44,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from chain import ChainError, compile_contracts, load_artifact, stale_artifacts, write_artifacts
+from chain import (
+    ChainError,
+    PartnerId,
+    compile_contracts,
+    load_artifact,
+    stale_artifacts,
+    write_artifacts,
+)
 from chain._ledger import Ledger
 from chain._manifest import LEDGER_EXTENSION, DeploymentManifest, verify_manifest
 from chain._rpc import Rpc
@@ -54,6 +61,7 @@ from chain._timelock import OperationState, ScheduledOperation, Timelock, Timelo
 from indexer import Indexer, IndexerError, MirrorView, reconcile
 
 from ._app import create_app
+from ._batcher import Batcher, BatcherConfig
 from ._chain_setup import (
     LedgerOverrides,
     Prompt,
@@ -74,6 +82,7 @@ from ._custody import Custody
 from ._db import migrate_all, service_engine
 from ._errors import ApiError
 from ._index_setup import ProgressBar, indexer_from_settings, mirror_engine
+from ._jobs import Jobs
 from ._keys import KEY_ROLES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
 from ._serve import (
     custody_from_settings,
@@ -404,6 +413,85 @@ def _reconcile(settings: Settings, block: int | None) -> int:
         )
         return 1
     print(f"the mirror agrees with the chain at block {at}")
+    return 0
+
+
+# --------------------------------------------------------------------------- the batcher and the jobs
+
+
+def batcher_config(settings: Settings) -> BatcherConfig:
+    return BatcherConfig(
+        max_items=settings.batch_max_items,
+        flush_interval_s=settings.batch_flush_interval_s,
+        max_in_flight=settings.batch_max_in_flight,
+    )
+
+
+def _operator_batcher(
+    settings: Settings, w3: Web3, manifest: DeploymentManifest, engine: Engine, partner_id: int
+) -> Batcher:
+    """The batcher of ``partner_id``, signing with its operator's key (from the keystore; in dev mode an
+    anvil dev account's address also works)."""
+    rpc = Rpc(w3, decoder=revert_decoder())
+    operator = open_ledger(manifest, rpc).partner(PartnerId(partner_id)).operator
+    signer = signer_from_settings(
+        settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=_prompt()
+    )
+    sender = sender_from_settings(settings, w3, signer)
+    return Batcher(
+        engine, open_ledger(manifest, sender.rpc, sender), partner_id, config=batcher_config(settings)
+    )
+
+
+def _batcher(settings: Settings, partners: Sequence[int], once: bool) -> int:
+    stop = threading.Event()
+    with open_chain(settings) as w3:
+        manifest = _open_deployment(settings, w3)
+        engine = service_engine(settings)
+        try:
+            batchers = [_operator_batcher(settings, w3, manifest, engine, p) for p in partners]
+            if once:
+                for batcher in batchers:
+                    batcher.drain(timeout=settings.tx_timeout_s)
+                    print(f"partner {batcher.partner_id}: nothing left to send")
+                return 0
+            threads = [
+                threading.Thread(target=b.run, args=(stop,), name=f"batcher-{b.partner_id}", daemon=True)
+                for b in batchers
+            ]
+            names = ", ".join(f"{b.partner_id} ({b.operator})" for b in batchers)
+            print(f"sending the outbox of partner {names}; Ctrl-C stops", file=sys.stderr, flush=True)
+            with _signals_handled_by(lambda *_: stop.set()):
+                for thread in threads:
+                    thread.start()
+                while not stop.wait(0.5):
+                    if not any(t.is_alive() for t in threads):
+                        raise CommandError("every batcher stopped (see the log)")
+            for thread in threads:
+                thread.join(settings.tx_timeout_s)
+        finally:
+            engine.dispose()
+    print("stopped: the batchers", file=sys.stderr)
+    return 0
+
+
+def _jobs(settings: Settings, once: bool, every: float) -> int:
+    stop = threading.Event()
+    with open_chain(settings) as w3:
+        manifest = _open_deployment(settings, w3)
+        engine = service_engine(settings)
+        try:
+            rpc = Rpc(w3, decoder=revert_decoder())
+            sender = sender_from_settings(settings, w3, signer_from_settings(settings, rpc.chain_id()))
+            ledger = open_ledger(manifest, sender.rpc, sender)
+            jobs = Jobs(engine, manifest.ledger.address, ledger.partner_ids(), sweeper=ledger, every_s=every)
+            if once:
+                print(json.dumps(jobs.run_once()))
+                return 0
+            with _signals_handled_by(lambda *_: stop.set()):
+                jobs.run(stop)
+        finally:
+            engine.dispose()
     return 0
 
 
@@ -845,6 +933,21 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="bring the database's schema (mirror and service tables) to its heads"
     )
 
+    batcher = commands.add_parser(
+        "batcher",
+        help="send the outbox to the chain: one batcher per partner key (its operator key signs), each "
+        "holding that key's lease",
+    )
+    batcher.add_argument(
+        "--partner", type=int, action="append", required=True, help="a partner id (repeat for several)"
+    )
+    batcher.add_argument("--once", action="store_true", help="send what is due, wait for it, then stop")
+    jobs = commands.add_parser(
+        "jobs", help="the scheduled jobs: birthday points, the sweeper of expired points, purges"
+    )
+    jobs.add_argument("--once", action="store_true", help="run each job once, then stop")
+    jobs.add_argument("--every", type=float, default=3600.0, help="seconds between rounds (default 3600)")
+
     serve = commands.add_parser(
         "serve",
         help="the API under uvicorn (LOYALTY_API_HOST, _PORT, _WORKERS); `loyalty index` fills the mirror",
@@ -936,6 +1039,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reconcile(settings, args.block)
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "batcher":
+            return _batcher(settings, args.partner, args.once)
+        if args.command == "jobs":
+            return _jobs(settings, args.once, args.every)
         if args.command == "serve":
             return _serve(settings, args.access_log)
         if args.command == "apikey":
