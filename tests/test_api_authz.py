@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from api_scenario import Service
 
+from api._rulebook import bind_partner
+from api._rules import RuleSet, rule_hash
+
 pytestmark = pytest.mark.anvil
 
 CALLERS = (
@@ -61,6 +64,22 @@ class Row:
 
 def _member_body(caller: str) -> dict[str, Any]:
     return {"customer_id": f"matrix-{caller}"}
+
+
+#: partner 1's rule set in the matrix (partner 4 has none: its writes answer 409)
+RULES: dict[str, Any] = {"earn": {"basis": "points_per_unit", "rates": {"EUR": "1"}}}
+RULES_HASH = "0x" + rule_hash(bind_partner(RuleSet.model_validate(RULES), 1)).hex()
+CUSTOMER = {"address": "0x" + "7" * 40}
+
+
+def _order(caller: str) -> dict[str, Any]:
+    return {
+        "order_id": f"matrix-{caller}",
+        "member": CUSTOMER,
+        "channel": "pos",
+        "currency": "EUR",
+        "amount": 500,
+    }
 
 
 ROWS = [
@@ -173,6 +192,72 @@ ROWS = [
     Row("GET", "/v1/coalition/position", only(READERS)),
     Row("GET", "/v1/stats", only(READERS)),
     Row("GET", "/v1/stats?partner=1", only({"partner_a": 200} | READERS), route="/v1/stats"),
+    # ---------------------------------------------------------------- rules and quotes
+    Row(
+        "POST",
+        "/v1/partners/1/rule-sets",
+        # the first writer creates it (201); the same rules again answer the same rule set (200)
+        only({"partner_a": 201, "admin": 200}),
+        body=lambda _: RULES,
+        route="/v1/partners/{partner_id}/rule-sets",
+    ),
+    Row(
+        "GET",
+        "/v1/partners/1/rule-sets",
+        only({"partner_a": 200} | READERS),
+        route="/v1/partners/{partner_id}/rule-sets",
+    ),
+    Row(
+        "POST",
+        f"/v1/partners/1/rule-sets/{RULES_HASH}/activate",
+        only({"partner_a": 200, "admin": 200}),
+        route="/v1/partners/{partner_id}/rule-sets/{hash}/activate",
+    ),
+    Row("GET", f"/v1/rules/{RULES_HASH}", everyone(200), route="/v1/rules/{hash}"),
+    Row(
+        "POST",
+        "/v1/quotes",
+        only({"partner_a": 200, "partner_b": 409, "admin": 200}),
+        body=lambda c: (
+            {"channel": "pos", "currency": "EUR", "amount": 500} | ({"partner_id": 1} if c == "admin" else {})
+        ),
+    ),
+    # ---------------------------------------------------------------- earning and operations
+    Row("POST", "/v1/purchases", only({"partner_a": 201, "partner_b": 409}), body=_order),
+    Row(
+        "POST",
+        "/v1/returns",
+        only({"partner_a": 404, "partner_b": 404}),
+        body=lambda c: {"order_id": f"none-{c}", "return_id": f"r-{c}", "amount": 1},
+    ),
+    Row(
+        "POST",
+        "/v1/engagements",
+        only({"partner_a": 201, "partner_b": 409}),
+        body=lambda _: {"kind": "newsletter", "member": CUSTOMER},
+    ),
+    Row(
+        "POST",
+        "/v1/adjustments",
+        only({"partner_a": 201, "partner_b": 201, "admin": 201}),
+        body=lambda c: (
+            {
+                "adjustment_id": f"matrix-{c}",
+                "member": CUSTOMER,
+                "points": 5,
+                "kind": "goodwill",
+                "reason": "the matrix",
+            }
+            | ({"partner_id": 1} if c == "admin" else {})
+        ),
+    ),
+    Row("GET", "/v1/operations", everyone(200) | {"anonymous": 401}),
+    Row(
+        "GET",
+        "/v1/operations/op_1",
+        only({"partner_a": 200} | READERS, others=404),
+        route="/v1/operations/{operation_id}",
+    ),
     # ---------------------------------------------------------------- admin
     Row("GET", "/v1/admin/api-keys", only({"admin": 200})),
     Row(
