@@ -290,7 +290,11 @@ def create_app(
         openapi_tags=routers.TAGS,
     )
     app.state.services = services
-    app.add_middleware(IdempotencyMiddleware, services=services)  # inside the body limit: bodies it buffers
+    app.add_middleware(
+        IdempotencyMiddleware,
+        services=services,
+        abandoned_after_s=settings.idempotency_abandoned_after_s,
+    )  # inside the body limit: bodies it buffers
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)  # the outermost: every response carries the id
     app.add_exception_handler(ApiError, _on_api_error)

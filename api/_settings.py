@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     ready_max_lag_blocks: int = Field(default=20, ge=0)
     #: Seconds an Idempotency-Key's record (and its stored response) is kept: at least a day.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)
+    #: An Idempotency-Key in flight this long is taken to belong to a process that died: the next request
+    #: with it runs (the write path's natural keys keep that from doing anything twice).
+    idempotency_abandoned_after_s: int = Field(default=60, ge=1)
 
     # ------------------------------------------------------------------ the write path
     #: Points a partner key may grant in one adjustment; more needs an admin key.
