@@ -275,7 +275,15 @@ ROWS = [
     # ---------------------------------------------------------------- audit
     *(
         Row("GET", f"/v1/audit/{name}", only(READERS))
-        for name in ("entries", "export", "supply", "head", "reconciliation", "admin-operations")
+        for name in (
+            "entries",
+            "export",
+            "supply",
+            "head",
+            "reconciliation",
+            "admin-operations",
+            "reference-keys",
+        )
     ),
     # ---------------------------------------------------------------- health
     Row("GET", "/healthz", everyone(200, dead=200)),

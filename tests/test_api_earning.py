@@ -233,3 +233,26 @@ def test_the_sweeper_turns_expired_points_into_ledger_entries(earning: Service) 
     with earning.engine.connect() as conn:
         assert expired_holders(MirrorView(conn, earning.ledger.address), at=now) == []
     assert int(earning.ledger.call("totalSupply")) <= supply
+
+
+def test_an_auditor_ties_every_issued_item_to_its_operation(earning: Service) -> None:
+    """With the reference keys and the operations (kind, natural key), each confirmed issuance's item
+    reference on chain is the HMAC of its natural key; the chain alone shows none of them."""
+    _batcher(earning).drain()
+    keys = {
+        k["partner_id"]: bytes.fromhex(k["key"][2:])
+        for k in earning.get("auditor", "/v1/audit/reference-keys").json()["data"]
+    }
+    ops = earning.get("auditor", f"/v1/operations?partner_id={ACTIVE}&state=confirmed&limit=500").json()[
+        "data"
+    ]
+    issued = [op for op in ops if op["kind"] in ("purchase", "engagement", "adjustment")]
+    assert issued
+    earning.sync()
+    entries = earning.get("auditor", "/v1/audit/entries?limit=500").json()["data"]
+    by_seq = {e["seq"]: e for e in entries}
+    for op in issued:
+        digest = hmac.new(keys[ACTIVE], f"{op['kind']}:{op['natural_key']}".encode(), hashlib.sha256)
+        assert op["reference"] == "0x" + digest.hexdigest()
+        assert by_seq[op["seq"]]["item_ref"] == op["reference"], op
+        assert by_seq[op["seq"]]["amount"] == op["points"]

@@ -11,6 +11,8 @@
 - ``GET /v1/audit/reconciliation``: :func:`indexer.reconcile`, every figure the mirror serves against
   ``eth_call`` at the mirror's block; computed once per mirrored block (an in-process cache).
 - ``GET /v1/audit/admin-operations``: the timelock's operations (scheduled, executed, cancelled).
+- ``GET /v1/audit/reference-keys``: each partner's key of the order references written on chain, so every
+  entry can be tied to the operation (``GET /v1/operations``: its kind, natural key and inputs) it was for.
 
 Lists and exports answer as of the mirror's block: entries are bounded by the last one of that block, so
 entries mirrored while a client pages or downloads never shift a page nor appear half-way through a file.
@@ -46,6 +48,7 @@ from .._export import (
 )
 from .._models import AsOfPublic, ResponseModel, hex0x, problem_responses
 from .._pagination import SeqPage
+from .._tables import OrderRefKey
 from .wallets import checked_address
 
 __all__ = [
@@ -57,6 +60,8 @@ __all__ = [
     "HeadPublic",
     "LedgerHeadPublic",
     "ReconciliationPublic",
+    "ReferenceKeyPublic",
+    "ReferenceKeysPublic",
     "SupplyNowPublic",
     "SupplyPointPublic",
     "SupplyPublic",
@@ -667,3 +672,40 @@ def list_admin_operations(
         data=operations,
         as_of=AsOfPublic.of(as_of),
     )
+
+
+# --------------------------------------------------------------------------- order references
+
+
+class ReferenceKeyPublic(ResponseModel):
+    partner_id: int
+    #: the HMAC-SHA256 key: an operation's reference on chain is HMAC(key, "<kind>:<natural key>")
+    key: str
+    created_at: int
+
+
+class ReferenceKeysPublic(ResponseModel):
+    data: list[ReferenceKeyPublic]
+
+
+@router.get(
+    "/reference-keys",
+    response_model=ReferenceKeysPublic,
+    responses=problem_responses(Unauthenticated, Forbidden),
+    summary="The keys of the order references on chain",
+)
+def list_reference_keys(auditor: Auditor, services: ServicesDep) -> ReferenceKeysPublic:
+    """Each partner's key for the references its operations write on chain: with an operation's kind and
+    natural key (``GET /v1/operations``), ``HMAC-SHA256(key, "<kind>:<natural key>")`` is the reference of
+    its ledger entry (a batch item's ``itemRef``, a redemption's, a return's or a refund's reference), so an
+    auditor can tie every entry to the order it was for. Nobody without a key can: the chain shows none."""
+    with services.session() as db:
+        keys = db.scalars(select(OrderRefKey).order_by(OrderRefKey.partner_id)).all()
+        return ReferenceKeysPublic(
+            data=[
+                ReferenceKeyPublic(
+                    partner_id=k.partner_id, key="0x" + bytes(k.key).hex(), created_at=k.created_at
+                )
+                for k in keys
+            ]
+        )
