@@ -67,6 +67,17 @@ describes it), `request_id` identifies the request in the logs, `errors` names e
 **Pagination.** Lists are newest first, `{data, next_cursor}`; pass `cursor=<next_cursor>` for the next page.
 
 **Figures** carry `as_of`: the mirror's block and the time live figures (balances, expiries) are computed for.
+
+**Retrying writes.** Every POST takes an `Idempotency-Key` header (1 to 255 printable ASCII characters; use a
+UUID v4): the same key with the same request answers the stored response, marked `Idempotent-Replayed: true`,
+without doing anything again; the same key with another request is a 422; while the first request is still
+in flight, a 409 with `Retry-After`. Keys are kept for at least 24 hours. Beyond the key, a partner's order
+id, return id and engagement id are each used once: sending one again answers the operation it created.
+
+**Writes reach the chain later.** A purchase, return, engagement, adjustment or redemption is committed as an
+operation (`201`, `Location: /v1/operations/op_<n>`) before anything is sent; `GET /v1/operations/{id}`
+follows it from `pending` or `accepted` to `confirmed` (with its transaction and ledger entry) or `failed`
+(with a typed reason: `allowance-exhausted`, `partner-suspended`, `ledger-paused`, `consent-invalid`, ...).
 """
 
 

@@ -314,14 +314,17 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         keys = [v for k, v in scope["headers"] if k == b"idempotency-key"]
-        principal = None if not keys else await to_thread.run_sync(_principal, self.services, scope)
-        if principal is None:
+        if not keys:
             await self.app(scope, receive, send)
             return
         key = keys[0].decode("latin-1")
-        if len(keys) > 1 or not _KEY.match(key):
+        if len(keys) > 1 or not _KEY.match(key):  # malformed: refused whoever sends it
             detail = f"{HEADER} must be one value of 1 to 255 printable ASCII characters"
             await _problem(scope, receive, send, InvalidRequest(detail, [FieldError(_HEADER_FIELD, detail)]))
+            return
+        principal = await to_thread.run_sync(_principal, self.services, scope)
+        if principal is None:
+            await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its body

@@ -16,7 +16,16 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from ._errors import FieldError, InvalidRequest, NotFound
-from ._rules import DAY, MemberContext, RuleSet, canonical, cap_windows, parse_canonical, rule_hash
+from ._rules import (
+    DAY,
+    MemberContext,
+    RuleSet,
+    RuleSetCreate,
+    canonical,
+    cap_windows,
+    parse_canonical,
+    rule_hash,
+)
 from ._tables import Member, Membership, Operation, RuleActivation, RuleSetRecord
 
 __all__ = [
@@ -40,8 +49,10 @@ EARNING_KINDS = ("purchase", "engagement")
 _NOT_EARNING = ("failed", "cancelled")
 
 
-def bind_partner(rules: RuleSet, partner_id: int) -> RuleSet:
-    """``rules`` as ``partner_id``'s (422 when they name another partner)."""
+def bind_partner(rules: RuleSetCreate, partner_id: int) -> RuleSet:
+    """``rules`` as ``partner_id``'s (a :class:`RuleSet` naming another partner: 422)."""
+    if not isinstance(rules, RuleSet):
+        return RuleSet.of(rules, partner_id)
     if rules.partner_id is not None and rules.partner_id != partner_id:
         message = f"the rule set names partner {rules.partner_id}, not {partner_id}"
         raise InvalidRequest(message, [FieldError("body.partner_id", message)])
@@ -49,7 +60,7 @@ def bind_partner(rules: RuleSet, partner_id: int) -> RuleSet:
 
 
 def create_rule_set(
-    session: Session, partner_id: int, rules: RuleSet, *, now: int, created_by: str | None
+    session: Session, partner_id: int, rules: RuleSetCreate, *, now: int, created_by: str | None
 ) -> RuleSetRecord:
     """Stores ``rules`` as the partner's next version; the same rules again return the existing record."""
     bound = bind_partner(rules, partner_id)
@@ -136,8 +147,8 @@ def active_rule_set(session: Session, partner_id: int, at: int) -> tuple[bytes, 
 
 @dataclass(frozen=True, slots=True)
 class MemberRef:
-    """A member as a partner named it: its id (None: an address that is no member) and its wallet
-    (lower-case)."""
+    """A member as a partner named it: its id (None: an address that is not the partner's member; whether
+    it is another partner's is not disclosed) and its wallet (lower-case)."""
 
     member_id: str | None
     address: str
@@ -175,7 +186,12 @@ def resolve_member(
     if address is None:
         raise ValueError("name a member by member_id, customer_id or address")
     wallet = address.lower()
-    return MemberRef(session.scalars(select(Member.id).where(Member.address == wallet)).first(), wallet)
+    own = session.scalars(
+        select(Member.id)
+        .join(Membership, Membership.member_id == Member.id)
+        .where(Membership.partner_id == partner_id, Member.address == wallet)
+    ).first()
+    return MemberRef(own, wallet)
 
 
 def member_context(

@@ -82,7 +82,7 @@ __all__ = [
     "ANONYMOUS",
     "CHANNELS",
     "DAY",
-    "MAX_INT",
+    "MAX_AMOUNT",
     "MAX_TIME",
     "MINOR_UNITS",
     "NAME",
@@ -114,6 +114,7 @@ __all__ = [
     "Rate",
     "Rounding",
     "RuleSet",
+    "RuleSetCreate",
     "RulesError",
     "UnknownCurrency",
     "UnknownEvent",
@@ -154,8 +155,9 @@ _EXPONENTS = {
 #: Each ISO 4217 currency's minor-unit exponent (cents: 2).
 MINOR_UNITS: Mapping[str, int] = {code: e for e, codes in _EXPONENTS.items() for code in codes.split()}
 
-#: The largest amount, count or number of points a rule set or an order may state (2^63 - 1).
-MAX_INT = 2**63 - 1
+#: The largest amount (minor units), quantity or number of points a rule set or an order may state: 10^15,
+#: exact as a JSON number in every client (below 2^53).
+MAX_AMOUNT = 10**15
 #: Unix seconds up to the end of year 9999.
 MAX_TIME = 253_402_300_799
 
@@ -266,9 +268,9 @@ Currency = Annotated[
 #: leading or trailing space.
 NAME = r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]{0,98}[^\x00-\x20\x7f])?$"
 Name = Annotated[str, Field(pattern=NAME)]
-Points = Annotated[int, Field(ge=0, le=MAX_INT)]
+Points = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 Time = Annotated[int, Field(ge=0, le=MAX_TIME)]
-MinorAmount = Annotated[int, Field(ge=0, le=MAX_INT)]
+MinorAmount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -284,12 +286,24 @@ def _sorted_names(value: tuple[str, ...]) -> tuple[str, ...]:
 
 #: A set of names, kept sorted (the canonical encoding does not depend on the order they were given in).
 Names = Annotated[
-    tuple[Name, ...], BeforeValidator(_as_tuple), AfterValidator(_sorted_names), Field(max_length=1000)
+    tuple[Name, ...],
+    Field(max_length=1000, json_schema_extra={"uniqueItems": True}),
+    BeforeValidator(_as_tuple),
+    AfterValidator(_sorted_names),
+]
+#: A target's set of names: at least one (leave the target out to mean every one).
+NonEmptyNames = Annotated[
+    tuple[Name, ...],
+    Field(min_length=1, max_length=1000, json_schema_extra={"uniqueItems": True}),
+    BeforeValidator(_as_tuple),
+    AfterValidator(_sorted_names),
 ]
 ChannelSet = Annotated[
-    tuple[Channel, ...], BeforeValidator(_as_tuple), AfterValidator(_sorted_names), Field(min_length=1)
+    tuple[Channel, ...],
+    Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+    BeforeValidator(_as_tuple),
+    AfterValidator(_sorted_names),
 ]
-NonEmptyNames = Annotated[Names, Field(min_length=1)]
 
 
 class _Rules(BaseModel):
@@ -391,13 +405,11 @@ class Engagements(_Rules):
     custom: dict[Name, CustomEvent] = Field(default_factory=dict, max_length=1000)
 
 
-class RuleSet(_Rules):
-    """A partner's earning rules (see the module's documentation for what each field means)."""
+class RuleSetCreate(_Rules):
+    """Earning rules as a partner writes them (see the module's documentation for what each field means);
+    stored as the partner's :class:`RuleSet`."""
 
     format: Literal[1] = Field(default=1, description="the version of the rules' meaning")
-    partner_id: int | None = Field(
-        default=None, ge=0, lt=2**32, description="the partner (set from the path when the set is created)"
-    )
     earn: Earn
     rounding: Rounding = "floor"
     minimum_amount: dict[Currency, MinorAmount] = Field(
@@ -421,6 +433,19 @@ class RuleSet(_Rules):
         if len(set(names)) != len(names):
             raise ValueError("two campaigns have the same name")
         return tuple(sorted(value, key=lambda c: c.name))
+
+
+class RuleSet(RuleSetCreate):
+    """A partner's earning rules: what is hashed and stored."""
+
+    partner_id: int | None = Field(
+        default=None, ge=0, lt=2**32, description="the partner whose rules they are"
+    )
+
+    @classmethod
+    def of(cls, rules: RuleSetCreate, partner_id: int) -> RuleSet:
+        """``rules`` as ``partner_id``'s."""
+        return cls(**dict(rules), partner_id=partner_id)
 
 
 # --------------------------------------------------------------------------- canonical encoding
@@ -480,7 +505,7 @@ class Line:
     unit_price: int
 
     def __post_init__(self) -> None:
-        if not 0 < self.quantity <= MAX_INT or not 0 <= self.unit_price <= MAX_INT:
+        if not 0 < self.quantity <= MAX_AMOUNT or not 0 <= self.unit_price <= MAX_AMOUNT:
             raise RulesError("body.lines", "a line has a positive quantity and a unit price >= 0")
 
     @property
@@ -500,7 +525,7 @@ class Order:
     at: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.amount <= MAX_INT:
+        if not 0 <= self.amount <= MAX_AMOUNT:
             raise RulesError("body.amount", "an amount is 0 or more (minor units)")
         if self.at < 0:
             raise RulesError("body.at", "a time is 0 or more (Unix seconds)")

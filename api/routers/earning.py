@@ -85,8 +85,14 @@ class PurchaseCreate(OrderFields):
     )
 
 
+#: A line's SKU as tills and shops write them (ASCII: a returned line names the purchase's line).
+SKU = r"^[A-Za-z0-9][A-Za-z0-9._:/#+-]{0,63}$"
+#: Lines per return at most (every request body stays well under the 64 KiB limit).
+MAX_LINES = 250
+
+
 class ReturnedLine(RequestModel):
-    sku: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
+    sku: Annotated[str, Field(pattern=SKU)]
     quantity: Annotated[int, Field(gt=0, le=10**9)]
 
 
@@ -95,7 +101,7 @@ class ReturnCreate(RequestModel):
     return_id: OrderId
     #: minor units returned (refunded to the customer); or ``lines``
     amount: Annotated[int | None, Field(gt=0, le=10**15)] = None
-    lines: Annotated[list[ReturnedLine] | None, Field(min_length=1, max_length=1000)] = None
+    lines: Annotated[list[ReturnedLine] | None, Field(min_length=1, max_length=MAX_LINES)] = None
 
     @model_validator(mode="after")
     def _one(self) -> ReturnCreate:

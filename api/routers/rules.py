@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from indexer import Tier
 
 from .._auth import Caller, Principal, ServicesDep, allow
 from .._errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, NotReady, Unauthenticated
-from .._models import RequestModel, ResponseModel, link, linked_response, problem_responses
+from .._models import TEXT, RequestModel, ResponseModel, link, linked_response, problem_responses
 from .._rulebook import (
     MemberRef,
     activate,
@@ -37,6 +37,7 @@ from .._rulebook import (
     rule_sets_of,
 )
 from .._rules import (
+    MAX_AMOUNT,
     NAME,
     Currency,
     Line,
@@ -44,6 +45,7 @@ from .._rules import (
     Order,
     Quote,
     RuleSet,
+    RuleSetCreate,
     quote_purchase,
     rule_hash,
 )
@@ -84,8 +86,6 @@ HashPath = Annotated[
         examples=["0x" + "ab" * 32],
     ),
 ]
-#: The largest amount or unit price an order states (minor units).
-MAX_AMOUNT = 10**15
 
 
 # --------------------------------------------------------------------------- schemas
@@ -134,12 +134,34 @@ class OrderFields(RequestModel):
     )
 
 
+#: How a partner names a member: exactly one of these.
+MEMBER_KEYS = ("member_id", "customer_id", "address")
+MEMBER_ID = r"^mem_[0-9a-f]{32}$"
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
+def _string(pattern: str, **schema: Any) -> WithJsonSchema:
+    """A string property that is never null (the document's; the model also refuses an explicit null)."""
+    return WithJsonSchema({"type": "string", "pattern": pattern, **schema})
+
+
 class MemberFields(RequestModel):
     """The member, by exactly one of: member id, the partner's customer id, wallet address."""
 
-    member_id: str | None = Field(default=None, pattern=r"^mem_[0-9a-f]{32}$")
-    customer_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00]+$")
-    address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": [key]} for key in MEMBER_KEYS]})
+
+    member_id: Annotated[str | None, _string(MEMBER_ID)] = Field(default=None, pattern=MEMBER_ID)
+    customer_id: Annotated[str | None, _string(TEXT, minLength=1, maxLength=200)] = Field(
+        default=None, min_length=1, max_length=200, pattern=TEXT
+    )
+    address: Annotated[str | None, _string(ADDRESS)] = Field(default=None, pattern=ADDRESS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(data.get(key, "") is None for key in MEMBER_KEYS):
+            raise ValueError("leave out what is not given (no nulls)")
+        return data
 
     @model_validator(mode="after")
     def _one(self) -> MemberFields:
@@ -174,7 +196,7 @@ class ExplanationPublic(ResponseModel):
 
 
 class QuoteMemberPublic(ResponseModel):
-    member_id: str | None = Field(description="null: the address is no member")
+    member_id: str | None = Field(description="null: the address is not one of the partner's members")
     address: str
     tier: str
     earned_day: int = Field(description="points earned from the partner this UTC day")
@@ -318,7 +340,11 @@ CREATED = {
     summary="Create a rule set",
 )
 def post_rule_set(
-    partner_id: PartnerIdPath, body: RuleSet, caller: RuleWriter, services: ServicesDep, response: Response
+    partner_id: PartnerIdPath,
+    body: RuleSetCreate,
+    caller: RuleWriter,
+    services: ServicesDep,
+    response: Response,
 ) -> RuleSetPublic:
     """Stores the rules as the partner's next version (not yet in force: activate it). The same rules
     again (the same canonical encoding) answer the existing rule set with 200. A partner key creates its
@@ -366,14 +392,11 @@ def activate_rule_set(
     versions, an older one too). Activating the one in force changes nothing."""
     _require_writer(caller, partner_id)
     digest, now = _hash_of(hash), services.now()
-    try:
-        with services.session() as db:
-            activation = activate(db, partner_id, digest, now=now, activated_by=caller.credential_id)
-            record = rule_set_by_hash(db, digest)
-            assert record is not None
-            return _public(record, activation)
-    except IntegrityError:  # pragma: no cover - the activations table has no unique key to meet
-        raise Conflict("activated concurrently; retry") from None
+    with services.session() as db:
+        activation = activate(db, partner_id, digest, now=now, activated_by=caller.credential_id)
+        record = rule_set_by_hash(db, digest)
+        assert record is not None
+        return _public(record, activation)
 
 
 @router.get("/rules/{hash}", response_model=RuleTextPublic, responses=PUBLIC_ERRORS, summary="A rule set")
