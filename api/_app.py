@@ -37,6 +37,7 @@ from ._settings import Settings
 if TYPE_CHECKING:
     from web3 import Web3
 
+    from ._coalition import Coalition
     from ._custody import Custody
 
 __all__ = ["create_app"]
@@ -265,6 +266,7 @@ def create_app(
     clock: Callable[[], float] | None = None,
     limiter: RateLimiter | None = None,
     custody: Custody | None = None,
+    coalition: Coalition | None = None,
 ) -> FastAPI:
     """The service. Without ``engine`` it opens ``settings.database_url`` (and applies the migrations)."""
     from . import routers
@@ -284,6 +286,7 @@ def create_app(
         limiter=limiter,
         custody=custody,
         clock=clock or time.time,
+        coalition=coalition,
     )
 
     @asynccontextmanager

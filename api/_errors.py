@@ -13,7 +13,8 @@ Every error raised on purpose by ``api`` derives from :class:`ApiError`; its cla
     ├── NotFound                  404 not-found          no such resource (or not one the caller may see)
     ├── MethodNotAllowed          405 method-not-allowed the path does not take this method
     ├── Conflict                  409 conflict           the request contradicts the current state
-    │   └── IdempotencyKeyInUse   409 idempotency-key-in-use  its first request is still running
+    │   ├── IdempotencyKeyInUse   409 idempotency-key-in-use  its first request is still running
+    │   └── InsufficientPoints    409 insufficient-points     the member cannot spend that many points
     ├── Gone                      410 gone               a one-time code or challenge already used or expired
     ├── RateLimited               429 rate-limited       ``retry_after`` seconds
     └── NotReady                  503 not-ready          the mirror is unreachable or lags the chain
@@ -35,6 +36,7 @@ __all__ = [
     "Gone",
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
+    "InsufficientPoints",
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
@@ -173,6 +175,24 @@ class IdempotencyKeyInUse(Conflict):
         return {"Retry-After": "1"}
 
 
+class InsufficientPoints(Conflict):
+    """The member's spendable points do not cover the amount (``needed``, ``spendable``)."""
+
+    slug = "insufficient-points"
+    title = "Insufficient points"
+    description = (
+        "The member's live balance, less what their redemptions not yet on the ledger take, does not cover "
+        "the amount. ``needed`` and ``spendable`` give both. Nothing was changed."
+    )
+
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(
+            f"the member can spend {available} points, {needed} were asked",
+            needed=needed,
+            spendable=available,
+        )
+
+
 class Gone(ApiError):
     status = 410
     slug = "gone"
@@ -215,6 +235,7 @@ PROBLEMS: dict[str, type[ApiError]] = {
         MethodNotAllowed,
         Conflict,
         IdempotencyKeyInUse,
+        InsufficientPoints,
         Gone,
         RateLimited,
         NotReady,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from chain import Ledger
 from indexer import MirrorView
-from indexer._schema import AccountEpoch
+from indexer._schema import AccountEpoch, Partner
 
 from ._idempotency import purge_expired
 from ._outbox import OperationDraft, enqueue
@@ -135,12 +135,14 @@ def sweep_expired(ledger: Ledger, holders: Sequence[str]) -> int:
 
 @dataclass
 class Jobs:
-    """The scheduled jobs of one deployment: birthdays for ``partners`` (hourly, the natural key keeps it
-    once a year), the sweeper (hourly) and the purge of expired idempotency records."""
+    """The scheduled jobs of one deployment: birthdays for ``partners`` (hourly; the natural key keeps it
+    once a year), the sweeper (hourly; ``sweeper`` is a ledger with any funded key's sender) and the purge
+    of expired idempotency records."""
 
     engine: Engine
     contract: str
-    partners: Sequence[int]
+    #: None: every partner the mirror knows, read each round
+    partners: Sequence[int] | None = None
     sweeper: Ledger | None = None
     clock: Callable[[], float] = time.time
     every_s: float = 3600.0
@@ -149,7 +151,11 @@ class Jobs:
     def run_once(self) -> dict[str, int]:
         now = int(self.clock())
         birthdays = 0
-        for partner_id in self.partners:
+        partners = self.partners
+        if partners is None:
+            with self.engine.connect() as conn:
+                partners = list(conn.scalars(select(Partner.partner_id).order_by(Partner.partner_id)))
+        for partner_id in partners:
             with Session(self.engine) as db, db.begin():
                 birthdays += grant_birthdays(db, partner_id, now=now, tier=self.tier)
         swept = 0

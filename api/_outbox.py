@@ -45,7 +45,9 @@ __all__ = [
     "order_ref_key",
 ]
 
-OperationKind = Literal["purchase", "return", "engagement", "adjustment", "redemption", "refund"]
+OperationKind = Literal[
+    "purchase", "return", "engagement", "adjustment", "redemption", "refund", "revocation"
+]
 
 #: Kinds whose points are issued (``issueBatch``); a negative adjustment is not issued (it is refused).
 ISSUING_KINDS: Final = frozenset({"purchase", "engagement", "adjustment"})

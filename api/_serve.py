@@ -27,6 +27,7 @@ Errors (:class:`api._errors.ApiError`, as every error raised on purpose in ``api
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from contextlib import ExitStack
@@ -42,12 +43,14 @@ from sqlalchemy import Engine, select
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
+from chain import ChainError
 from chain._manifest import DeploymentManifest, load_manifest, verify_manifest
 from chain._signer import Keystore
 from indexer import Cursor
 
 from ._app import create_app
 from ._chain_setup import keystore_password, open_chain
+from ._coalition import Coalition
 from ._custody import custody_from_keystore
 from ._db import migrate_all, service_engine
 from ._errors import ApiError
@@ -65,6 +68,7 @@ __all__ = [
     "ServeError",
     "app_from_env",
     "check_servable",
+    "coalition_if_any",
     "custody_from_settings",
     "listen",
     "manifest_if_any",
@@ -75,6 +79,8 @@ __all__ = [
     "serve_workers",
     "thread_safe_web3s",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 #: What uvicorn imports in each worker (``factory=True``: it calls it for the app).
@@ -174,15 +180,29 @@ def app_from_env() -> FastAPI:
     # before the process ends.
     resources = ExitStack()
     w3: Web3 = resources.enter_context(open_chain(settings))
+    engine = service_engine(settings)
     app = create_app(
         settings,
-        engine=service_engine(settings),
+        engine=engine,
         contract=None if manifest is None else manifest.ledger.address,
         w3=w3,
         custody=custody_from_settings(settings),
+        coalition=None if manifest is None else coalition_if_any(settings, w3, engine, manifest),
     )
     app.state.resources = resources
     return app
+
+
+def coalition_if_any(
+    settings: Settings, w3: Web3, engine: Engine, manifest: DeploymentManifest
+) -> Coalition | None:
+    """The coalition operations' keys when the service has its signing key (the admin's: a keystore key
+    with its password configured, or a dev account in dev mode); otherwise those routes answer 503."""
+    try:
+        return Coalition.from_settings(settings, w3, engine, manifest)
+    except (ChainError, OSError) as exc:
+        logger.warning("coalition operations unavailable (%s): their routes answer 503", exc)
+        return None
 
 
 # --------------------------------------------------------------------------- one process: `loyalty run`

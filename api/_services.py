@@ -32,6 +32,7 @@ from ._settings import Settings
 if TYPE_CHECKING:
     from web3 import Web3
 
+    from ._coalition import Coalition
     from ._custody import Custody
 
 __all__ = ["AsOf", "Services"]
@@ -62,6 +63,8 @@ class Services:
     custody: Custody | None = None
     #: Unix time now (a test pins it to the chain's clock)
     clock: Callable[[], float] = time.time
+    #: the keys that send or schedule coalition operations (``api/_coalition.py``); None: those routes 503
+    coalition: Coalition | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _per_block: dict[tuple[str, int, bytes | None], tuple[int, tuple[tuple[int, int | None], ...]]] = field(
         default_factory=dict, repr=False

@@ -40,6 +40,15 @@ The write path (earning, returns, redemptions):
     redemption_codes  one-time codes a custodial member creates in their session to let one partner redeem
                       up to a maximum of points before an expiry
 
+Coalition operations:
+
+    coalition_operations
+                      every admin action on the ledger (onboarding, allowances, suspensions, rotations,
+                      rights, settlements, the switches) with its state: sent with the role's key, or
+                      scheduled on the timelock (operation id, salt, ready_at) and executed once ready
+                      (not the mirror's ``admin_operations``: those are the timelock's operations as the
+                      chain shows them, whoever scheduled them)
+
 Times are Unix seconds; secrets (keys, session tokens, codes) are stored only as SHA-256 digests.
 """
 
@@ -64,6 +73,7 @@ __all__ = [
     "ApiKey",
     "Batch",
     "Challenge",
+    "CoalitionOperation",
     "EnrolmentLink",
     "IdempotencyRecord",
     "LinkCode",
@@ -437,3 +447,42 @@ class RedemptionCode(ServiceBase):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     #: the redemption it was used for
     operation_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CoalitionOperation(ServiceBase):
+    """One coalition operation an admin asked for through the service (onboarding, allowances, the partner
+    life cycle, rights, settlements, the switches): sent at once with the role's key, or scheduled on the
+    timelock and executed once its delay has passed. Rows are kept: the service's record of who asked for
+    what (``api/_coalition.py``)."""
+
+    __tablename__ = "coalition_operations"
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    #: register-partner, allowance-increase, allowance-decrease, suspend, reactivate, offboard,
+    #: rotate-operator, set-rights, set-settlement-address, set-settlement-value, record-settlement,
+    #: transfers, pause, unpause
+    action: Mapped[str] = mapped_column(String(32))
+    #: the partner it acts on (None for the ledger-wide ones)
+    partner_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    #: JSON: the action's arguments as sent on chain (a generated operator key: its address, never the key)
+    params: Mapped[str] = mapped_column(Text)
+    #: submitted, scheduled, ready, confirmed (sent directly), executed (through the timelock), failed,
+    #: cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    #: the ledger calldata sent, or scheduled on the timelock
+    call_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the transaction that made it take effect (the direct call, or the timelock's execute)
+    tx_hash: Mapped[bytes | None] = mapped_column(Digest)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    #: through a timelock: the operation id, its salt, the scheduling transaction and when it may execute
+    timelock_operation_id: Mapped[bytes | None] = mapped_column(Digest)
+    salt: Mapped[bytes | None] = mapped_column(Digest)
+    schedule_tx_hash: Mapped[bytes | None] = mapped_column(Digest)
+    ready_at: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: the admin key that asked for it
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    #: a typed reason: partner-exists, partner-not-found, ledger-paused, ...
+    failure: Mapped[str | None] = mapped_column(String(40))
+    failure_detail: Mapped[str | None] = mapped_column(Text)

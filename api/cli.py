@@ -85,6 +85,7 @@ from ._index_setup import ProgressBar, indexer_from_settings, mirror_engine
 from ._jobs import Jobs
 from ._keys import KEY_ROLES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
 from ._serve import (
+    coalition_if_any,
     custody_from_settings,
     listen,
     prepare,
@@ -289,15 +290,28 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
         custody = custody_from_settings(settings, create=True)
         if custody is None and settings.embedded_chain:
             custody = Custody.generate()  # custodial members of a chain that ends with the process
-        indexer_w3, app_w3 = thread_safe_web3s(w3, 2)
+        indexer_w3, app_w3, batcher_w3 = thread_safe_web3s(w3, 3)
+        coalition = coalition_if_any(settings, app_w3, engine, manifest)
         app = create_app(
-            settings, engine=engine, contract=manifest.ledger.address, w3=app_w3, custody=custody
+            settings,
+            engine=engine,
+            contract=manifest.ledger.address,
+            w3=app_w3,
+            custody=custody,
+            coalition=coalition,
         )
         indexer = indexer_from_settings(settings, indexer_w3, manifest, engine)
         indexer.open()  # here: migrations and the write lease, before the thread starts
         follower = threading.Thread(target=_follow, args=(indexer, stop), name="loyalty-indexer", daemon=True)
         _announce(public_base(sock), keys)
         follower.start()
+        writers = threading.Thread(
+            target=_send_outboxes,
+            args=(settings, batcher_w3, manifest, engine, stop),
+            name="loyalty-batchers",
+            daemon=True,
+        )
+        writers.start()
         # uvicorn raises the signal that stopped it again once it is done: this handler ends the command
         # with 0 rather than with a KeyboardInterrupt
         with _signals_handled_by(lambda *_: stop.set()):
@@ -313,6 +327,53 @@ def _serve_here(settings: Settings, w3: Web3, manifest: DeploymentManifest, engi
             _revoke_session_keys(engine, keys)
     print("stopped: the indexer and the API", file=sys.stderr)
     return 0
+
+
+#: Seconds between looks for partners whose outbox ``loyalty run`` can send (their operator key at hand).
+PARTNER_POLL_S = 2.0
+
+
+def _send_outboxes(
+    settings: Settings, w3: Web3, manifest: DeploymentManifest, engine: Engine, stop: threading.Event
+) -> None:
+    """``loyalty run``'s batchers: one thread per partner whose operator key this process holds (a dev
+    account in dev mode, or a keystore key with its password configured), started as partners appear;
+    and the scheduled jobs, signed by the service's key."""
+    rpc = Rpc(w3, decoder=revert_decoder())
+    ledger = open_ledger(manifest, rpc)
+    started: dict[int, threading.Thread] = {}
+    skipped: set[int] = set()
+    try:
+        service = sender_from_settings(settings, w3, signer_from_settings(settings, rpc.chain_id()))
+        jobs: Jobs | None = Jobs(engine, manifest.ledger.address, sweeper=open_ledger(manifest, rpc, service))
+    except ChainError as exc:
+        logger.warning("no scheduled jobs: %s", exc)
+        jobs = None
+    last_jobs = 0.0
+    while not stop.is_set():
+        try:
+            for partner_id in ledger.partner_ids():
+                if partner_id in started or partner_id in skipped:
+                    continue
+                try:
+                    batcher = _operator_batcher(settings, w3, manifest, engine, partner_id, prompt=None)
+                except ChainError as exc:
+                    logger.warning("partner %s: its outbox is not sent from here (%s)", partner_id, exc)
+                    skipped.add(partner_id)
+                    continue
+                thread = threading.Thread(
+                    target=batcher.run, args=(stop,), name=f"batcher-{partner_id}", daemon=True
+                )
+                thread.start()
+                started[partner_id] = thread
+            if jobs is not None and time.monotonic() - last_jobs >= jobs.every_s:
+                last_jobs = time.monotonic()
+                jobs.run_once()
+        except Exception:  # the API keeps serving; the next round tries again
+            logger.exception("sending the outboxes")
+        stop.wait(PARTNER_POLL_S)
+    for thread in started.values():
+        thread.join(INDEXER_STOP_TIMEOUT_S)
 
 
 def _follow(indexer: Indexer, stop: threading.Event) -> None:
@@ -428,14 +489,20 @@ def batcher_config(settings: Settings) -> BatcherConfig:
 
 
 def _operator_batcher(
-    settings: Settings, w3: Web3, manifest: DeploymentManifest, engine: Engine, partner_id: int
+    settings: Settings,
+    w3: Web3,
+    manifest: DeploymentManifest,
+    engine: Engine,
+    partner_id: int,
+    *,
+    prompt: Prompt | None = None,
 ) -> Batcher:
     """The batcher of ``partner_id``, signing with its operator's key (from the keystore; in dev mode an
     anvil dev account's address also works)."""
     rpc = Rpc(w3, decoder=revert_decoder())
     operator = open_ledger(manifest, rpc).partner(PartnerId(partner_id)).operator
     signer = signer_from_settings(
-        settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=_prompt()
+        settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=prompt
     )
     sender = sender_from_settings(settings, w3, signer)
     return Batcher(
@@ -449,7 +516,9 @@ def _batcher(settings: Settings, partners: Sequence[int], once: bool) -> int:
         manifest = _open_deployment(settings, w3)
         engine = service_engine(settings)
         try:
-            batchers = [_operator_batcher(settings, w3, manifest, engine, p) for p in partners]
+            batchers = [
+                _operator_batcher(settings, w3, manifest, engine, p, prompt=_prompt()) for p in partners
+            ]
             if once:
                 for batcher in batchers:
                     batcher.drain(timeout=settings.tx_timeout_s)

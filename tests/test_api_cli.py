@@ -104,7 +104,7 @@ def cli(
 def test_migrate_brings_both_branches_to_their_heads_and_is_idempotent(cli: Cli) -> None:
     first = cli("migrate")
     assert first.code == 0, first.err
-    assert first.out.rstrip().endswith("is at heads 0002, s0001")
+    assert first.out.rstrip().endswith("is at heads 0002, s0003")
     again = cli("migrate")
     assert (again.code, again.out) == (0, first.out)
 

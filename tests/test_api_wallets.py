@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from api_scenario import Service
 from eth_utils.address import to_checksum_address
+from sqlalchemy import delete
 
+from api._tables import Reward
+from conftest import ACTIVE, ISSUE_ONLY
 from indexer import MirrorView
 
 pytestmark = pytest.mark.anvil
@@ -211,3 +214,44 @@ def test_the_fast_checksum_is_eip55() -> None:
         address = "0x" + secrets.token_hex(20)
         expected = to_checksum_address(address)
         assert eip55(address) == eip55("0x" + address[2:].upper()) == eip55(expected) == expected
+
+
+def test_the_wallet_points_to_the_cheapest_reward_not_yet_affordable(api_service: Service) -> None:
+    address = api_service.people[1].address
+    body = api_service.get("member_a", f"/v1/wallets/{address}").json()
+    balance = body["balance"]
+    assert balance > 1
+    assert body["next_reward"] is None and body["redeemable_count"] == 0
+    assert body["rewards_url"] == f"/v1/rewards?max_points={balance}"
+    now = api_service.chain_time()
+    offers = [
+        Reward(partner_id=ACTIVE, name="Croissant", points_price=balance + 10),
+        Reward(partner_id=ACTIVE, name="Latte", points_price=balance - 1),
+        # Cheaper than the croissant, but none of them can be redeemed now:
+        Reward(partner_id=ACTIVE, name="Sold out", points_price=balance + 5, stock=0),
+        Reward(partner_id=ACTIVE, name="Retired", points_price=balance + 3, retired_at=now - 1),
+        Reward(partner_id=ACTIVE, name="Tomorrow", points_price=balance + 2, valid_from=now + 3600),
+        Reward(partner_id=ACTIVE, name="Yesterday", points_price=1, valid_until=now),
+        Reward(partner_id=ISSUE_ONLY, name="Accepts no points", points_price=balance + 1),
+    ]
+    with api_service.services.session() as db:
+        for offer in offers:
+            offer.created_at = now
+            db.add(offer)
+        db.flush()
+        croissant = offers[0].id
+    try:
+        wallet = api_service.get("member_a", f"/v1/wallets/{address}").json()
+        assert wallet["next_reward"] == {
+            "reward_id": croissant,
+            "partner_id": ACTIVE,
+            "name": "Croissant",
+            "points_price": balance + 10,
+            "points_away": 10,
+        }
+        assert wallet["redeemable_count"] == 1
+        member = api_service.get("member_a", f"/v1/members/{api_service.members['member_a']}/wallet").json()
+        assert member["next_reward"] == wallet["next_reward"]
+    finally:
+        with api_service.services.session() as db:
+            db.execute(delete(Reward))

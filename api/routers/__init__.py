@@ -6,7 +6,22 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import admin, audit, auth, earning, health, members, operations, partners, rules, stats, wallets
+from . import (
+    admin,
+    audit,
+    auth,
+    coalition,
+    earning,
+    health,
+    members,
+    operations,
+    partners,
+    redemptions,
+    rewards,
+    rules,
+    stats,
+    wallets,
+)
 
 __all__ = ["ALL", "TAGS"]
 
@@ -18,8 +33,11 @@ ALL: tuple[APIRouter, ...] = (
     rules.router,
     earning.router,
     operations.router,
+    rewards.router,
+    redemptions.router,
     stats.router,
     admin.router,
+    coalition.router,
     audit.router,
     health.router,
 )
@@ -44,8 +62,18 @@ TAGS: list[dict[str, Any]] = [
         "the chain.",
     },
     {"name": "operations", "description": "What became of each write: pending to confirmed, or why not."},
+    {"name": "rewards", "description": "Partners' rewards catalogues; what can be redeemed where."},
+    {
+        "name": "redemptions",
+        "description": "Spending points with the member's consent: intents, redemption codes, refunds, "
+        "revocations.",
+    },
     {"name": "stats", "description": "Programme metrics: redemption, breakage, liability, activity."},
-    {"name": "admin", "description": "API keys."},
+    {
+        "name": "admin",
+        "description": "API keys; coalition operations (partner onboarding, allowances, suspension, operator "
+        "rotation, rights, settlement, transfers, pause), sent directly or scheduled through the timelock.",
+    },
     {
         "name": "audit",
         "description": "The whole ledger for auditors: entries and exports, supply and liability, the "

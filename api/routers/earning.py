@@ -34,7 +34,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from .._auth import Principal, ServicesDep, allow
-from .._errors import Conflict, FieldError, InvalidRequest, NotFound, Unauthenticated
+from .._errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from .._models import NO_NUL, TEXT, RequestModel, problem_responses
 from .._operations import OPERATION_LINKS, OperationPublic, operation_public
 from .._outbox import OperationDraft, enqueue, find_operation
@@ -142,7 +142,7 @@ class AdjustmentCreate(RequestModel):
     partner_id: Annotated[int | None, Field(ge=0, lt=2**32)] = None
 
 
-WRITE_ERRORS = problem_responses(Unauthenticated, NotFound, Conflict)
+WRITE_ERRORS = problem_responses(Unauthenticated, Forbidden, NotFound, Conflict)
 
 
 def _request(body: RequestModel) -> dict[str, Any]:

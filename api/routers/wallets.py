@@ -12,17 +12,18 @@ from typing import Annotated
 from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, Path, Response
 from pydantic import Field
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, func, select
 
-from indexer import MirrorView, Tier, WalletEntry
+from indexer import MirrorView, Partner, PartnerStatus, Tier, WalletEntry
 from indexer._decode import keccak
 
 from .._auth import Authenticated, Principal, ServicesDep
 from .._errors import FieldError, Forbidden, InvalidRequest, NotReady, Unauthenticated
 from .._models import AsOfPublic, ResponseModel, hex0x, link, linked_response, problem_responses
 from .._pagination import SeqPage
+from .._redemptions import available_rewards
 from .._services import AsOf, Services
-from .._tables import Member, Membership, PartnerProfile
+from .._tables import Member, Membership, PartnerProfile, Reward
 
 __all__ = [
     "EXPIRING_WINDOW_S",
@@ -31,6 +32,7 @@ __all__ = [
     "EpochPointsPublic",
     "HistoryEntryPublic",
     "HistoryPublic",
+    "NextRewardPublic",
     "TierPublic",
     "WalletPublic",
     "checked_address",
@@ -44,6 +46,21 @@ router = APIRouter(prefix="/v1", tags=["wallets"])
 
 _TIER = select(Tier.qualifying_points, Tier.tier, Tier.as_of_epoch).where(
     Tier.account == bindparam("account")
+)
+#: Rewards redeemable now at a partner that accepts points (``now`` bound per read).
+_OPEN_REWARDS = select(Reward.id, Reward.partner_id, Reward.name, Reward.points_price).where(
+    available_rewards(bindparam("now", type_=Integer)),
+    Reward.partner_id.in_(
+        select(Partner.partner_id).where(Partner.status == PartnerStatus.ACTIVE, Partner.can_accept)
+    ),
+)
+_NEXT_REWARD = (
+    _OPEN_REWARDS.where(Reward.points_price > bindparam("balance"))
+    .order_by(Reward.points_price, Reward.id)
+    .limit(1)
+)
+_REDEEMABLE = select(func.count()).select_from(
+    _OPEN_REWARDS.where(Reward.points_price <= bindparam("balance")).subquery()
 )
 
 #: "expiring soon": within 30 days
@@ -103,6 +120,14 @@ class TierPublic(ResponseModel):
     as_of_epoch: int | None
 
 
+class NextRewardPublic(ResponseModel):
+    reward_id: int
+    partner_id: int
+    name: str
+    points_price: int
+    points_away: int = Field(description="what the balance lacks: you are points_away points away")
+
+
 class WalletPublic(ResponseModel):
     address: str
     balance: int = Field(description="live points at as_of.time (balanceOf in a block with that timestamp)")
@@ -111,6 +136,14 @@ class WalletPublic(ResponseModel):
     next_expiry_at: int | None
     next_expiry_points: int
     tier: TierPublic
+    next_reward: NextRewardPublic | None = Field(
+        default=None,
+        description="the cheapest reward redeemable now (any partner) the balance does not cover",
+    )
+    redeemable_count: int = Field(default=0, description="rewards redeemable now that the balance covers")
+    rewards_url: str = Field(
+        default="/v1/rewards", description="what can be redeemed where (the rewards the balance covers)"
+    )
     as_of: AsOfPublic
 
 
@@ -189,9 +222,12 @@ def wallet_of(services: Services, view: MirrorView, as_of: AsOf, address: str) -
     qualifying = tier.qualifying_points if tier is not None else 0
     name = tier.tier if tier is not None else next(iter(thresholds))
     higher = [(n, t) for n, t in thresholds.items() if t > qualifying]
+    balance = sum(h.points for h in holdings)
+    rewards = {"now": as_of.time, "balance": balance}
+    cheapest = view.conn.execute(_NEXT_REWARD, rewards).first()
     return WalletPublic(
         address=address,
-        balance=sum(h.points for h in holdings),
+        balance=balance,
         epochs=[EpochPointsPublic(epoch=h.epoch, points=h.points, expires_at=h.expires_at) for h in holdings],
         expiring_30d=sum(h.points for h in soon),
         next_expiry_at=first.expires_at if first else None,
@@ -203,6 +239,17 @@ def wallet_of(services: Services, view: MirrorView, as_of: AsOf, address: str) -
             points_to_next_tier=higher[0][1] - qualifying if higher else None,
             as_of_epoch=tier.as_of_epoch if tier is not None else None,
         ),
+        next_reward=None
+        if cheapest is None
+        else NextRewardPublic(
+            reward_id=cheapest.id,
+            partner_id=cheapest.partner_id,
+            name=cheapest.name,
+            points_price=cheapest.points_price,
+            points_away=cheapest.points_price - balance,
+        ),
+        redeemable_count=int(view.conn.execute(_REDEEMABLE, rewards).scalar_one()),
+        rewards_url=f"/v1/rewards?max_points={balance}",
         as_of=AsOfPublic.of(as_of),
     )
 
