@@ -258,6 +258,118 @@ ROWS = [
         only({"partner_a": 200} | READERS, others=404),
         route="/v1/operations/{operation_id}",
     ),
+    # ---------------------------------------------------------------- rewards and redemptions
+    Row(
+        "POST",
+        "/v1/partners/1/rewards",
+        only({"partner_a": 201, "admin": 201}),
+        body=lambda c: {"name": f"matrix {c}", "points_price": 100},
+        route="/v1/partners/{partner_id}/rewards",
+    ),
+    Row("GET", "/v1/partners/1/rewards", everyone(200), route="/v1/partners/{partner_id}/rewards"),
+    Row(
+        "GET",
+        "/v1/partners/1/rewards/1",
+        everyone(200),
+        route="/v1/partners/{partner_id}/rewards/{reward_id}",
+    ),
+    Row(
+        "PATCH",
+        "/v1/partners/1/rewards/1",
+        only({"partner_a": 200, "admin": 200}),
+        body=lambda _: {"points_price": 150},
+        route="/v1/partners/{partner_id}/rewards/{reward_id}",
+    ),
+    Row("GET", "/v1/rewards", everyone(200)),
+    Row(
+        "POST",
+        "/v1/redemptions/intents",
+        # the typed data to sign (nothing is stored: 200); partner B asks for a member not its own: 404
+        only({"partner_a": 200, "partner_b": 404}),
+        body=lambda _: {"member": {"customer_id": "cust-member_a"}, "amount": 1},
+    ),
+    Row(
+        "POST",
+        "/v1/redemptions",
+        # no such code: a partner key alone never spends a member's points
+        only({"partner_a": 410, "partner_b": 410}),
+        body=lambda _: {"member": {"address": "0x" + "7" * 40}, "code": "0000000000", "amount": 1},
+    ),
+    Row(
+        "POST",
+        "/v1/redemptions/op_1/refunds",
+        # op_1 is partner A's purchase, not a redemption
+        only({"partner_a": 404, "partner_b": 404}),
+        body=lambda c: {"refund_id": f"matrix-{c}", "amount": 1},
+        route="/v1/redemptions/{operation_id}/refunds",
+    ),
+    Row("GET", "/v1/me/redemption-codes", only({"member_a": 200, "member_b": 200})),
+    Row(
+        "POST",
+        "/v1/me/redemption-codes",
+        # members A and B hold their own keys (SIWE sessions): codes are for custodial members' passkeys
+        only({"member_a": 403, "member_b": 403}),
+        body=lambda _: {"partner_id": 1, "max_points": 10},
+    ),
+    Row(
+        "DELETE",
+        "/v1/me/redemption-codes/0000000000000000",
+        only({"member_a": 404, "member_b": 404}),
+        route="/v1/me/redemption-codes/{code_id}",
+    ),
+    Row(
+        "POST",
+        "/v1/me/consent-revocations",
+        # a signature that recovers nobody
+        only({"member_a": 422, "member_b": 422}),
+        body=lambda _: {"nonce": "1", "signature": "0x" + "11" * 65, "partner_id": 1},
+    ),
+    # ---------------------------------------------------------------- coalition operations
+    # (the scenario's service holds no admin key for the chain: an admin passes and meets 503)
+    *(
+        Row("POST", f"/v1/admin/{path}", only({"admin": 503}), body=body, route=route)
+        for path, body, route in (
+            (
+                "partners",
+                lambda _: {"partner_id": 77, "name": "Matrix", "operator": "0x" + "8" * 40, "allowance": 1},
+                None,
+            ),
+            ("partners/1/allowance", lambda _: {"increase": 1}, "/v1/admin/partners/{partner_id}/allowance"),
+            *(
+                (f"partners/1/{verb}", None, f"/v1/admin/partners/{{partner_id}}/{verb}")
+                for verb in ("suspend", "reactivate", "offboard")
+            ),
+            (
+                "partners/1/operator",
+                lambda _: {"new_operator": "0x" + "8" * 40},
+                "/v1/admin/partners/{partner_id}/operator",
+            ),
+            (
+                "partners/1/rights",
+                lambda _: {"can_issue": True, "can_accept": True},
+                "/v1/admin/partners/{partner_id}/rights",
+            ),
+            (
+                "partners/1/settlement-address",
+                lambda _: {"settlement_address": "0x" + "8" * 40},
+                "/v1/admin/partners/{partner_id}/settlement-address",
+            ),
+            ("settlement-value", lambda _: {"value": 2}, None),
+            ("settlements", lambda _: {"partner_id": 1, "points": 1, "value": 1, "payment_ref": "x"}, None),
+            ("transfers", lambda _: {"enabled": True}, None),
+            ("pause", None, None),
+            ("unpause", None, None),
+            ("operations/adm_1/execute", None, "/v1/admin/operations/{operation_id}/execute"),
+            ("operations/adm_1/cancel", None, "/v1/admin/operations/{operation_id}/cancel"),
+        )
+    ),
+    Row("GET", "/v1/admin/operations", only({"admin": 503, "auditor": 503})),
+    Row(
+        "GET",
+        "/v1/admin/operations/adm_1",
+        only({"admin": 503, "auditor": 503}),
+        route="/v1/admin/operations/{operation_id}",
+    ),
     # ---------------------------------------------------------------- admin
     Row("GET", "/v1/admin/api-keys", only({"admin": 200})),
     Row(
@@ -292,6 +404,12 @@ ROWS = [
 
 #: Rows that end something (run last, in this order): revoking a key, erasing B's data, signing out.
 FINAL_ROWS = [
+    Row(
+        "DELETE",
+        "/v1/partners/1/rewards/1",
+        only({"partner_a": 200, "admin": 200}),
+        route="/v1/partners/{partner_id}/rewards/{reward_id}",
+    ),
     Row("DELETE", "/v1/admin/api-keys/{KEY}", only({"admin": 200}), route="/v1/admin/api-keys/{key_id}"),
     Row(
         "DELETE",
