@@ -34,7 +34,8 @@ Those release the key (the ``in_flight`` record is deleted): a retry with it run
 **Not covered**: other methods; POSTs without the header; POSTs without valid credentials (anonymous or
 refused ones: the header is ignored and the route answers as it would, 401 for a protected route; the
 public sign-in routes have no caller to scope a key to, and their challenges are single-use anyway). A
-malformed key (not 1-255 printable ASCII characters, or the header twice) is a 422 ``invalid-request``.
+malformed key (not 1-255 printable ASCII characters, or the header twice) is a 422 ``invalid-request``
+whoever sends it, before anything else is looked at.
 
 **What is hashed.** ``request_hash`` is SHA-256 over the method, the path with its query string, and the
 body's raw bytes: a retry must send the same bytes (a retrying client does); a re-serialised body with

@@ -268,8 +268,8 @@ def test_without_valid_credentials_nothing_is_recorded(
         response = post(api_service, caller, PROBE, "k-1", {"a": 1}, **headers)
         assert response.status_code == 401 and response.json()["type"] == "/problems/unauthenticated"
         assert "idempotent-replayed" not in response.headers
-    # A malformed key from such a caller is not even looked at: the route's 401 comes first.
-    assert post(api_service, caller, PROBE, "", {"a": 1}, **headers).status_code == 401
+    # A malformed key is refused whoever sends it (a client error before anything else is looked at).
+    assert post(api_service, caller, PROBE, "", {"a": 1}, **headers).status_code == 422
     assert probe.runs == 0 and count(api_service, IdempotencyRecord) == records
 
 
