@@ -24,6 +24,7 @@ from api._redemptions import code_digest
 from api._sessions import open_session
 from api._tables import Operation, RedemptionCode, Reward
 from api.routers import redemptions, rewards
+from api.routers.redemptions import qr_svg
 from chain import Points, ReasonCode
 from chain._eip712 import redemption_typed_data, sign_cancellation, typed_data_digest
 from conftest import ACTIVE, ISSUE_ONLY, chain_ledger, random_ref
@@ -262,6 +263,12 @@ def test_a_custodial_code_is_used_once_and_only_then_signed_for(api_service: Ser
     assert len(code["code"]) == 10 and code["code"].isdigit()
     assert code["expires_at"] == code["created_at"] + 600 and code["partner_id"] == ACTIVE
     assert code["code"] in code["qr_payload"] and member_id in code["qr_payload"]
+    # the QR code shown at the till is an SVG of exactly that payload (segno's matrix, module for module)
+    import segno
+
+    expected = segno.make(code["qr_payload"], error="m")
+    assert code["qr_svg"].startswith("<svg") and expected.designator in ("3-M", "4-M", "5-M", "6-M")
+    assert code["qr_svg"] == qr_svg(code["qr_payload"])
     with api_service.services.session() as db:  # stored only as a digest
         rows = db.scalars(select(RedemptionCode).where(RedemptionCode.member_id == member_id)).all()
         assert len(rows) == 1 and code["code"].encode() not in bytes(rows[0].code_hash)

@@ -21,10 +21,12 @@ See :mod:`api._redemptions` for the consent rules and the outbox shapes.
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 from typing import Annotated, Any
 
+import segno
 from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import Field, model_validator
@@ -208,6 +210,7 @@ class RedemptionCodeStatePublic(ResponseModel):
 class RedemptionCodePublic(RedemptionCodeStatePublic):
     code: str = Field(description="show it once: the digits the till types in", examples=["0427315589"])
     qr_payload: str = Field(description="what the QR code shown to the till encodes")
+    qr_svg: str = Field(description="the QR code of ``qr_payload`` as an SVG image, to show at the till")
 
 
 class RedemptionCodesPublic(ResponseModel):
@@ -677,7 +680,14 @@ def create_redemption_code(
         db.flush()
         state = _code_state(stored)
         payload = f"loyalty:redeem?member_id={row.id}&code={code}&partner_id={body.partner_id}"
-    return RedemptionCodePublic(**state.model_dump(), code=code, qr_payload=payload)
+    return RedemptionCodePublic(**state.model_dump(), code=code, qr_payload=payload, qr_svg=qr_svg(payload))
+
+
+def qr_svg(payload: str) -> str:
+    """``payload`` as a QR code (error correction M), an SVG document of its own."""
+    image = io.BytesIO()
+    segno.make(payload, error="m").save(image, kind="svg", scale=4, xmldecl=False, svgns=True)
+    return image.getvalue().decode()
 
 
 @router.get(
