@@ -16,7 +16,7 @@ Every authenticated request counts against its key's rate limit, every other one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -85,7 +85,8 @@ class Principal:
         return self.role == "partner" and self.partner_id in partners
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The app's services (``async``: no I/O, so it runs on the event loop, not in a worker thread)."""
     services: Services = request.app.state.services
     return services
 
@@ -103,11 +104,25 @@ def _bearer(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+#: Where a caller already authenticated for this request is kept (``scope["state"]``): the Idempotency-Key
+#: middleware looks the credential up before the route runs, and the route need not do it again.
+RESOLVED = "principal"
+
+
 def authenticate(request: Request, services: ServicesDep) -> Principal:
     """The caller (``anonymous`` without credentials); counts the request against its rate limit."""
     token = _bearer(request)
     limiter = services.limiter
     assert limiter is not None
+    resolved = request.scope.get("state", {}).get(RESOLVED)
+    if token is not None and resolved is not None and resolved[0] == token:
+        principal: Principal = resolved[1]
+        if principal.role == "member":
+            limiter.hit_client(request.client.host if request.client else "unknown")
+        else:
+            assert principal.credential_id is not None
+            limiter.hit_key(principal.credential_id)
+        return principal
     if token is None:
         limiter.hit_client(request.client.host if request.client else "unknown")
         return Principal("anonymous")
@@ -174,11 +189,11 @@ def _member_session(services: Services, token: str, token_id: str, now: int) -> 
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def allow(*roles: Role) -> Callable[..., Principal]:
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only ``roles``: anonymous callers get 401, other roles 403. The route's
     document names the bearer scheme (:data:`BEARER`) as its security requirement."""
 
-    def check(
+    async def check(  # no I/O: on the event loop, not a worker thread
         principal: Caller, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
     ) -> Principal:
         if principal.role in roles:

@@ -27,7 +27,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -101,10 +101,19 @@ class OperationDraft:
     ref: bytes | None = None
 
 
+#: Reference keys already read, by (database, partner): a key, once made, never changes.
+_KEYS: dict[tuple[str, int], bytes] = {}
+
+
 def order_ref_key(session: Session, partner_id: int, *, now: int) -> bytes:
     """The partner's reference key, made on first use (a concurrent first use keeps the first one)."""
+    where = (str(session.get_bind().engine.url), partner_id)
+    known = _KEYS.get(where)
+    if known is not None:
+        return known
     key = session.scalar(select(OrderRefKey.key).where(OrderRefKey.partner_id == partner_id))
     if key is not None:
+        _KEYS[where] = bytes(key)
         return bytes(key)
     try:
         with session.begin_nested():
@@ -121,21 +130,29 @@ def order_ref(key: bytes, kind: str, natural_key: str) -> bytes:
     return hmac.new(key, f"{kind}:{natural_key}".encode(), hashlib.sha256).digest()
 
 
+#: An operation by its natural key (prebuilt: every write asks).
+_BY_NATURAL_KEY = select(Operation).where(
+    Operation.partner_id == bindparam("partner"),
+    Operation.kind == bindparam("kind"),
+    Operation.natural_key == bindparam("key"),
+)
+
+
 def find_operation(session: Session, partner_id: int, kind: str, natural_key: str) -> Operation | None:
-    return session.scalar(
-        select(Operation).where(
-            Operation.partner_id == partner_id,
-            Operation.kind == kind,
-            Operation.natural_key == natural_key,
-        )
-    )
+    return session.scalars(
+        _BY_NATURAL_KEY, {"partner": partner_id, "kind": kind, "key": natural_key}
+    ).one_or_none()
 
 
-def enqueue(session: Session, draft: OperationDraft, *, now: int) -> tuple[Operation, bool]:
+def enqueue(
+    session: Session, draft: OperationDraft, *, now: int, looked: bool = False
+) -> tuple[Operation, bool]:
     """Stores ``draft`` (flushed, committed with the caller's session) and returns it with ``True``; when the
     partner already has an operation of that kind and natural key, returns that one with ``False`` and
-    stores nothing (also when a concurrent request stored it first)."""
-    existing = find_operation(session, draft.partner_id, draft.kind, draft.natural_key)
+    stores nothing (also when a concurrent request stored it first). ``looked``: the caller has just
+    looked for it in this transaction; then a concurrent request that stored it first makes the flush
+    raise ``IntegrityError`` (the unique constraint) instead, which the caller answers with a 409."""
+    existing = None if looked else find_operation(session, draft.partner_id, draft.kind, draft.natural_key)
     if existing is not None:
         return existing, False
     ref = draft.ref
@@ -164,6 +181,10 @@ def enqueue(session: Session, draft: OperationDraft, *, now: int) -> tuple[Opera
         updated_at=now,
         release_at=now if draft.release_at is None else draft.release_at,
     )
+    if looked:  # no savepoint: a concurrent twin's IntegrityError ends the caller's transaction
+        session.add(operation)
+        session.flush()
+        return operation, True
     try:
         with session.begin_nested():
             session.add(operation)

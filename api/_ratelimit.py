@@ -81,6 +81,20 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class _MemoryStorage(MemoryStorage):
+    """``limits``' memory storage, whose clean-up of old entries runs at most once a second.
+
+    The library starts a thread (a 10 ms ``threading.Timer``) on every hit when its last one has ended,
+    which on a busy server is a thread start per request (a few milliseconds each). The clean-up only frees
+    memory: a moving window counts by each entry's timestamp, so the limits stay exact."""
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the private method (name-mangled)
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(1.0, self._MemoryStorage__expire_events)  # type: ignore[attr-defined]
+            self.timer.daemon = True
+            self.timer.start()
+
+
 class RateLimiter:
     """Counts requests per API key and per client; raises :class:`RateLimited` past the budget.
 
@@ -99,7 +113,7 @@ class RateLimiter:
         self._per_client = _parse(per_client, "per_client")
         if not namespace:
             raise RateLimitConfigError("the namespace must not be empty")
-        self._memory = MemoryStorage()
+        self._memory = _MemoryStorage()
         self._local = MovingWindowRateLimiter(self._memory)
         self._shared: MovingWindowRateLimiter | None = None
         self._where = "memory"

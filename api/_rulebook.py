@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from ._errors import FieldError, InvalidRequest, NotFound
@@ -135,14 +135,30 @@ def parsed(record: RuleSetRecord) -> RuleSet:
     return _parsed(record.hash, record.canonical)
 
 
+#: The hash of the rule set in force for a partner at a time (prebuilt: every purchase asks).
+_IN_FORCE = (
+    select(RuleActivation.rule_hash)
+    .where(RuleActivation.partner_id == bindparam("partner"), RuleActivation.activated_at <= bindparam("at"))
+    .order_by(RuleActivation.activated_at.desc(), RuleActivation.id.desc())
+    .limit(1)
+)
+_CANONICAL = select(RuleSetRecord.canonical).where(RuleSetRecord.hash == bindparam("digest"))
+#: Rule sets by hash, parsed: a hash names one canonical text forever.
+_BY_HASH: dict[bytes, RuleSet] = {}
+
+
 def active_rule_set(session: Session, partner_id: int, at: int) -> tuple[bytes, RuleSet] | None:
     """The partner's rule set in force at ``at`` and its hash (None: none activated by then)."""
-    activation = latest_activation(session, partner_id, at)
-    if activation is None:
+    found = session.execute(_IN_FORCE, {"partner": partner_id, "at": at}).scalar()
+    if found is None:
         return None
-    record = session.get(RuleSetRecord, activation.rule_hash)
-    assert record is not None, "an activation names a stored rule set"
-    return record.hash, parsed(record)
+    digest = bytes(found)
+    rules = _BY_HASH.get(digest)
+    if rules is None:
+        text = session.execute(_CANONICAL, {"digest": digest}).scalar()
+        assert text is not None, "an activation names a stored rule set"
+        rules = _BY_HASH[digest] = _parsed(digest, text)
+    return digest, rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +210,23 @@ def resolve_member(
     return MemberRef(own, wallet)
 
 
+def _earned_since(start: str) -> ColumnElement[int]:
+    return func.coalesce(
+        func.sum(case((Operation.created_at >= bindparam(start), Operation.points), else_=0)), 0
+    )
+
+
+#: What a member earned from a partner in the day, week and month of a time (prebuilt: every purchase asks).
+_EARNED = select(_earned_since("day"), _earned_since("week"), _earned_since("month")).where(
+    Operation.partner_id == bindparam("partner"),
+    Operation.member_address == bindparam("address"),
+    Operation.created_at >= bindparam("since"),
+    Operation.created_at < bindparam("until"),
+    Operation.kind.in_(sorted(EARNING_KINDS)),
+    Operation.state.not_in(sorted(_NOT_EARNING)),
+)
+
+
 def member_context(
     session: Session, partner_id: int, address: str, at: int, tier: str | None
 ) -> MemberContext:
@@ -201,19 +234,16 @@ def member_context(
     cancelled, at their current points: a return while pending lowers them) in the UTC day, ISO week and
     calendar month of ``at``, up to the end of its day."""
     day, week, month = cap_windows(at)
-    since = min(week, month)
-
-    def within(start: int) -> ColumnElement[int]:
-        return func.coalesce(func.sum(case((Operation.created_at >= start, Operation.points), else_=0)), 0)
-
     row = session.execute(
-        select(within(day), within(week), within(month)).where(
-            Operation.partner_id == partner_id,
-            Operation.member_address == address.lower(),
-            Operation.created_at >= since,
-            Operation.created_at < day + DAY,
-            Operation.kind.in_(EARNING_KINDS),
-            Operation.state.not_in(_NOT_EARNING),
-        )
+        _EARNED,
+        {
+            "day": day,
+            "week": week,
+            "month": month,
+            "partner": partner_id,
+            "address": address.lower(),
+            "since": min(week, month),
+            "until": day + DAY,
+        },
     ).one()
     return MemberContext(tier=tier, earned_day=int(row[0]), earned_week=int(row[1]), earned_month=int(row[2]))

@@ -26,11 +26,14 @@ can be recomputed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import ConfigDict, Field, model_validator
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .._auth import Principal, ServicesDep, allow
@@ -164,7 +167,7 @@ def _serialise(db: Session, partner_id: int, address: str) -> None:
 
 
 def _context(services: Services, db: Session, partner_id: int, address: str, now: int) -> MemberContext:
-    return member_context(db, partner_id, address, now, member_tier(services, address))
+    return member_context(db, partner_id, address, now, member_tier(services, address, db))
 
 
 def _rules(db: Session, partner_id: int, now: int) -> tuple[bytes, RuleSet]:
@@ -172,6 +175,17 @@ def _rules(db: Session, partner_id: int, now: int) -> tuple[bytes, RuleSet]:
     if active is None:
         raise Conflict(f"partner {partner_id} has no active rule set: create and activate one first")
     return active
+
+
+@contextmanager
+def _recorded_once() -> Iterator[None]:
+    """A concurrent request that recorded the same order (or return) first: 409, and the retry answers it."""
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict(
+            "recorded by a concurrent request at this moment; retry to get its operation"
+        ) from None
 
 
 def _created(response: Response, op: Operation, created: bool, body: dict[str, Any]) -> OperationPublic:
@@ -206,7 +220,7 @@ def create_purchase(
     operation (200) when the request is the same, 409 when it differs."""
     assert partner.partner_id is not None
     pid, now, request = partner.partner_id, services.now(), _request(body)
-    with services.session() as db:
+    with _recorded_once(), services.session() as db:
         existing = find_operation(db, pid, "purchase", body.order_id)
         if existing is not None:
             return _created(response, existing, False, request)
@@ -230,6 +244,7 @@ def create_purchase(
                 release_at=quote.release_at,
             ),
             now=now,
+            looked=True,
         )
         if created and quote.points == 0:
             op.state, op.failure_detail = "cancelled", "the order earned no points"
@@ -238,19 +253,24 @@ def create_purchase(
         return _created(response, op, created, request)
 
 
+#: A referee's referral rewards still waiting for a first purchase (prebuilt: every purchase asks; the
+#: index on (state, release_at) finds the few that wait).
+_RELEASE_REFERRAL = (
+    update(Operation)
+    .where(
+        Operation.partner_id == bindparam("partner"),
+        Operation.kind == "engagement",
+        Operation.state == "pending",
+        Operation.release_at == AWAITING_PURCHASE,
+        Operation.natural_key.like(bindparam("pair")),
+    )
+    .values(release_at=bindparam("now"), updated_at=bindparam("now"))
+)
+
+
 def _release_referral(db: Session, partner_id: int, referee: str, now: int) -> None:
     """A referee's first purchase with points releases the referral rewards waiting for it."""
-    db.execute(
-        update(Operation)
-        .where(
-            Operation.partner_id == partner_id,
-            Operation.kind == "engagement",
-            Operation.state == "pending",
-            Operation.release_at == AWAITING_PURCHASE,
-            Operation.natural_key.like(f"referral:%:{referee}:%"),
-        )
-        .values(release_at=now, updated_at=now)
-    )
+    db.execute(_RELEASE_REFERRAL, {"partner": partner_id, "pair": f"referral:%:{referee}:%", "now": now})
 
 
 @router.post(
@@ -266,7 +286,7 @@ def create_return(
     """Takes back the order's points pro rata: cancelled while still pending, reversed on chain after."""
     assert partner.partner_id is not None
     pid, now, request = partner.partner_id, services.now(), _request(body)
-    with services.session() as db:
+    with _recorded_once(), services.session() as db:
         existing = find_operation(db, pid, "return", body.return_id)
         if existing is not None:
             return _created(response, existing, False, request)
@@ -315,6 +335,7 @@ def create_return(
                 created_by=partner.credential_id,
             ),
             now=now,
+            looked=True,
         )
         if created and cancelled:
             op.state = "confirmed"  # nothing to send: the purchase's pending points were lowered

@@ -269,10 +269,14 @@ def order_from(fields: OrderFields, at: int) -> Order:
 _TIER = select(Tier.tier).where(Tier.account == bindparam("account"))
 
 
-def member_tier(services: Services, address: str) -> str:
-    """The wallet's tier in the mirror (the lowest tier before it earned anything), as the wallet shows it."""
-    with services.mirror() as (view, _):
-        tier = view.conn.execute(_TIER, {"account": address.lower()}).scalar()
+def member_tier(services: Services, address: str, db: Session | None = None) -> str:
+    """The wallet's tier in the mirror (the lowest tier before it earned anything), as the wallet shows it.
+    With ``db`` (a session on the same database) it is read there, without a snapshot of its own."""
+    if db is not None:
+        tier = db.execute(_TIER, {"account": address.lower()}).scalar()
+    else:
+        with services.mirror() as (view, _):
+            tier = view.conn.execute(_TIER, {"account": address.lower()}).scalar()
     return tier if tier is not None else next(iter(services.settings.tier_thresholds))
 
 
@@ -302,7 +306,7 @@ def quote_order(
     found_hash, rules = _rules_for(db, partner_id, digest, order.at)
     context = None
     if member is not None:
-        tier = member_tier(services, member.address)
+        tier = member_tier(services, member.address, db)
         context = member_context(db, partner_id, member.address, order.at, tier)
     return found_hash, quote_purchase(rules, order, context or MemberContext()), context
 
