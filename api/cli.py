@@ -504,6 +504,7 @@ def _operator_batcher(
     signer = signer_from_settings(
         settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=prompt
     )
+    fund_on_embedded_chain(w3, signer.address)  # dev accounts hold no ether on eth-tester's chain
     sender = sender_from_settings(settings, w3, signer)
     return Batcher(
         engine, open_ledger(manifest, sender.rpc, sender), partner_id, config=batcher_config(settings)
