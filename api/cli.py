@@ -12,6 +12,19 @@ The service: ``migrate`` brings the database's schema (the mirror's branch and t
 fills (see :mod:`api._serve`); ``run`` is the whole service in one process (what ``make run`` starts): on
 the embedded chain it deploys the ledger, then mirrors it, follows new blocks in a thread and serves the API
 until Ctrl-C (``--once``: deploy, mirror, reconcile and stop).
+
+Earning rules: ``rules create`` stores a JSON rule set file (validated as ``POST /v1/partners/{id}/rule-sets``
+validates one) as the partner's next version (the same rules again: the existing one), ``rules activate``
+puts one in force, ``rules list`` and ``rules show`` (the canonical text its hash is of) read them. They need
+the database only.
+
+Coalition operations (``partner ...``, ``settlement ...``, ``transfers``, ``pause``, ``unpause``, and
+``operations`` to list, execute or cancel them) run through :class:`~api._coalition.Coalition` with the
+service's key, exactly as the admin API's routes do: each is recorded as an operation (``adm_<n>``) in the
+same table, its input checked by the same request models, sent at once or scheduled on the deployment's
+timelock. A command prints the operation's id, state and transaction (or its place on the timelock); one
+the ledger refuses prints ``error: <typed reason>: <detail>`` and exits 1. A generated operator key stays in
+the keystore: only its address is printed.
 """
 
 from __future__ import annotations
@@ -33,12 +46,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -78,12 +91,22 @@ from ._chain_setup import (
     sender_from_settings,
     signer_from_settings,
 )
+from ._coalition import GENERATE, Coalition, CoalitionOperationPublic, parse_operation_id
 from ._custody import Custody
 from ._db import migrate_all, service_engine
 from ._errors import ApiError
 from ._index_setup import ProgressBar, indexer_from_settings, mirror_engine
 from ._jobs import Jobs
 from ._keys import KEY_ROLES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
+from ._rulebook import (
+    activate,
+    bind_partner,
+    create_rule_set,
+    latest_activation,
+    rule_set_by_hash,
+    rule_sets_of,
+)
+from ._rules import RuleSet, RuleSetCreate, rule_hash
 from ._serve import (
     coalition_if_any,
     custody_from_settings,
@@ -96,7 +119,13 @@ from ._serve import (
     thread_safe_web3s,
 )
 from ._settings import Settings
-from ._tables import ApiKey
+from ._tables import ApiKey, RuleActivation, RuleSetRecord
+from .routers.coalition import (
+    AllowanceChange,
+    PartnerOnboarding,
+    SettlementRecord,
+    SettlementValueUpdate,
+)
 
 __all__ = ["main"]
 
@@ -418,11 +447,11 @@ def _announce(base: str, keys: list[_ShownKey]) -> None:
 # --------------------------------------------------------------------------- the mirror
 
 
-def _open_deployment(settings: Settings, w3: Web3) -> DeploymentManifest:
+def _open_deployment(settings: Settings, w3: Web3, purpose: str = "index it") -> DeploymentManifest:
     if settings.embedded_chain:
         raise CommandError(
             "the embedded chain (eth-tester://) lives only inside one command; "
-            "set LOYALTY_RPC_URL to a node (e.g. anvil://) to index it"
+            f"set LOYALTY_RPC_URL to a node (e.g. anvil://) to {purpose}"
         )
     return load_verified_manifest(settings, Rpc(w3))
 
@@ -608,7 +637,7 @@ class _ShownKey:
 
 
 @contextmanager
-def _keys_db(settings: Settings) -> Iterator[Session]:
+def _service_db(settings: Settings) -> Iterator[Session]:
     """A session on the service's tables (the schema migrated first), committed if the block succeeds."""
     engine = service_engine(settings)
     try:
@@ -639,7 +668,7 @@ def _apikey_create(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"--partner is for partner keys; an {args.role} key acts for no partner")
     if not args.name.strip():
         raise CommandError("--name must not be empty")
-    with _keys_db(settings) as db:
+    with _service_db(settings) as db:
         created = create_key(
             db, role=args.role, name=args.name.strip(), partner_id=args.partner, now=int(time.time())
         )
@@ -653,7 +682,7 @@ def _when(timestamp: int | None) -> str:
 
 
 def _apikey_list(settings: Settings, show_all: bool) -> int:
-    with _keys_db(settings) as db:
+    with _service_db(settings) as db:
         keys = [_ShownKey.of(k) for k in list_keys(db, include_revoked=show_all)]
     if not keys:
         print("no API keys" if show_all else "no live API keys (--all lists revoked ones too)")
@@ -671,16 +700,14 @@ def _apikey_list(settings: Settings, show_all: bool) -> int:
         )
         for k in keys
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _print_table(header, rows)
     return 0
 
 
 def _apikey_rotate(settings: Settings, args: argparse.Namespace) -> int:
     if args.grace < 0:
         raise CommandError("--grace is a number of seconds, 0 or more")
-    with _keys_db(settings) as db:
+    with _service_db(settings) as db:
         shown = _ShownKey.of(rotate_key(db, args.id, now=int(time.time()), grace_s=args.grace))
     until = f" in {args.grace} s" if args.grace else " now"
     _show_token(shown, args.json, f"rotated {args.id} (it stops working{until}): new")
@@ -688,7 +715,7 @@ def _apikey_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _apikey_revoke(settings: Settings, key_id: str) -> int:
-    with _keys_db(settings) as db:
+    with _service_db(settings) as db:
         shown = _ShownKey.of(revoke_key(db, key_id, now=int(time.time())))
     scope = f" for partner {shown.partner_id}" if shown.partner_id is not None else ""
     print(f"revoked {shown.role} key {shown.id}{scope} ({shown.name}): it is refused from now on")
@@ -942,6 +969,415 @@ def _timelock_finish(settings: Settings, text: str, *, cancel: bool) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- earning rules
+
+
+def _problems(exc: ValidationError, limit: int = 5) -> str:
+    """A validation error on one line: each problem's location and message, never its input."""
+    found = [
+        f"{'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
+
+
+def _partner_id(value: int) -> int:
+    """A partner id as the ledger takes it (a uint32 above 0)."""
+    if not 1 <= value < 2**32:
+        raise CommandError(f"a partner id is a number from 1 to {2**32 - 1}, not {value}")
+    return value
+
+
+def _read_rules(file: str, partner_id: int) -> RuleSet:
+    """The rule set in the JSON file ``file`` (``-``: standard input), validated as the API validates a
+    posted one, as ``partner_id``'s. The text ``loyalty rules show`` prints (it names its partner) works
+    too."""
+    where = "standard input" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise CommandError(f"cannot read the rule set {where}: {reason}") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{where} is not JSON: {exc}") from None
+    model = RuleSet if isinstance(body, dict) and "partner_id" in body else RuleSetCreate
+    try:
+        rules = model.model_validate(body)
+    except ValidationError as exc:
+        raise CommandError(f"{where} is not a valid rule set: {_problems(exc)}") from None
+    return bind_partner(rules, partner_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _ShownRuleSet:
+    """A rule set as a command shows it (read while its session is open)."""
+
+    hash: str
+    partner_id: int
+    version: int
+    created_at: int
+    active: bool
+    activated_at: int | None
+
+    @classmethod
+    def of(cls, record: RuleSetRecord, current: RuleActivation | None) -> _ShownRuleSet:
+        active = current is not None and bytes(current.rule_hash) == bytes(record.hash)
+        return cls(
+            "0x" + bytes(record.hash).hex(),
+            record.partner_id,
+            record.version,
+            record.created_at,
+            active,
+            current.activated_at if current is not None and active else None,
+        )
+
+    def as_json(self, **extra: Any) -> dict[str, Any]:
+        shown = {
+            "hash": self.hash,
+            "partner_id": self.partner_id,
+            "version": self.version,
+            "created_at": self.created_at,
+            "active": self.active,
+            "activated_at": self.activated_at,
+        }
+        return {**shown, **extra}
+
+    def in_force(self) -> str:
+        return f"in force since {_when(self.activated_at)}" if self.active else "not in force"
+
+
+def _rules_create(settings: Settings, args: argparse.Namespace) -> int:
+    partner_id = _partner_id(args.partner)
+    rules = _read_rules(args.file, partner_id)
+    now = int(time.time())
+    with _service_db(settings) as db:
+        existing = rule_set_by_hash(db, rule_hash(rules))
+        record = existing or create_rule_set(db, partner_id, rules, now=now, created_by=None)
+        shown = _ShownRuleSet.of(record, latest_activation(db, partner_id, now))
+    if args.json:
+        print(json.dumps(shown.as_json(new=existing is None)))
+    elif existing is not None:
+        print(
+            f"partner {partner_id} has these rules already: version {shown.version}, {shown.hash} "
+            f"({shown.in_force()})"
+        )
+    else:
+        print(f"created version {shown.version} of partner {partner_id}'s rules: {shown.hash}")
+        print(f"  not in force yet: loyalty rules activate --partner {partner_id} {shown.hash}")
+    return 0
+
+
+def _rules_activate(settings: Settings, args: argparse.Namespace) -> int:
+    partner_id = _partner_id(args.partner)
+    digest = _hash32(args.hash, "a rule hash")
+    now = int(time.time())
+    with _service_db(settings) as db:
+        before = latest_activation(db, partner_id, now)
+        already = before is not None and bytes(before.rule_hash) == digest
+        activation = activate(db, partner_id, digest, now=now, activated_by=None)
+        record = rule_set_by_hash(db, digest)
+        assert record is not None  # activate found it
+        shown = _ShownRuleSet.of(record, activation)
+    if args.json:
+        print(json.dumps(shown.as_json(changed=not already)))
+        return 0
+    what = f"version {shown.version} of partner {partner_id}'s rules ({shown.hash})"
+    if already:
+        print(f"{what} is in force already, since {_when(shown.activated_at)}")
+    else:
+        print(f"{what} is in force from {_when(shown.activated_at)}")
+    return 0
+
+
+def _rules_list(settings: Settings, args: argparse.Namespace) -> int:
+    partner_id = _partner_id(args.partner)
+    now = int(time.time())
+    with _service_db(settings) as db:
+        current = latest_activation(db, partner_id, now)
+        shown = [_ShownRuleSet.of(record, current) for record in rule_sets_of(db, partner_id)]
+    if args.json:
+        print(json.dumps([s.as_json() for s in shown]))
+        return 0
+    if not shown:
+        print(f"partner {partner_id} has no rule sets (loyalty rules create --partner {partner_id} FILE)")
+        return 0
+    header = ("version", "hash", "created", "active")
+    rows = [
+        (str(s.version), s.hash, _when(s.created_at), f"* since {_when(s.activated_at)}" if s.active else "")
+        for s in shown
+    ]
+    _print_table(header, rows)
+    return 0
+
+
+def _rules_show(settings: Settings, text: str) -> int:
+    digest = _hash32(text, "a rule hash")
+    with _service_db(settings) as db:
+        record = rule_set_by_hash(db, digest)
+        if record is None:
+            raise CommandError(f"no rule set 0x{digest.hex()}")
+        canonical = record.canonical
+    print(canonical)
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# --------------------------------------------------------------------------- coalition operations
+
+#: What an action command runs on the coalition, its input checked before the chain is touched.
+_Act = Callable[[Coalition], CoalitionOperationPublic]
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _checked(model: type[_Model], what: str, **values: Any) -> _Model:
+    """``values`` validated by the API's request model for the same action (the same limits as HTTP)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise CommandError(f"invalid {what}: {_problems(exc)}") from None
+
+
+def _operator_of(args: argparse.Namespace) -> str:
+    if args.generate_operator:
+        return GENERATE
+    address: str = args.operator
+    if not is_address(address):
+        raise CommandError(f"--operator must be a 0x-prefixed 20-byte address, not {address!r}")
+    return to_checksum_address(address)
+
+
+def _address_of(text: str, what: str) -> str:
+    if not is_address(text):
+        raise CommandError(f"{what} must be a 0x-prefixed 20-byte address, not {text!r}")
+    return to_checksum_address(text)
+
+
+def _partner_action(args: argparse.Namespace) -> _Act:
+    """The ``loyalty partner ...`` command as a coalition action."""
+    command = args.partner_command
+    if command == "onboard":
+        settlement = None if args.settlement is None else _address_of(args.settlement, "--settlement")
+        body = _checked(
+            PartnerOnboarding,
+            "onboarding",
+            partner_id=args.id,
+            name=args.name,
+            operator=_operator_of(args),
+            settlement_address=settlement,
+            can_issue=args.issue,
+            can_accept=args.accept,
+            allowance=args.allowance,
+        )
+        return lambda c: c.register_partner(
+            partner_id=body.partner_id,
+            name=body.name,
+            operator=body.operator,
+            settlement_address=body.settlement_address,
+            can_issue=body.can_issue,
+            can_accept=body.can_accept,
+            allowance=body.allowance,
+            by=None,
+        )
+    partner_id = _partner_id(args.partner_id)
+    if command == "allowance":
+        change = _checked(AllowanceChange, "allowance change", increase=args.increase, decrease=args.decrease)
+        return lambda c: c.change_allowance(
+            partner_id, increase=change.increase, decrease=change.decrease, by=None
+        )
+    if command == "suspend":
+        return lambda c: c.set_status(partner_id, "suspend", by=None)
+    if command == "reactivate":
+        return lambda c: c.set_status(partner_id, "reactivate", by=None)
+    if command == "offboard":
+        return lambda c: c.set_status(partner_id, "offboard", by=None)
+    if command == "rotate":
+        operator = _operator_of(args)
+        return lambda c: c.rotate_operator(partner_id, operator, by=None)
+    if command == "rights":
+        return lambda c: c.set_rights(partner_id, can_issue=args.issue, can_accept=args.accept, by=None)
+    address = _address_of(args.address, "the settlement address")
+    return lambda c: c.set_settlement_address(partner_id, address, by=None)
+
+
+def _action(args: argparse.Namespace) -> _Act:
+    """The coalition action a command asks for (its input checked: nothing has touched the chain yet)."""
+    if args.command == "partner":
+        return _partner_action(args)
+    if args.command == "settlement":
+        if args.settlement_command == "value":
+            value = _checked(SettlementValueUpdate, "settlement value", value=args.value).value
+            return lambda c: c.set_settlement_value(value, by=None)
+        record = _checked(
+            SettlementRecord,
+            "settlement record",
+            partner_id=args.partner,
+            points=args.points,
+            value=args.value,
+            payment_ref=args.payment_ref,
+        )
+        return lambda c: c.record_settlement(
+            record.partner_id,
+            points=record.points,
+            value=record.value,
+            payment_ref=record.payment_ref,
+            by=None,
+        )
+    if args.command == "transfers":
+        enabled = args.switch == "on"
+        return lambda c: c.set_transfers(enabled, by=None)
+    if args.command == "pause":
+        return lambda c: c.pause(by=None)
+    if args.command == "unpause":
+        return lambda c: c.unpause(by=None)
+    number = _operation_number(args.id)
+    if args.operations_command == "execute":
+        return lambda c: c.execute(number)
+    return lambda c: c.cancel(number)
+
+
+def _operation_number(text: str) -> int:
+    number = parse_operation_id(text) if text.startswith("adm_") else parse_operation_id(f"adm_{text}")
+    if number is None:
+        raise CommandError(f"an operation id is adm_<number> (loyalty operations list), not {text!r}")
+    return number
+
+
+@contextmanager
+def _coalition(settings: Settings, *, write: bool = True) -> Iterator[Coalition]:
+    """The service's coalition keys on the deployment (as the API builds them: its operations are recorded
+    in the same table), the database's schema migrated first; without ``write``, no key (reading and
+    bringing operations up to date needs none)."""
+    with open_chain(settings) as w3:
+        manifest = _open_deployment(settings, w3, "act on it")
+        engine = service_engine(settings)
+        try:
+            migrate_all(engine)
+            if write:
+                coalition = Coalition.from_settings(settings, w3, engine, manifest, prompt=_prompt())
+                coalition.receipt_timeout = settings.tx_timeout_s
+            else:
+                rpc = Rpc(w3, decoder=revert_decoder())
+                timelock = open_timelock(manifest, rpc) if manifest.timelock is not None else None
+                coalition = Coalition(engine, open_ledger(manifest, rpc), timelock)
+            yield coalition
+        finally:
+            engine.dispose()
+
+
+def _act(settings: Settings, args: argparse.Namespace) -> int:
+    act = _action(args)
+    generates = getattr(args, "generate_operator", False)
+    with _coalition(settings) as coalition:
+        prompt = _prompt()
+        if generates and coalition.keystore_password is None and prompt is not None:
+            password = keystore_password(settings, prompt=prompt, confirm=True)
+            coalition.keystore_password = SecretStr(password)
+        coalition.operator_funding = getattr(args, "fund_operator", 0)
+        operation = act(coalition)
+        now = coalition.ledger.rpc.timestamp()
+        keystore = coalition.keystore.directory if coalition.keystore is not None else None
+    if args.json:
+        print(operation.model_dump_json())
+    else:
+        print("\n".join(_describe_operation(operation, now, keystore)))
+    return _exit_status(operation)
+
+
+def _exit_status(operation: CoalitionOperationPublic) -> int:
+    """1 with ``error: <typed reason>: <detail>`` on stderr for a failed operation, else 0."""
+    if operation.state != "failed":
+        return 0
+    failure = operation.failure
+    reason = (failure.reason if failure else None) or "failed"
+    detail = f": {failure.detail}" if failure is not None and failure.detail else ""
+    print(f"error: {reason}{detail}", file=sys.stderr)
+    return 1
+
+
+def _operation_status(operation: CoalitionOperationPublic, now: int) -> str:
+    """Where the operation is: its transaction, its place on the timelock, or why it failed."""
+    state, timelock = operation.state, operation.timelock
+    if state in ("confirmed", "executed"):
+        if operation.tx_hash is None:
+            return "executed outside the service"
+        return f"tx {operation.tx_hash} in block {operation.block_number}"
+    if state in ("scheduled", "ready") and timelock is not None:
+        return f"timelock operation {timelock.operation_id}, {_eta(timelock.ready_at, now)}"
+    if state == "submitted":
+        tx = operation.tx_hash or (timelock.schedule_tx_hash if timelock is not None else None)
+        return f"tx {tx} not mined yet" if tx else "not sent yet"
+    if state == "failed" and operation.failure is not None:
+        return operation.failure.reason or ""
+    return ""
+
+
+def _describe_operation(operation: CoalitionOperationPublic, now: int, keystore: Path | None) -> list[str]:
+    partner = f" (partner {operation.partner_id})" if operation.partner_id is not None else ""
+    status = _operation_status(operation, now) if operation.state != "failed" else ""
+    lines = [f"{operation.id} {operation.action}{partner} {operation.state}{': ' + status if status else ''}"]
+    params = operation.params
+    if "operator" in params:
+        made = ""
+        if params.get("operator_generated"):
+            made = f" (a new key in the keystore {keystore})" if keystore else " (a new key in the keystore)"
+        lines.append(f"  operator {params['operator']}{made}")
+    if operation.state in ("scheduled", "ready"):
+        lines.append(f"  once ready: loyalty operations execute {operation.id}")
+    return lines
+
+
+#: Operations whose state the chain may still change (a failed execution on the timelock may be retried).
+_PENDING = frozenset({"submitted", "scheduled", "ready"})
+
+
+def _operations_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _coalition(settings, write=False) as coalition:
+        found: list[CoalitionOperationPublic] = []
+        before: int | None = None
+        while True:
+            page, more = coalition.operations(before=before, limit=200, partner_id=args.partner)
+            found += page
+            if not more or not page:
+                break
+            before = parse_operation_id(page[-1].id)
+        now = coalition.ledger.rpc.timestamp()
+    shown = [
+        op
+        for op in found
+        if args.all or op.state in _PENDING or (op.state == "failed" and op.timelock is not None)
+    ]
+    if args.json:
+        print(json.dumps([op.model_dump(mode="json") for op in shown]))
+        return 0
+    if not shown:
+        print("no operations" if args.all else "no pending operations (--all lists every operation)")
+        return 0
+    header = ("id", "action", "partner", "state", "created", "detail")
+    rows = [
+        (
+            op.id,
+            op.action,
+            "-" if op.partner_id is None else str(op.partner_id),
+            op.state,
+            _when(op.created_at),
+            _operation_status(op, now),
+        )
+        for op in shown
+    ]
+    _print_table(header, rows)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1071,7 +1507,138 @@ def _parser() -> argparse.ArgumentParser:
     for verb in ("execute", "cancel"):
         finish = timelock_commands.add_parser(verb, help=f"{verb} a scheduled operation by its id")
         finish.add_argument("id", help="the operation id (0x + 64 hex digits)")
+    _add_rules_commands(commands)
+    _add_coalition_commands(commands)
     return parser
+
+
+def _add_rules_commands(commands: Any) -> None:
+    rules = commands.add_parser("rules", help="partners' earning rule sets: create, activate, list, show")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    create = rules_commands.add_parser(
+        "create",
+        help="store a JSON rule set as the partner's next version (the same rules again: the existing one)",
+    )
+    create.add_argument("--partner", type=int, required=True, help="the partner's id")
+    create.add_argument("file", help="the rule set, a JSON file (- reads standard input)")
+    create.add_argument("--json", action="store_true", help="print {hash, version, ..., new} as JSON")
+    activate_cmd = rules_commands.add_parser("activate", help="put one of the partner's rule sets in force")
+    activate_cmd.add_argument("--partner", type=int, required=True, help="the partner's id")
+    activate_cmd.add_argument("hash", help="the rule set's hash (0x + 64 hex digits)")
+    activate_cmd.add_argument("--json", action="store_true", help="print the rule set as JSON")
+    listing = rules_commands.add_parser("list", help="the partner's rule sets, newest first, * in force")
+    listing.add_argument("--partner", type=int, required=True, help="the partner's id")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    show = rules_commands.add_parser("show", help="a rule set's canonical text (what its hash is of)")
+    show.add_argument("hash", help="the rule set's hash (0x + 64 hex digits)")
+
+
+def _add_coalition_commands(commands: Any) -> None:
+    """The coalition operations: each recorded as an operation (adm_<n>), as the admin API records it."""
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print the operation as the API shows it")
+
+    partner = commands.add_parser(
+        "partner",
+        help="onboard a partner; its allowance, life cycle, operator key, rights, settlement address",
+    )
+    partner_commands = partner.add_subparsers(dest="partner_command", required=True)
+    onboard = partner_commands.add_parser(
+        "onboard", parents=[as_json], help="register a partner on the ledger"
+    )
+    onboard.add_argument("--id", type=int, required=True, help="its partner id (a new one)")
+    onboard.add_argument("--name", required=True, help="its name in the directory")
+    _add_operator(onboard)
+    onboard.add_argument("--settlement", help="where settlements are paid (default: the operator)")
+    onboard.add_argument("--no-issue", dest="issue", action="store_false", help="may not issue points")
+    onboard.add_argument("--no-accept", dest="accept", action="store_false", help="may not accept points")
+    onboard.add_argument("--allowance", type=int, required=True, help="points it may issue")
+    allowance = partner_commands.add_parser(
+        "allowance", parents=[as_json], help="top up or cut a partner's remaining allowance"
+    )
+    allowance.add_argument("partner_id", type=int, help="the partner's id")
+    change = allowance.add_mutually_exclusive_group(required=True)
+    change.add_argument("--increase", type=int, help="points to add")
+    change.add_argument("--decrease", type=int, help="points to take away (refused beyond what remains)")
+    for verb, what in (
+        ("suspend", ": it may neither issue nor accept until reactivated"),
+        ("reactivate", ": a suspended partner may act again"),
+        ("offboard", " for good: its allowance drops to 0, its history stays"),
+    ):
+        status = partner_commands.add_parser(verb, parents=[as_json], help=f"{verb} a partner{what}")
+        status.add_argument("partner_id", type=int, help="the partner's id")
+    rotate = partner_commands.add_parser(
+        "rotate", parents=[as_json], help="move a partner to a new operator key"
+    )
+    rotate.add_argument("partner_id", type=int, help="the partner's id")
+    _add_operator(rotate)
+    rights = partner_commands.add_parser("rights", parents=[as_json], help="whether it may issue, and accept")
+    rights.add_argument("partner_id", type=int, help="the partner's id")
+    rights.add_argument("--issue", action=argparse.BooleanOptionalAction, required=True, help="may issue")
+    rights.add_argument("--accept", action=argparse.BooleanOptionalAction, required=True, help="may accept")
+    settlement_address = partner_commands.add_parser(
+        "settlement-address", parents=[as_json], help="where a partner's settlements are paid"
+    )
+    settlement_address.add_argument("partner_id", type=int, help="the partner's id")
+    settlement_address.add_argument("address", help="the new settlement address")
+
+    settlement = commands.add_parser("settlement", help="the settlement value of a point; settlements paid")
+    settlement_commands = settlement.add_subparsers(dest="settlement_command", required=True)
+    value = settlement_commands.add_parser(
+        "value", parents=[as_json], help="settlement units per point, for entries from now on"
+    )
+    value.add_argument("value", type=int, help="settlement units per point")
+    record = settlement_commands.add_parser(
+        "record", parents=[as_json], help="record a settlement paid (its points leave the open position)"
+    )
+    record.add_argument("--partner", type=int, required=True, help="the partner's id")
+    record.add_argument("--points", type=int, required=True, help="points settled (positive: paid to it)")
+    record.add_argument("--value", type=int, required=True, help="their value in settlement units")
+    record.add_argument(
+        "--payment-ref", required=True, help="the payment's reference (once per partner; text or 0x + 64 hex)"
+    )
+
+    transfers = commands.add_parser(
+        "transfers", parents=[as_json], help="switch member-to-member transfers on or off"
+    )
+    transfers.add_argument("switch", choices=("on", "off"))
+    commands.add_parser(
+        "pause", parents=[as_json], help="pause the ledger (the pauser's key, never scheduled)"
+    )
+    commands.add_parser("unpause", parents=[as_json], help="resume the ledger")
+
+    operations = commands.add_parser(
+        "operations", help="the coalition operations: list them, execute or cancel scheduled ones"
+    )
+    operations_commands = operations.add_subparsers(dest="operations_command", required=True)
+    listing = operations_commands.add_parser(
+        "list", help="operations the chain may still change (--all: every one), newest first"
+    )
+    listing.add_argument("--all", action="store_true", help="confirmed, executed, failed, cancelled too")
+    listing.add_argument("--partner", type=int, help="only this partner's")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    for verb in ("execute", "cancel"):
+        finish = operations_commands.add_parser(
+            verb, parents=[as_json], help=f"{verb} an operation scheduled on the timelock"
+        )
+        finish.add_argument("id", help="the operation's id (adm_<n>)")
+
+
+def _add_operator(parser: argparse.ArgumentParser) -> None:
+    operator = parser.add_mutually_exclusive_group(required=True)
+    operator.add_argument("--operator", help="the operator key's address")
+    operator.add_argument(
+        "--generate-operator",
+        action="store_true",
+        help="a new key in the keystore (LOYALTY_KEYSTORE_DIR); only its address is shown",
+    )
+    parser.add_argument(
+        "--fund-operator",
+        type=int,
+        default=0,
+        metavar="WEI",
+        help="with --generate-operator: wei sent to the new key for its gas once the operation took effect",
+    )
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -1129,6 +1696,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.timelock_command == "schedule":
                 return _timelock_schedule(settings, args)
             return _timelock_finish(settings, args.id, cancel=args.timelock_command == "cancel")
+        if args.command == "rules":
+            if args.rules_command == "create":
+                return _rules_create(settings, args)
+            if args.rules_command == "activate":
+                return _rules_activate(settings, args)
+            if args.rules_command == "list":
+                return _rules_list(settings, args)
+            return _rules_show(settings, args.hash)
+        if args.command == "operations" and args.operations_command == "list":
+            return _operations_list(settings, args)
+        if args.command in ("partner", "settlement", "transfers", "pause", "unpause", "operations"):
+            return _act(settings, args)
         return _run(settings, args.once)
     except (ChainError, IndexerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
