@@ -100,11 +100,7 @@ def grant_birthdays(
                 reason=quote.reason,
                 rule_hash=rule_hash,
                 request={"kind": "birthday", "year": today.year},
-                detail={
-                    "explanation": [
-                        {"kind": x.kind, "detail": x.detail, "points": x.points} for x in quote.lines
-                    ]
-                },
+                detail={"explanation": quote.explanation()},
                 created_by="scheduler",
             ),
             now=now,

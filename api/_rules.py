@@ -567,6 +567,10 @@ class Quote:
     lines: tuple[Explanation, ...]
     capped: bool
 
+    def explanation(self) -> list[dict[str, str]]:
+        """The computation step by step, as an operation's ``detail`` keeps it (JSON)."""
+        return [{"kind": x.kind, "detail": x.detail, "points": x.points} for x in self.lines]
+
 
 def cap_windows(at: int) -> tuple[int, int, int]:
     """The starts of ``at``'s UTC day, ISO week (Monday) and calendar month (Unix seconds)."""

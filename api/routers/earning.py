@@ -201,10 +201,6 @@ def _created(response: Response, op: Operation, created: bool, body: dict[str, A
     return operation_public(op)
 
 
-def _explanation(lines: Any) -> list[dict[str, str]]:
-    return [{"kind": x.kind, "detail": x.detail, "points": x.points} for x in lines]
-
-
 @router.post(
     "/purchases",
     status_code=201,
@@ -239,7 +235,7 @@ def create_purchase(
                 reason=quote.reason,
                 rule_hash=rule_hash,
                 request=request,
-                detail={"explanation": _explanation(quote.lines), "capped": quote.capped},
+                detail={"explanation": quote.explanation(), "capped": quote.capped},
                 created_by=partner.credential_id,
                 release_at=quote.release_at,
             ),
@@ -434,7 +430,7 @@ def create_engagement(
                     quote.reason,
                     rule_hash,
                     request,
-                    quote.lines,
+                    quote.explanation(),
                     partner,
                     now,
                     release,
@@ -468,7 +464,7 @@ def create_engagement(
             quote.reason,
             rule_hash,
             request,
-            quote.lines,
+            quote.explanation(),
             partner,
             now,
             None,
@@ -485,7 +481,7 @@ def _engagement(
     reason: int,
     rule_hash: bytes,
     request: dict[str, Any],
-    lines: Any,
+    explanation: list[dict[str, str]],
     partner: Principal,
     now: int,
     release_at: int | None,
@@ -502,7 +498,7 @@ def _engagement(
             reason=reason,
             rule_hash=rule_hash,
             request=request,
-            detail={"explanation": _explanation(lines)},
+            detail={"explanation": explanation},
             created_by=partner.credential_id,
             release_at=release_at,
         ),
