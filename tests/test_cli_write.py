@@ -10,12 +10,10 @@ and only its address is printed.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,10 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from test_cli import Cli as BaseCli
+from test_cli import Result
 
 from api._tables import CoalitionOperation
-from api.cli import main
 from chain import PartnerId, PartnerStatus, Rpc
 from chain._ledger import Ledger as ChainLedger
 from chain._manifest import load_manifest
@@ -42,42 +41,10 @@ TX = re.compile(r"tx 0x[0-9a-f]{64} in block [0-9]+$")
 
 
 @dataclass
-class Result:
-    code: int
-    out: str
-    err: str
+class Cli(BaseCli):
+    """``tests/test_cli.py``'s runner, with the database the commands write to."""
 
-
-@dataclass
-class Cli:
-    tmp: Path
-    monkeypatch: pytest.MonkeyPatch
-    capsys: pytest.CaptureFixture[str]
-    password: str
-    database_url: str
-    transcript: str = ""
-
-    @property
-    def keystore_dir(self) -> Path:
-        return self.tmp / "keystore"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.tmp / "deployment.json"
-
-    def env(self, name: str, value: str | None) -> None:
-        if value is None:
-            self.monkeypatch.delenv(f"LOYALTY_{name}", raising=False)
-        else:
-            self.monkeypatch.setenv(f"LOYALTY_{name}", value)
-
-    def __call__(self, *argv: str, stdin: str = "") -> Result:
-        self.capsys.readouterr()
-        self.monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))  # a pipe: never prompts
-        code = main(list(argv))
-        captured = self.capsys.readouterr()
-        self.transcript += captured.out + captured.err
-        return Result(code, captured.out, captured.err)
+    database_url: str = ""
 
     def ok(self, *argv: str, stdin: str = "") -> Result:
         result = self(*argv, stdin=stdin)
@@ -110,7 +77,7 @@ def cli(
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     for url in database_url(request.param, tmp_path):
-        runner = Cli(tmp_path, monkeypatch, capsys, f"pw-{secrets.token_hex(12)}", url)
+        runner = Cli(tmp_path, monkeypatch, capsys, f"pw-{secrets.token_hex(12)}", database_url=url)
         runner.env("DATABASE_URL", url)
         runner.env("KEYSTORE_DIR", str(runner.keystore_dir))
         runner.env("KEYSTORE_SCRYPT_N", str(SCRYPT_N))
