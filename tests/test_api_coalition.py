@@ -9,6 +9,7 @@ puts them in effect; pause stays direct."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from conftest import (
 )
 from indexer import make_engine
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = f"pw-{secrets.token_hex(12)}"  # made for this run
 SCRYPT_N = 2**4  # a cheap work factor: tests only
 DELAY = 3600
 
