@@ -120,6 +120,7 @@ from ._serve import (
 )
 from ._settings import Settings
 from ._tables import ApiKey, RuleActivation, RuleSetRecord
+from .audit._cli import add_audit_parser, run_audit
 from .routers.coalition import (
     AllowanceChange,
     PartnerOnboarding,
@@ -1397,6 +1398,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    add_audit_parser(commands)
+
     compile_cmd = commands.add_parser("compile", help="compile contracts/ into chain/artifacts")
     compile_cmd.add_argument("--check", action="store_true", help="fail if committed artifacts are stale")
 
@@ -1654,6 +1657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "audit":  # an auditor's tool: the operator's settings play no part
+        return run_audit(args)
     try:
         settings = Settings()
     except ValidationError as exc:

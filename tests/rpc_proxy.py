@@ -22,6 +22,9 @@ Standing limits, like a hosted node's, on every ``eth_getLogs`` (alone or in a b
                           ``range_error`` says: "infura" (the default) is -32005 "query returned more than
                           10000 results. Try with this block range [0xA, 0xB]." (the range's first N
                           blocks); "plain" is -32602 "block range too large" (no suggestion)
+    state_horizon = N     a pruned node: eth_call, eth_getProof, eth_getBalance, eth_getStorageAt and
+                          eth_getCode at a block more than N below the head get geth's -32000 "missing trie
+                          node ..."
     max_log_results = N   an answer of more than N logs is replaced by Alchemy's -32602 "Log response size
                           exceeded. ... this block range should work: [0xA, 0xB]" (the blocks before the
                           one holding log N+1; no suggestion when that block alone holds more than N)
@@ -55,6 +58,10 @@ ALCHEMY_SIZE_SUGGESTING = (
     "Based on your parameters, this block range should work: [{low:#x}, {high:#x}]"
 )
 
+#: Calls that read state at a block, refused beyond a pruned node's horizon (``state_horizon``).
+STATE_METHODS = frozenset({"eth_call", "eth_getProof", "eth_getBalance", "eth_getStorageAt", "eth_getCode"})
+PRUNED = "missing trie node 0x{block:064x} (path ) state is not available"
+
 
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
@@ -69,6 +76,9 @@ class FaultProxy:
         self.max_log_range: int | None = None
         self.range_error = "infura"
         self.max_log_results: int | None = None
+        #: A pruned node's horizon: state (``STATE_METHODS``) at a block more than N blocks below the head
+        #: is refused as geth refuses it; ``None``: an archive node.
+        self.state_horizon: int | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         proxy = self
@@ -174,9 +184,13 @@ class FaultProxy:
 
     def _forward(self, body: bytes, payload: Any, *, untouched: bool) -> bytes:
         calls = payload if isinstance(payload, list) else [payload]
-        if not any(isinstance(c, dict) and c.get("method") == "eth_getLogs" for c in calls):
+        refused = {
+            i: e
+            for i, c in enumerate(calls)
+            if (e := self._range_refusal(c) or self._state_refusal(c)) is not None
+        }
+        if not refused and not any(isinstance(c, dict) and c.get("method") == "eth_getLogs" for c in calls):
             return self._post(body)
-        refused = {i: e for i, c in enumerate(calls) if (e := self._range_refusal(c)) is not None}
         rest = [c for i, c in enumerate(calls) if i not in refused]
         answers: dict[Any, Any] = {}
         if rest:
@@ -211,6 +225,25 @@ class FaultProxy:
         if self.range_error == "plain":
             return _error(call, -32602, PLAIN_RANGE)
         return _error(call, -32005, INFURA_RANGE.format(low=bounds[0], high=bounds[0] + limit - 1))
+
+    def _state_refusal(self, call: Any) -> dict[str, Any] | None:
+        horizon = self.state_horizon
+        if horizon is None or not isinstance(call, dict) or call.get("method") not in STATE_METHODS:
+            return None
+        params = call.get("params") or []
+        tag = params[-1] if params else "latest"
+        if isinstance(tag, dict):  # EIP-1898: {"blockNumber": ...} or {"blockHash": ...}
+            tag = tag.get("blockNumber", "latest")
+        if not isinstance(tag, str) or not tag.startswith("0x"):
+            return None
+        head = int(
+            _json(self._post(b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'))["result"],
+            16,
+        )
+        if int(tag, 16) >= head - horizon:
+            return None
+        self._hit("pruned")
+        return _error(call, -32000, PRUNED.format(block=int(tag, 16)))
 
     def _result_refusal(self, call: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any] | None:
         limit = self.max_log_results

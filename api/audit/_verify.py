@@ -601,11 +601,19 @@ _CALL_EXECUTED = "0x" + keccak(b"CallExecuted(bytes32,uint256,address,uint256,by
 _CANCELLED = "0x" + keccak(b"Cancelled(bytes32)").hex()
 
 
+def _has_code(node: Node, account: str, block: int) -> bool:
+    """Whether ``account`` is a contract (at ``block``, or now when the node has pruned that block's state:
+    the coalition's timelock is never destroyed)."""
+    try:
+        code = node.request("eth_getCode", [account, hex(block)])
+    except NodeError:
+        code = node.request("eth_getCode", [account, "latest"])
+    return code not in ("0x", "", None)
+
+
 def _check_timelock(node: Node, first: int, state: Rebuild, at: VerifiedBlock, report: Report) -> None:
     admins = sorted(state.roles.get(DEFAULT_ADMIN_ROLE, set()))
-    timelocks = [
-        a for a in admins if node.request("eth_getCode", [a, hex(at.number)]) not in ("0x", "", None)
-    ]
+    timelocks = [a for a in admins if _has_code(node, a, at.number)]
     if not timelocks:
         return
     operations: dict[str, dict[str, Any]] = {}
@@ -614,8 +622,10 @@ def _check_timelock(node: Node, first: int, state: Rebuild, at: VerifiedBlock, r
             topic0, op_id = log["topics"][0], log["topics"][1] if len(log["topics"]) > 1 else ""
             block = int(log["blockNumber"], 16)
             if topic0 == _CALL_SCHEDULED:
-                _, target, _, data, _, delay = abi_decode(
-                    ["uint256", "address", "uint256", "bytes", "bytes32", "uint256"],
+                # CallScheduled(bytes32 indexed id, uint256 indexed index, address target, uint256 value,
+                # bytes data, bytes32 predecessor, uint256 delay)
+                target, _, data, _, delay = abi_decode(
+                    ["address", "uint256", "bytes", "bytes32", "uint256"],
                     bytes.fromhex(log["data"][2:]),
                 )
                 op = operations.setdefault(
