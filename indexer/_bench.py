@@ -283,7 +283,7 @@ class _Bench:
     """One run on one node: the ledger, its partner, the three databases."""
 
     def __init__(
-        self, url: str, tmp: Path, pg_url: str, config: IndexerBenchConfig, say: Callable[[str], None]
+        self, url: str, tmp: Path, pg_url: str | None, config: IndexerBenchConfig, say: Callable[[str], None]
     ) -> None:
         self.url = url
         self.config = config
@@ -319,10 +319,10 @@ class _Bench:
         ).wait()
         self.sender = Sender(self.rpc, partner, decoder=self.decoder)
         self.ledger = Ledger(self.rpc, self.address, sender=self.sender, artifact=self.artifact)
-        self.engines = {
-            "SQLite": make_engine(f"sqlite:///{tmp / 'mirror.db'}"),
-            "PostgreSQL": make_engine(pg_url),
-        }
+        # Without ``pg_url``, a SQLite mirror only (api/audit/_bench.py: its batches and the SQLite backfill).
+        self.engines = {"SQLite": make_engine(f"sqlite:///{tmp / 'mirror.db'}")}
+        if pg_url is not None:
+            self.engines["PostgreSQL"] = make_engine(pg_url)
         self.baseline_engine = make_engine(f"sqlite:///{tmp / 'baseline.db'}")
 
     def run(self) -> IndexerBenchResult:
