@@ -13,10 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# `npm ci` would be the idiom, but npm 11 writes a lockfile without the other platforms' optional anvil
-# packages and then `npm ci` refuses it; `npm install` installs the same pinned versions from the lockfile.
+# `npm ci`: exactly the committed lockfile, which it never rewrites (a fresh clone stays clean).
 node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The whole service on its embedded defaults (in-process chain, SQLite).
