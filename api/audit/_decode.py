@@ -255,16 +255,37 @@ class UnknownEntry(AuditError):
     """A log of the ledger's address that is no entry this auditor knows, or is malformed for its event."""
 
 
+def _dirty(abi_type: str) -> UnknownEntry:
+    return UnknownEntry(f"a {abi_type} word with bits beyond its type (the contract never writes one)")
+
+
 def _word_reader(abi_type: str) -> Callable[[bytes], Any]:
+    """Reads one 32-byte word as ``abi_type``, refusing a word the contract cannot have written: an address
+    or a narrow integer with non-zero padding, a bool other than 0 or 1."""
     if abi_type == "address":
-        return lambda word: "0x" + word[12:].hex()
-    if abi_type == "bool":
-        return lambda word: word[31] == 1
+
+        def address(word: bytes) -> str:
+            if any(word[:12]):
+                raise _dirty(abi_type)
+            return "0x" + word[12:].hex()
+
+        return address
     if abi_type == "bytes32":
         return bytes
     if abi_type == "int256":
         return lambda word: int.from_bytes(word, "big", signed=True)
-    return lambda word: int.from_bytes(word, "big")
+    bits = 1 if abi_type == "bool" else int(abi_type.removeprefix("uint"))
+    limit = 1 << bits
+
+    def number(word: bytes) -> int:
+        value = int.from_bytes(word, "big")
+        if value >= limit:
+            raise _dirty(abi_type)
+        return value
+
+    if abi_type == "bool":
+        return lambda word: number(word) == 1
+    return number
 
 
 @dataclass(frozen=True, slots=True)

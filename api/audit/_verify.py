@@ -90,10 +90,14 @@ class Observer(Protocol):
     """A second copy of the ledger held against the rebuild (the mirror database, the API)."""
 
     name: str
+    #: what it could not hold against the rebuild (it ends up in the report's ``unchecked``)
+    unchecked: list[str]
 
     def on_entry(self, entry: Entry) -> None: ...
 
     def finish(self, state: Rebuild, at: VerifiedBlock) -> list[Difference]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -257,7 +261,17 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Verifies the ledger at ``target`` (see the module docstring). ``progress(done_block, last_block)`` is
-    called after every range of logs."""
+    called after every range of logs. The observers are closed however it ends."""
+    try:
+        return _verify(target, observers, progress)
+    finally:
+        for observer in observers:
+            observer.close()
+
+
+def _verify(
+    target: AuditTarget, observers: Sequence[Observer], progress: Callable[[int, int], None] | None
+) -> Report:
     started = time.perf_counter()
     node = Node(target.rpc_url, target.request_timeout)
     ledger = target.ledger.lower()
@@ -269,7 +283,6 @@ def verify(
     clock = _clock(node, ledger, number)
     state, start = _resume(target, node, clock, chain_id, report)
     state.timestamp_of = node.timestamp
-
     _rebuild(node, ledger, state, start, number, observers, progress)
     state.finish()
     report.differences += state.differences
@@ -285,6 +298,7 @@ def verify(
         found = observer.finish(state, at)
         report.checks[observer.name] = report.checks.get(observer.name, 0) + 1
         report.differences += found
+        report.unchecked += [f"{observer.name}: {what}" for what in observer.unchecked]
     if target.checkpoint is not None:
         _save_checkpoint(target.checkpoint, state, chain_id, ledger)
     report.seconds = time.perf_counter() - started
@@ -409,12 +423,7 @@ def _rebuild(
         for _, end, logs in _ranges(node, ledger, start, last, 5_000, ENTRY_TOPICS):
             entries = [decode_log(log) for log in logs if not log.get("removed")]
             entries.sort(key=lambda e: (e.block, e.log_index))
-            if (
-                entries
-                and entries[0].seq != state.seq + 1
-                and entries[0].seq > state.seq + 1
-                and attempts < rereads
-            ):
+            if entries and entries[0].seq > state.seq + 1 and attempts < rereads:
                 # entries between the last applied one and this range were not answered: read them again
                 attempts += 1
                 start = max(first, state.block if state.block >= 0 else first)
