@@ -18,9 +18,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The whole service on its embedded defaults (in-process chain, SQLite).
+# The whole coalition on its embedded defaults (a spawned anvil, SQLite, a seeded demo), resumable.
 run: install
-	$(BIN)/loyalty run
+	$(BIN)/loyalty up
 
 # The test suite (both chain backends; PostgreSQL-backed tests when a URL is configured).
 test: install

@@ -3,7 +3,9 @@
 One router per resource (``api/routers``), each route's roles stated with :func:`api._auth.allow`, every
 error an RFC 9457 problem (``application/problem+json``) with a stable ``type``, the request's id and, for
 validation errors, each offending field. The request id is the caller's ``X-Request-Id`` when it is a
-sane token, else a new one; every response carries it.
+sane token, else a new one; every response carries it, and every log line written while the request is
+served (``api/_logging.py``: a context variable the routes' threads inherit). Every request is counted and
+timed for ``/metrics`` (``api/_metrics.py``), which also writes its access line.
 
 The factory takes the parts the service runs on (database engine, chain, clock, limiter, custody) as
 keyword arguments for tests and for ``loyalty run``; from the settings alone it builds them itself.
@@ -30,6 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import PROBLEMS, ApiError, FieldError, InvalidRequest, NotFound
 from ._idempotency import IdempotencyMiddleware
+from ._logging import request_context
+from ._metrics import Metrics, MetricsMiddleware
 from ._ratelimit import RateLimiter
 from ._services import Services
 from ._settings import Settings
@@ -103,7 +107,8 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with request_context(request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 class BodyLimitMiddleware:
@@ -253,7 +258,8 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
-    logger.error("request %s failed: %s", request_id, type(exc).__name__, exc_info=exc)
+    with request_context(request_id):  # answered outside the middleware that set it
+        logger.error("request %s failed: %s", request_id, type(exc).__name__, exc_info=exc)
     return problem(request, ApiError("the service failed; nothing was changed"))
 
 
@@ -304,13 +310,15 @@ def create_app(
         openapi_tags=routers.TAGS,
     )
     app.state.services = services
+    app.state.metrics = metrics = Metrics(services)  # this app's own registry
     app.add_middleware(
         IdempotencyMiddleware,
         services=services,
         abandoned_after_s=settings.idempotency_abandoned_after_s,
     )  # inside the body limit: bodies it buffers
     app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # the outermost: every response carries the id
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # counts the refusals of the two inside it too
+    app.add_middleware(RequestIdMiddleware)  # the outermost: every response (and log line) carries the id
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -15,6 +15,11 @@ Each :meth:`Batcher.step`:
 4. waits for the receipts and marks each operation confirmed (block, the ledger entry's ``seq``) or failed
    with a typed reason (:data:`~api._outbox.FAILURES`).
 
+Each of these state changes stores its webhook event (``api/_webhooks.py``: ``points.pending_released``,
+``points.issued``, ``points.redeemed``, ``points.reversed``, ``operation.failed``) in the same transaction,
+when a webhook of the partner subscribes to it: the change and its event are committed together or not at
+all, and a change seen again (after a crash) is the same event.
+
 Why a crash never double-issues: a re-sent batch carries the same items, so the same Merkle root, which is
 its reference on chain, usable once per partner; a re-sent return, redemption or refund carries the same
 reference. When the ledger refuses one as already used (before sending, in ``eth_call``, or mined after its
@@ -62,6 +67,7 @@ from indexer._db import Lease
 
 from ._outbox import FAILURES, ISSUING_KINDS
 from ._tables import Batch, Operation
+from ._webhooks import operation_events, released_events
 
 __all__ = ["Batcher", "BatcherConfig", "StepReport"]
 
@@ -185,16 +191,20 @@ class Batcher:
 
     def _release_due(self, now: int) -> int:
         with self._session() as db:
-            result = db.execute(
-                update(Operation)
-                .where(
-                    Operation.partner_id == self.partner_id,
-                    Operation.state == "pending",
-                    Operation.release_at <= now,
+            released = list(
+                db.scalars(
+                    update(Operation)
+                    .where(
+                        Operation.partner_id == self.partner_id,
+                        Operation.state == "pending",
+                        Operation.release_at <= now,
+                    )
+                    .values(state="accepted", updated_at=now)
+                    .returning(Operation.id)
                 )
-                .values(state="accepted", updated_at=now)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            released_events(db, self.partner_id, released, now=now)
+            return len(released)
 
     def _has_due_work(self) -> bool:
         with self._session() as db:
@@ -475,14 +485,16 @@ class Batcher:
                     raise ChainError(
                         f"transaction 0x{receipt.transaction_hash.hex()} is not batch {batch_id}"
                     )
-                self._confirm_batch(batch, ops, receipt.transaction_hash, receipt.block_number, header, now)
+                self._confirm_batch(
+                    db, batch, ops, receipt.transaction_hash, receipt.block_number, header, now
+                )
                 return True
             assert op_id is not None
             op = db.get_one(Operation, op_id)
             event, field = _SINGLE[op.kind]
             want = self._single_key(op)
             seq = next((v["seq"] for name, v in entries if name == event and v[field] == want), None)
-            self._confirm(op, receipt.transaction_hash, receipt.block_number, seq, now)
+            self._confirm(db, op, receipt.transaction_hash, receipt.block_number, seq, now)
             return True
 
     @staticmethod
@@ -493,6 +505,7 @@ class Batcher:
 
     def _confirm_batch(
         self,
+        db: Session,
         batch: Batch,
         ops: Sequence[Operation],
         tx_hash: bytes,
@@ -509,18 +522,34 @@ class Batcher:
         first = int(header["seq"]) + 1
         for op in ops:
             assert op.batch_index is not None
-            self._confirm(op, tx_hash, block_number, first + op.batch_index, now)
+            self._confirm(db, op, tx_hash, block_number, first + op.batch_index, now, emit=False)
+        operation_events(db, ops, now=now)
 
     @staticmethod
-    def _confirm(op: Operation, tx_hash: bytes, block_number: int, seq: int | None, now: int) -> None:
+    def _confirm(
+        db: Session,
+        op: Operation,
+        tx_hash: bytes,
+        block_number: int,
+        seq: int | None,
+        now: int,
+        *,
+        emit: bool = True,
+    ) -> None:
+        """Marks ``op`` confirmed and (``emit``) stores its webhook event in the same transaction."""
         op.state, op.tx_hash, op.block_number, op.seq = "confirmed", tx_hash, block_number, seq
         op.failure = op.failure_detail = None
         op.updated_at = now
+        if emit:
+            operation_events(db, [op], now=now)
 
     @staticmethod
-    def _fail(db: Session, op: Operation, failure: str, detail: str, now: int) -> bool:
+    def _fail(db: Session, op: Operation, failure: str, detail: str, now: int, *, emit: bool = True) -> bool:
+        """Marks ``op`` failed and (``emit``) stores its event ``operation.failed`` with it."""
         op.state, op.failure, op.failure_detail, op.updated_at = "failed", failure, detail[:2000], now
         logger.warning("operation %s failed: %s (%s)", op.id, failure, detail)
+        if emit:
+            operation_events(db, [op], now=now)
         return False
 
     # ------------------------------------------------------------------ refusals: already done, or failed
@@ -537,12 +566,13 @@ class Batcher:
             batch, ops = self._batch_items(db, batch_id)
             if found is not None:
                 logger.info("batch %s was already issued (0x%s)", batch_id, found.tx_hash.hex())
-                self._confirm_batch(batch, ops, found.tx_hash, found.block_number, found.values, now)
+                self._confirm_batch(db, batch, ops, found.tx_hash, found.block_number, found.values, now)
                 return True
             failure = FAILURES.get(refused.name, "rejected")
             batch.state, batch.failure, batch.finished_at = "failed", failure, now
             for op in ops:
-                self._fail(db, op, failure, str(refused), now)
+                self._fail(db, op, failure, str(refused), now, emit=False)
+            operation_events(db, ops, now=now)
             return False
 
     def _refused_single(self, op_id: int, refused: ContractRevert, now: int) -> bool:
@@ -555,7 +585,7 @@ class Batcher:
             op = db.get_one(Operation, op_id)
             if found is not None:
                 logger.info("operation %s was already done (0x%s)", op_id, found.tx_hash.hex())
-                self._confirm(op, found.tx_hash, found.block_number, int(found.values["seq"]), now)
+                self._confirm(db, op, found.tx_hash, found.block_number, int(found.values["seq"]), now)
                 return True
             return self._fail(db, op, FAILURES.get(refused.name, "rejected"), str(refused), now)
 

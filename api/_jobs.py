@@ -6,8 +6,13 @@
   natural key ``birthday:<year>:<member>`` makes it once per member per year whoever runs the job.
 - :func:`sweep_expired`: sends ``sweepExpired`` for every account that the mirror says still holds points
   of an expired epoch, so breakage becomes ledger entries (``PointsExpired``) instead of a silent view.
-- :class:`Jobs` runs both on a schedule (with the idempotency records' purge) in a thread of
-  ``loyalty batcher`` / ``loyalty run``.
+- member notifications (``api/_webhooks.py``): each partner with a webhook subscribed to
+  ``points.expiring``, ``reward.within_reach`` or ``tier.changed`` gets those events, computed from the mirror
+  and its catalogue, once per (member, epoch), (member, reward) and change of tier, whoever runs the job.
+- :class:`Jobs` runs them on a schedule (with the idempotency records' purge) in ``loyalty jobs`` /
+  ``loyalty run``, and between two rounds sends the due webhook deliveries every
+  ``settings.webhook_poll_interval_s`` (:class:`~api._webhooks.WebhookDispatcher`: any number of processes
+  may, each delivery is claimed by one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import httpx
 from sqlalchemy import Engine, distinct, select
 from sqlalchemy.orm import Session
 
@@ -31,7 +37,9 @@ from ._idempotency import purge_expired
 from ._outbox import OperationDraft, enqueue
 from ._rulebook import active_rule_set, member_context
 from ._rules import quote_engagement
+from ._settings import Settings
 from ._tables import Member, Membership
+from ._webhooks import DispatchReport, WebhookDispatcher, notify_members
 
 __all__ = ["BIRTHDAY_GRACE_S", "Jobs", "expired_holders", "grant_birthdays", "sweep_expired"]
 
@@ -132,8 +140,9 @@ def sweep_expired(ledger: Ledger, holders: Sequence[str]) -> int:
 @dataclass
 class Jobs:
     """The scheduled jobs of one deployment: birthdays for ``partners`` (hourly; the natural key keeps it
-    once a year), the sweeper (hourly; ``sweeper`` is a ledger with any funded key's sender) and the purge
-    of expired idempotency records."""
+    once a year), the sweeper (hourly; ``sweeper`` is a ledger with any funded key's sender), the member
+    notifications and the purge of expired idempotency records; and the webhook deliveries, sent by
+    ``webhooks`` (made from ``settings`` on first use, with an HTTP client of its own, when not given)."""
 
     engine: Engine
     contract: str
@@ -143,6 +152,25 @@ class Jobs:
     clock: Callable[[], float] = time.time
     every_s: float = 3600.0
     tier: Callable[[str], str | None] = field(default=lambda _: None)
+    #: None: read from the environment when first needed (the webhooks' key, timeouts, retries, tiers)
+    settings: Settings | None = None
+    webhooks: WebhookDispatcher | None = None
+
+    def _settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = Settings()
+        return self.settings
+
+    def dispatcher(self) -> WebhookDispatcher:
+        if self.webhooks is None:
+            settings = self._settings()
+            client = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
+            self.webhooks = WebhookDispatcher(self.engine, client, self.clock, settings=settings)
+        return self.webhooks
+
+    def deliver(self) -> DispatchReport:
+        """Sends the webhook deliveries due now (one round of the dispatcher)."""
+        return self.dispatcher().run_once()
 
     def run_once(self) -> dict[str, int]:
         now = int(self.clock())
@@ -162,13 +190,31 @@ class Jobs:
             swept = sweep_expired(self.sweeper, holders)
         with Session(self.engine) as db, db.begin():
             purged = purge_expired(db, now)
-        return {"birthdays": birthdays, "sweeps": swept, "idempotency_purged": purged}
+        lowest_tier = next(iter(self._settings().tier_thresholds))
+        notified = notify_members(self.engine, self.contract, now=now, lowest_tier=lowest_tier)
+        delivered = self.deliver()
+        return {
+            "birthdays": birthdays,
+            "sweeps": swept,
+            "idempotency_purged": purged,
+            **{f"notified_{kind.replace('.', '_')}": n for kind, n in notified.items()},
+            "webhook_deliveries": delivered.claimed,
+            "webhook_deliveries_failed": delivered.failed,
+        }
 
     def run(self, stop: threading.Event) -> None:
+        """Every ``every_s`` the whole round; between rounds, the due webhook deliveries every
+        ``settings.webhook_poll_interval_s``."""
+        poll = self._settings().webhook_poll_interval_s
+        next_round = time.monotonic()
         while not stop.is_set():
             try:
-                done = self.run_once()
-                logger.info("scheduled jobs: %s", done)
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + self.every_s
+                    done = self.run_once()
+                    logger.info("scheduled jobs: %s", done)
+                else:
+                    self.deliver()
             except Exception:  # a job's failure is logged; the next round tries again
                 logger.exception("scheduled jobs failed")
-            stop.wait(self.every_s)
+            stop.wait(min(poll, max(next_round - time.monotonic(), 0.0)))

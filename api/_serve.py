@@ -1,4 +1,5 @@
-"""Running the service under uvicorn: ``loyalty serve`` (worker processes) and ``loyalty run`` (in process).
+"""Running the service under uvicorn: ``loyalty serve`` (worker processes), ``loyalty run`` and ``loyalty up``
+(in process; ``up`` is supervised in ``api/_up.py``).
 
 ``loyalty serve`` runs ``settings.api_workers`` uvicorn worker processes. uvicorn starts each worker from an
 import string, so the app is built in the worker by :func:`app_from_env` (``api._serve:app_from_env`` with
@@ -16,9 +17,10 @@ import string, so the app is built in the worker by :func:`app_from_env` (``api.
 
 A chain that lives inside one process (the embedded ``eth-tester://``, a throwaway ``anvil://``) cannot be
 shared by several processes: :func:`check_servable` refuses it and points to ``loyalty run``, which serves
-the app in the process that holds the chain, with one worker (:func:`serve_in_process`); there the indexer's
-thread and the app's threadpool reach the embedded chain through :func:`thread_safe_web3s`, whose requests
-take one lock (py-evm is not made for concurrent use).
+the app in the process that holds the chain, with one worker (:func:`serve_in_process`, which a supervisor
+can also stop, and which says when it has started); there the indexer's thread and the app's threadpool reach
+the embedded chain through :func:`web3_factory` / :func:`thread_safe_web3s`, whose requests take one lock
+(py-evm is not made for concurrent use).
 
 Errors (:class:`api._errors.ApiError`, as every error raised on purpose in ``api``)::
 
@@ -30,6 +32,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,7 @@ from ._coalition import Coalition
 from ._custody import custody_from_keystore
 from ._db import migrate_all, service_engine
 from ._errors import ApiError
+from ._logging import logging_config
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -78,6 +83,7 @@ __all__ = [
     "serve_in_process",
     "serve_workers",
     "thread_safe_web3s",
+    "web3_factory",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,15 +227,23 @@ class _SerialisedTester(EthereumTesterProvider):
 
 
 def thread_safe_web3s(w3: Web3, count: int) -> list[Web3]:
-    """``count`` Web3s on ``w3``'s chain for as many threads (the indexer's, the app's). On the embedded
-    chain each is a provider of the same in-process chain whose requests take one shared lock (py-evm is
-    not made for concurrent use); stop using ``w3`` itself then. Other chains: ``w3``, ``count`` times
-    (an HTTP node takes concurrent requests)."""
+    """``count`` Web3s on ``w3``'s chain for as many threads (the indexer's, the app's): see
+    :func:`web3_factory`."""
+    make = web3_factory(w3)
+    return [make() for _ in range(count)]
+
+
+def web3_factory(w3: Web3) -> Callable[[], Web3]:
+    """Makes a Web3 on ``w3``'s chain for each thread that asks. On the embedded chain each is a provider of
+    the same in-process chain whose requests take one lock shared by all of them (py-evm is not made for
+    concurrent use); stop using ``w3`` itself then. Other chains: ``w3`` itself (an HTTP node takes
+    concurrent requests)."""
     provider = w3.provider
     if not isinstance(provider, EthereumTesterProvider):
-        return [w3] * count
+        return lambda: w3
     lock = threading.RLock()
-    return [Web3(_SerialisedTester(provider.ethereum_tester, lock)) for _ in range(count)]
+    tester = provider.ethereum_tester
+    return lambda: Web3(_SerialisedTester(tester, lock))
 
 
 # --------------------------------------------------------------------------- listening
@@ -262,15 +276,60 @@ def public_base(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve_in_process(app: FastAPI, sock: socket.socket, *, access_log: bool = True) -> None:
-    """Serves ``app`` on ``sock`` in this process (one worker) until SIGINT or SIGTERM.
+def serve_in_process(
+    app: FastAPI,
+    sock: socket.socket,
+    *,
+    access_log: bool = True,
+    stop: threading.Event | None = None,
+    started: Callable[[], None] | None = None,
+) -> bool:
+    """Serves ``app`` on ``sock`` in this process (one worker) until SIGINT or SIGTERM, or until ``stop``
+    is set (by whoever supervises the process: ``loyalty up`` when a part of it failed). ``started`` is
+    called (in another thread) once the server accepts requests. Returns whether the server started
+    (``False``: its startup failed, and uvicorn's log says why).
 
     uvicorn takes the two signals while it runs and, once it has shut down, raises them again for the
     handlers that were in place before: the caller installs its own (which, say, set a stop event) to
     end without a ``KeyboardInterrupt``.
     """
-    config = uvicorn.Config(app, access_log=access_log, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    uvicorn.Server(config).run(sockets=[sock])
+    # The process's logging (api._logging.configure_logging, set up by the command line) stays in charge:
+    # uvicorn configures none of its own, and its access lines are replaced by the service's (api.access,
+    # with the request id and the route), which ``access_log`` turns on or off.
+    logging.getLogger("api.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    config = uvicorn.Config(
+        app, access_log=False, log_config=None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S
+    )
+    server = uvicorn.Server(config)
+    if stop is not None or started is not None:
+        watcher = threading.Thread(
+            target=_watch, args=(server, stop, started), name="uvicorn-watch", daemon=True
+        )
+        watcher.start()
+    server.run(sockets=[sock])
+    return bool(server.started)
+
+
+def _watch(server: uvicorn.Server, stop: threading.Event | None, started: Callable[[], None] | None) -> None:
+    """Calls ``started`` once ``server`` has started; then sets its ``should_exit`` (which uvicorn reads on
+    every tick of its main loop, a tenth of a second) when ``stop`` is set."""
+    while not server.started:
+        if server.should_exit or (stop is not None and stop.is_set()):
+            break
+        time.sleep(0.02)
+    else:
+        if started is not None:
+            started()
+    if stop is not None:
+        stop.wait()
+        server.should_exit = True
+
+
+def _worker_logging(settings: Settings, *, access_log: bool) -> dict[str, Any]:
+    config = logging_config(settings, level=logging.INFO)
+    if not access_log:
+        config["loggers"]["api.access"] = {"level": logging.WARNING}
+    return config
 
 
 def serve_workers(settings: Settings, *, access_log: bool = True) -> None:
@@ -285,7 +344,10 @@ def serve_workers(settings: Settings, *, access_log: bool = True) -> None:
             host=settings.api_host,
             port=settings.api_port,
             workers=settings.api_workers,
-            access_log=access_log,
+            # each worker process applies this logging configuration (JSON lines in production, redacted,
+            # with request ids); the service writes its own access line per request (api.access)
+            log_config=_worker_logging(settings, access_log=access_log),
+            access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     except SystemExit:

@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     #: An Idempotency-Key in flight this long is taken to belong to a process that died: the next request
     #: with it runs (the write path's natural keys keep that from doing anything twice).
     idempotency_abandoned_after_s: int = Field(default=60, ge=1)
+    #: Log lines as JSON objects (``json``) or readable text (``text``); unset: JSON in production mode,
+    #: text in dev mode (``api/_logging.py``).
+    log_format: Literal["json", "text"] | None = None
+    #: When set, ``GET /metrics`` answers only ``Authorization: Bearer <this token>`` (Prometheus's
+    #: ``authorization`` scrape setting); unset, it answers anyone who reaches it (keep it on the internal
+    #: network: it shows each partner's outbox).
+    metrics_token: SecretStr | None = None
 
     # ------------------------------------------------------------------ the write path
     #: Points a partner key may grant in one adjustment; more needs an admin key.
@@ -188,6 +195,35 @@ class Settings(BaseSettings):
     batch_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     #: Transactions a batcher sends before it waits for their receipts.
     batch_max_in_flight: int = Field(default=16, ge=1, le=256)
+
+    # ------------------------------------------------------------------ webhooks (api/_webhooks.py)
+    #: The key (64 hex digits: 32 bytes) that encrypts webhook signing secrets at rest. Unset: derived from
+    #: the custody seed in the keystore when a keystore password is configured; else, in dev mode only, a
+    #: public dev key (production refuses to store a secret under it).
+    webhook_secrets_key: SecretStr | None = None
+    #: Seconds a webhook endpoint has to answer a delivery (connecting included).
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: Seconds between a failed delivery attempt and the next (a JSON list): after the last, it is given
+    #: up (``failed``). The default retries for a little over 24 hours (the last attempt 27.6 h after the
+    #: first), as Standard Webhooks senders commonly do.
+    webhook_retry_schedule_s: tuple[Annotated[int, Field(gt=0, le=7 * 24 * 3600)], ...] = Field(
+        default=(5, 300, 1_800, 7_200, 18_000, 36_000, 36_000), min_length=1, max_length=20
+    )
+    #: Seconds a rotated-out signing secret keeps signing deliveries beside the new one (both signatures
+    #: in ``webhook-signature``), so a partner can switch its receiver without missing one.
+    webhook_secret_grace_s: int = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    #: Seconds between two looks for due deliveries (``loyalty jobs``), and how many are sent at once.
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # ------------------------------------------------------------------ `loyalty up` (api/_up.py)
+    #: Where ``loyalty up`` keeps what it runs on so that the next run resumes: the spawned anvil's chain,
+    #: the SQLite database, the keystore, the deployment manifest, the demo's keys (each unless its own
+    #: setting names another place).
+    up_state_dir: Path = Path(".loyalty/up")
+    #: How much activity the demo coalition of ``loyalty up`` (dev mode) is seeded with: 1 is the demo as
+    #: shipped (a dozen members, a year of purchases); 0 only its named members (tests); up to 5.
+    demo_scale: float = Field(default=1.0, ge=0, le=5)
 
     @field_validator("signer_address", "ledger_admin", "treasury_address", "pauser_address")
     @classmethod

@@ -49,7 +49,21 @@ Coalition operations:
                       (not the mirror's ``admin_operations``: those are the timelock's operations as the
                       chain shows them, whoever scheduled them)
 
-Times are Unix seconds; secrets (keys, session tokens, codes) are stored only as SHA-256 digests.
+Webhooks (``api/_webhooks.py``):
+
+    webhooks          partners' subscriptions: the URL, the event types, the parameters of the scheduled
+                      notifications, and the signing secret (and the one it replaced, during the rotation's
+                      grace period) encrypted with AES-256-GCM: a signing secret must be used, not only
+                      checked, so it cannot be kept as a digest
+    webhook_events    every event once, by its stable id (derived from its source: an operation and the
+                      state it reached, a member and an epoch, ...), with the exact body every delivery sends
+    webhook_deliveries
+                      one event to one webhook (and each replay of it): its state, attempts (status codes,
+                      errors), the next attempt, and who is sending it (a claim that expires)
+    webhook_tiers     the tier last notified per partner and member (``tier.changed``)
+
+Times are Unix seconds; secrets (keys, session tokens, codes) are stored only as SHA-256 digests (webhook
+signing secrets, which must be usable, only encrypted).
 """
 
 from __future__ import annotations
@@ -90,6 +104,10 @@ __all__ = [
     "RuleActivation",
     "RuleSetRecord",
     "ServiceBase",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookTier",
 ]
 
 Digest = LargeBinary(32)
@@ -486,3 +504,91 @@ class CoalitionOperation(ServiceBase):
     #: a typed reason: partner-exists, partner-not-found, ledger-paused, ...
     failure: Mapped[str | None] = mapped_column(String(40))
     failure_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Webhook(ServiceBase):
+    """A partner's subscription: events of ``events`` are POSTed to ``url``, signed with its secret (Standard
+    Webhooks). Deleting it keeps the row (its delivery log stays readable by id) and cancels what is due."""
+
+    __tablename__ = "webhooks"
+
+    #: ``wh_`` and 24 hex digits
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    #: JSON list of the event types, sorted
+    events: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    #: ``points.expiring``: points that expire within this many days
+    expiring_within_days: Mapped[int] = mapped_column(Integer)
+    #: ``reward.within_reach``: a reward at most this many points beyond the balance
+    reward_within_points: Mapped[int] = mapped_column(BigInteger)
+    #: the signing secret (``whsec_...``), sealed: a 12-byte nonce and its AES-256-GCM ciphertext
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    #: the secret a rotation replaced, sealed, still signing deliveries until ``previous_secret_until``
+    previous_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_until: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: the API key that created it
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    rotated_at: Mapped[int | None] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookEvent(ServiceBase):
+    """An event, stored once by its stable id, with the exact body its deliveries send."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_partner", "partner_id", "created_at"),)
+
+    #: ``evt_`` and 32 hex digits: a digest of the event's source, so emitting it again is the same event
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
+    #: points.issued, points.pending_released, points.redeemed, points.reversed, points.expiring,
+    #: tier.changed, reward.within_reach, operation.failed
+    type: Mapped[str] = mapped_column(String(40))
+    #: the body as sent (JSON: ``type``, ``timestamp``, ``data``), byte for byte
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(ServiceBase):
+    """One event to one webhook: the first delivery (``replay`` 0) and each replay asked for (1, 2, ...)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id", "replay"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Serial, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(40))
+    replay: Mapped[int] = mapped_column(Integer)
+    #: pending, sending, succeeded, failed (retries exhausted), cancelled (the webhook was deleted)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    #: when it is (or was to be) attempted next; None once it ended
+    next_attempt_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: the sender that claimed it (a random token) and until when its claim holds
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[int | None] = mapped_column(BigInteger)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    #: JSON list of the attempts: time, status code or error, duration
+    log: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WebhookTier(ServiceBase):
+    """The tier last notified (``tier.changed``) of a partner's member, and how many changes were."""
+
+    __tablename__ = "webhook_tiers"
+
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    member_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32))
+    changes: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -15,6 +15,10 @@ operations go through ``w3.eth``. Either way a failure comes out as one of the c
         ├── ReplacementUnderpriced  a pending transaction has the nonce and the new fees are not high enough
         ├── AlreadyKnown         this exact transaction is already in the pool
         └── InsufficientFunds    the account cannot pay for gas
+
+Every failed attempt's classified error is also handed to the callables in :data:`RPC_ERROR_OBSERVERS`
+(the service counts them by class for its metrics). The chain layer knows nothing of who listens: an
+observer is a plain callable, and one that raises is ignored, so counting can never break a call.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ._errors import ChainError, ContractRevert, PermanentError, RetryableError,
 from ._types import BlockNumber, Log, Receipt, Wei
 
 __all__ = [
+    "RPC_ERROR_OBSERVERS",
     "AlreadyKnown",
     "InsufficientFunds",
     "NonceTooLow",
@@ -61,6 +66,20 @@ __all__ = [
 
 logger = logging.getLogger("chain.rpc")
 T = TypeVar("T")
+
+#: Called with every error a node call ended in (each failed attempt of a retried call, each failed item
+#: of a batch), after classification. Registered once per process by whoever wants to count them.
+RPC_ERROR_OBSERVERS: list[Callable[[ChainError], None]] = []
+
+
+def _observed(error: ChainError) -> ChainError:
+    """``error``, after telling the observers about it (an observer's own failure is not the call's)."""
+    for observer in tuple(RPC_ERROR_OBSERVERS):
+        try:
+            observer(error)
+        except Exception:  # an observer must never turn a node's answer into another error
+            logger.debug("RPC error observer %r failed", observer, exc_info=True)
+    return error
 
 
 class RpcUnavailable(RetryableError):
@@ -317,7 +336,7 @@ class Rpc:
             try:
                 return fn()
             except Exception as exc:
-                error = classify_rpc_error(exc, self.decoder)
+                error = _observed(classify_rpc_error(exc, self.decoder))
                 if not isinstance(error, RetryableError):
                     raise error from exc
                 delay = next(delays, None)
@@ -369,7 +388,7 @@ class Rpc:
             for response in by_id:
                 if "error" in response:
                     error = response["error"]
-                    out.append(_with_revert(_from_rpc_error(error), error, self.decoder))
+                    out.append(_observed(_with_revert(_from_rpc_error(error), error, self.decoder)))
                 else:
                     out.append(response.get("result"))
             return out
@@ -549,10 +568,11 @@ class Rpc:
                     }
                 )
             )
-        except ChainError:
+        except ChainError as exc:
+            _observed(exc)
             raise
         except Exception as exc:
-            raise classify_rpc_error(exc, self.decoder) from exc
+            raise _observed(classify_rpc_error(exc, self.decoder)) from exc
 
     def block_hash(self, number: int) -> bytes | None:
         if self.raw:

@@ -11,6 +11,9 @@ there. A reorganisation older than the kept window raises :class:`ReorgTooDeep`;
 
 Every retryable RPC failure is retried with exponential backoff, forever, at the same block: the cursor only
 moves in the SQL transaction that commits the rows it covers, so a range is never skipped.
+
+Each reorganisation undone is also handed to the callables in :data:`REORG_OBSERVERS` (the service counts
+them for its metrics; the indexer knows nothing of who listens, and an observer that raises is ignored).
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ from ._source import LogSource
 from ._store import BlockRow, CursorState, IncompleteLogs, LedgerParams, Store, TierPolicy
 from ._timelock import timelock_rows, timelock_topics
 
-__all__ = ["Indexer", "IndexerConfig", "IndexerStats", "Progress"]
+__all__ = ["REORG_OBSERVERS", "Indexer", "IndexerConfig", "IndexerStats", "Progress"]
 
 logger = logging.getLogger("indexer")
 T = TypeVar("T")
+
+#: Called as ``observer(ancestor_block, entries_removed)`` after each reorganisation the indexer undid (the
+#: rollback committed). Registered once per process by whoever wants to count them.
+REORG_OBSERVERS: list[Callable[[int, int], None]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +394,11 @@ class Indexer:
                     number,
                     removed,
                 )
+                for observer in tuple(REORG_OBSERVERS):
+                    try:
+                        observer(number, removed)
+                    except Exception:  # counting must never stop the mirror
+                        logger.debug("reorganisation observer %r failed", observer, exc_info=True)
                 return
         raise ReorgTooDeep(cursor.block_number, min(kept, default=cursor.block_number), self.config.window)
 

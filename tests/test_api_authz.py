@@ -280,7 +280,47 @@ ROWS = [
         body=lambda _: {"points_price": 150},
         route="/v1/partners/{partner_id}/rewards/{reward_id}",
     ),
+    # ---------------------------------------------------------------- webhooks
+    Row(
+        "POST",
+        "/v1/partners/1/webhooks",
+        only({"partner_a": 201, "admin": 201}),
+        body=lambda c: {"url": f"https://crm.example/{c}", "events": ["points.issued"]},
+        route="/v1/partners/{partner_id}/webhooks",
+    ),
+    Row(
+        "GET",
+        "/v1/partners/1/webhooks",
+        only({"partner_a": 200} | READERS),
+        route="/v1/partners/{partner_id}/webhooks",
+    ),
+    # no such webhook of partner 1: its readers and owners learn that (404); the others are refused (403)
+    *(
+        Row(
+            method,
+            f"/v1/partners/1/webhooks/wh_{'0' * 24}{tail}",
+            only({"partner_a": 404, "admin": 404} | ({"auditor": 404} if method == "GET" else {})),
+            route="/v1/partners/{partner_id}/webhooks/{webhook_id}" + route,
+        )
+        for method, tail, route in (
+            ("GET", "", ""),
+            ("DELETE", "", ""),
+            ("POST", "/secret", "/secret"),
+            ("GET", "/deliveries", "/deliveries"),
+            ("GET", "/deliveries/dlv_1", "/deliveries/{delivery_id}"),
+            ("POST", "/deliveries/dlv_1/replay", "/deliveries/{delivery_id}/replay"),
+        )
+    ),
+    # ---------------------------------------------------------------- rewards and redemptions
     Row("GET", "/v1/rewards", everyone(200)),
+    # the calling key itself (the pages ask whose figures to show); a partner's own keys
+    Row("GET", "/v1/api-key", only({c: 200 for c in KEYS_ONLY})),
+    Row(
+        "GET",
+        "/v1/partners/1/api-keys",
+        only({"partner_a": 200} | READERS),
+        route="/v1/partners/{partner_id}/api-keys",
+    ),
     Row(
         "POST",
         "/v1/redemptions/intents",

@@ -104,7 +104,7 @@ def cli(
 def test_migrate_brings_both_branches_to_their_heads_and_is_idempotent(cli: Cli) -> None:
     first = cli("migrate")
     assert first.code == 0, first.err
-    assert first.out.rstrip().endswith("is at heads 0002, s0003")
+    assert first.out.rstrip().endswith("is at heads 0002, s0004")
     again = cli("migrate")
     assert (again.code, again.out) == (0, first.out)
 
@@ -166,9 +166,10 @@ def test_create_refuses_a_key_that_does_not_fit_its_role(cli: Cli, argv: list[st
 
 
 def test_an_unknown_role_is_a_usage_error(cli: Cli) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli("apikey", "create", "--role", "root", "--name", "x")
-    assert exit_info.value.code == 2
+    refused = cli("apikey", "create", "--role", "root", "--name", "x")
+    assert refused.code == 2
+    assert refused.err.splitlines()[0].startswith("Usage: loyalty apikey create ")
+    assert "'root' is not one of 'admin', 'partner', 'auditor'" in refused.err
 
 
 def test_list_shows_keys_but_never_their_tokens(cli: Cli) -> None:

@@ -18,7 +18,7 @@ from conftest import ROOT, mirror_engine
 from indexer import Base, migrate
 from indexer._db import _VERSION_LOCATIONS, _config
 
-HEADS = {"0002", "s0003"}
+HEADS = {"0002", "s0004"}
 
 
 def _both() -> MetaData:

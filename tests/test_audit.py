@@ -21,7 +21,7 @@ from test_indexer_governance import timelocked_ledger
 from test_indexer_reorg import blocks_of_issues, reorg
 
 from api.audit import AuditTarget, Report, verify
-from api.audit._decode import ENTRY_SIGNATURES
+from api.audit._decode import ENTRY_SIGNATURES, UnknownEntry, decode_log, shapes
 from api.cli import main
 from chain import Points, ReasonCode, load_artifact
 from conftest import AnvilNode, Ledger, chain_ledger, mirror, random_ref
@@ -110,6 +110,26 @@ def test_the_hand_written_entry_signatures_are_the_contracts_entries() -> None:
         if item["type"] == "event" and item["name"] in compiled:
             flags = [p["indexed"] for p in item["inputs"]]
             assert flags == sorted(flags, reverse=True), item["name"]
+
+
+def test_a_word_the_contract_cannot_have_written_is_refused() -> None:
+    """An address with dirty padding, a narrow integer beyond its width, a bool other than 0 or 1: no
+    ledger wrote them, so the auditor refuses the log rather than reading it leniently."""
+    topic0 = next(t for t, shape in shapes().items() if shape.name == "PointsIssuedInBatch")
+    clean = {
+        "topics": ["0x" + topic0.hex(), "0x" + "00" * 12 + "11" * 20],
+        "data": "0x" + (7).to_bytes(32, "big").hex() + (5).to_bytes(32, "big").hex() + "ab" * 32,
+        "blockNumber": "0x1",
+        "blockHash": "0x" + "00" * 32,
+        "transactionHash": "0x" + "00" * 32,
+        "logIndex": "0x0",
+    }
+    assert decode_log(clean).args["to"] == "0x" + "11" * 20
+    dirty_address = clean | {"topics": [clean["topics"][0], "0x" + "01" + "00" * 11 + "11" * 20]}
+    wide_seq = clean | {"data": "0x" + (1 << 64).to_bytes(32, "big").hex() + clean["data"][66:]}
+    for log in (dirty_address, wide_seq):
+        with pytest.raises(UnknownEntry):
+            decode_log(log)
 
 
 # --------------------------------------------------------------------------- the scenario
@@ -320,7 +340,8 @@ def test_expected_failures_are_one_line_and_a_distinct_exit_code(
     down = ["audit", "verify", "--rpc", "http://127.0.0.1:9", "--ledger", ledger.address]
     assert main(down) == 3
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    error, hint = err.splitlines()  # one line, and what to check
+    assert error.startswith("error: ") and hint.startswith("hint: check --rpc") and "Traceback" not in err
 
     not_a_ledger = ["audit", "verify", "--rpc", url_of(anvil_node), "--ledger", "0x" + "11" * 20]
     assert main(not_a_ledger) == 3
@@ -345,5 +366,6 @@ def test_expected_failures_are_one_line_and_a_distinct_exit_code(
     )
     assert "unreadable checkpoint" in capsys.readouterr().err
 
-    with pytest.raises(SystemExit):
-        main(["audit", "verify", "--rpc", url_of(anvil_node), "--ledger", "nonsense"])
+    usage_error = main(["audit", "verify", "--rpc", url_of(anvil_node), "--ledger", "nonsense"])
+    assert usage_error == 2
+    assert "not an address: 'nonsense'" in capsys.readouterr().err

@@ -42,6 +42,17 @@ class Result:
     out: str
     err: str
 
+    @property
+    def error(self) -> str:
+        """The ``error: ...`` line of a failure (a ``hint: ...`` line may follow it)."""
+        return self.err.splitlines()[0] if self.err else ""
+
+    @property
+    def hint(self) -> str | None:
+        """The ``hint: ...`` line after the error line, if there is one."""
+        lines = self.err.splitlines()
+        return lines[1] if len(lines) > 1 and lines[1].startswith("hint: ") else None
+
 
 @dataclass
 class Cli:
@@ -120,16 +131,30 @@ def new_key_address(result: Result) -> str:
 # --------------------------------------------------------------------------- keys
 
 
+def listed_addresses(cli: Cli) -> list[str]:
+    """``keys list --json``: the addresses, in the keystore's order."""
+    result = cli("keys", "list", "--json")
+    assert result.code == 0, result.err
+    return [key["address"] for key in json.loads(result.out)]
+
+
 def test_keys_new_then_list_shows_the_address(cli: Cli) -> None:
-    assert cli("keys", "list").out == ""
+    assert cli("keys", "list").out == f"no keys in {cli.keystore_dir} (`loyalty keys new` makes one)\n"
+    assert listed_addresses(cli) == []
 
     first = new_key_address(cli("keys", "new"))
     second = new_key_address(cli("keys", "new"))
 
     listed = cli("keys", "list")
     assert listed.code == 0
-    assert listed.out.splitlines() == [first, second]
+    header, *rows = listed.out.splitlines()
+    assert header.split() == ["address", "use"]
+    assert rows == [first, second]  # neither is the signer (LOYALTY_SIGNER_ADDRESS is unset)
+    assert listed_addresses(cli) == [first, second]
     assert set(cli.keys()) == {first, second}
+    cli.env("SIGNER_ADDRESS", second)
+    assert cli("keys", "list").out.splitlines()[2] == f"{second}  signer (LOYALTY_SIGNER_ADDRESS)"
+    assert json.loads(cli("keys", "list", "--json").out)[1] == {"address": second, "signer": True}
 
 
 def test_keys_import_from_a_file_and_from_stdin(cli: Cli) -> None:
@@ -140,7 +165,7 @@ def test_keys_import_from_a_file_and_from_stdin(cli: Cli) -> None:
     assert new_key_address(cli("keys", "import", "--file", str(key_file))) == from_file.address
     assert new_key_address(cli("keys", "import", stdin=from_stdin.key.hex())) == from_stdin.address
 
-    assert set(cli("keys", "list").out.split()) == {from_file.address, from_stdin.address}
+    assert set(listed_addresses(cli)) == {from_file.address, from_stdin.address}
     assert cli.keys()[from_file.address] == bytes(from_file.key)
 
 
@@ -267,10 +292,11 @@ def test_deploy_takes_parameters_from_settings_and_refuses_to_overwrite(cli: Cli
 
 def test_run_uses_the_manifest_and_refuses_one_of_another_chain(cli: Cli, anvil: AnvilNode) -> None:
     missing = cli("run", "--once")
-    assert (missing.code, missing.err) == (
+    assert (missing.code, missing.error) == (
         1,
-        f"error: no deployment manifest at {cli.manifest_path} (run `loyalty deploy`)\n",
+        f"error: no deployment manifest at {cli.manifest_path} (run `loyalty deploy`)",
     )
+    assert missing.hint is not None and "LOYALTY_MANIFEST_PATH" in missing.hint
 
     assert cli("deploy").code == 0
     manifest = load_manifest(cli.manifest_path)
@@ -282,7 +308,8 @@ def test_run_uses_the_manifest_and_refuses_one_of_another_chain(cli: Cli, anvil:
     data["chainId"] = 1
     cli.manifest_path.write_text(json.dumps(data))
     refused = cli("run", "--once")
-    assert (refused.code, refused.err) == (1, "error: chain id: manifest 1, node 31337\n")
+    assert (refused.code, refused.error) == (1, "error: chain id: manifest 1, node 31337")
+    assert refused.hint is not None and "LOYALTY_RPC_URL" in refused.hint
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1", "ws://127.0.0.1:8546", "ftp://example.org"])
@@ -290,7 +317,9 @@ def test_deploy_on_a_node_that_cannot_be_used_is_an_error(cli: Cli, url: str) ->
     cli.env("RPC_URL", url)
     result = cli("deploy")
     assert result.code == 1
-    assert result.err.startswith("error: ") and url in result.err
+    assert result.error.startswith("error: ") and url in result.error
+    assert result.hint is not None and "LOYALTY_RPC_URL" in result.hint  # one line and a hint
+    assert len(result.err.splitlines()) == 2 and "Traceback" not in result.err
     assert not cli.manifest_path.exists()
 
 
@@ -443,8 +472,11 @@ def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -
 
     listed = cli("timelock", "list")
     assert listed.code == 0
-    [line] = listed.out.splitlines()
-    assert line.startswith(f"{op_id}  waiting   eta ") and line.endswith(call)
+    header, line = listed.out.splitlines()
+    assert header.split() == ["id", "state", "eta", "call"]
+    assert line.split()[:3] == [op_id, "waiting", "eta"] and line.endswith(call)
+    [shown] = json.loads(cli("timelock", "list", "--json").out)
+    assert (shown["id"], shown["state"], shown["calls"]) == (op_id, "waiting", [call])
     early = cli("timelock", "execute", op_id)
     assert early.code == 1 and early.err.startswith(f"error: operation {op_id} is not ready yet: eta ")
     assert 7 not in ledger.partner_ids()
@@ -456,7 +488,7 @@ def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -
     assert executed.out.startswith(f"executed {op_id} in block ") and executed.out.rstrip().endswith(call)
     assert ledger.partner(PartnerId(7)).operator == operator
     assert cli("timelock", "list").out.startswith("no pending operations")
-    assert cli("timelock", "list", "--all").out.startswith(f"{op_id}  executed")
+    assert cli("timelock", "list", "--all").out.splitlines()[1].split()[:2] == [op_id, "executed"]
     again = cli("timelock", "execute", op_id)
     assert (again.code, again.err) == (1, f"error: operation {op_id} is executed already\n")
 
@@ -467,7 +499,9 @@ def test_timelock_schedule_list_execute_and_cancel(cli: Cli, anvil: AnvilNode) -
     cancelled = cli("timelock", "cancel", other)
     assert cancelled.code == 0 and cancelled.out.startswith(f"cancelled {other} in block ")
     assert cli("timelock", "list").out.startswith("no pending operations")
-    assert f"{other}  cancelled" in cli("timelock", "list", "--all").out
+    assert [other, "cancelled"] in [
+        row.split()[:2] for row in cli("timelock", "list", "--all").out.splitlines()
+    ]
 
     # A call that would revert now is refused before it is scheduled, with the ledger's error.
     exists = cli("timelock", "schedule", "registerPartner", "7", operator, operator, "true", "true", "1")
@@ -548,10 +582,11 @@ def test_production_mode_refuses_dev_only_settings(cli: Cli, env: dict[str, str]
 def test_a_scrypt_work_factor_that_is_not_a_power_of_two_is_refused(cli: Cli) -> None:
     cli.env("KEYSTORE_SCRYPT_N", "1000")
     result = cli("keys", "new")
-    assert (result.code, result.err) == (
+    assert (result.code, result.error) == (
         1,
-        "error: invalid settings: keystore_scrypt_n: Value error, must be a power of two (scrypt's N)\n",
+        "error: invalid settings: keystore_scrypt_n: Value error, must be a power of two (scrypt's N)",
     )
+    assert result.hint is not None and "LOYALTY_" in result.hint
 
 
 def test_dev_keys_are_refused_on_a_chain_that_is_not_local(cli: Cli) -> None:
@@ -563,12 +598,13 @@ def test_dev_keys_are_refused_on_a_chain_that_is_not_local(cli: Cli) -> None:
 
 def test_a_key_typed_on_the_command_line_is_not_echoed(cli: Cli) -> None:
     key = Account.create().key.to_0x_hex()
-    with pytest.raises(SystemExit) as excinfo:
-        cli("keys", "import", key)
-    assert excinfo.value.code == 2
-    captured = cli.capsys.readouterr()
-    assert "unrecognized arguments: <redacted>" in captured.err
-    assert key[2:].lower() not in (captured.out + captured.err).lower()
+    for argv in (["keys", "import", key], ["keys", "import", "--file", "k", key[2:]], ["keys", key]):
+        refused = cli(*argv)
+        assert refused.code == 2  # a usage error
+        assert "<redacted>" in refused.err, refused.err
+        assert key[2:].lower() not in (refused.out + refused.err).lower()
+    assert cli("batcher", "--partner", key).code == 2  # not a number: refused without repeating it
+    assert key[2:].lower() not in cli.transcript.lower()
 
 
 # --------------------------------------------------------------------------- no secret ever shows
@@ -588,7 +624,7 @@ def test_no_private_key_or_password_appears_anywhere_in_a_full_session(
     assert cli("-vv", "keys", "import", "--file", str(key_file)).code == 0
     assert cli("-vv", "keys", "import", stdin=from_stdin.key.to_0x_hex().upper()).code == 0
     assert cli("-vv", "keys", "import", stdin=from_stdin.key.hex()[:-2]).code == 1  # malformed
-    assert set(cli("-vv", "keys", "list").out.split()) == {created, from_file.address, from_stdin.address}
+    assert set(cli("-vv", "keys", "list").out.split()[2:]) == {created, from_file.address, from_stdin.address}
 
     fund(anvil, created)
     cli.env("SIGNER_ADDRESS", created)
@@ -598,10 +634,11 @@ def test_no_private_key_or_password_appears_anywhere_in_a_full_session(
 
     cli.env("KEYSTORE_PASSWORD", wrong_password)
     refused = cli("-vv", "deploy", "--force")
-    assert (refused.code, refused.err) == (1, f"error: wrong password for the key of {created}\n")
-    with pytest.raises(SystemExit):
-        cli("keys", "import", from_file.key.to_0x_hex())  # a key on argv: refused, and not repeated
-    seen.append(cli.capsys.readouterr().err)
+    assert (refused.code, refused.error) == (1, f"error: wrong password for the key of {created}")
+    assert refused.hint is not None and "LOYALTY_KEYSTORE_PASSWORD_FILE" in refused.hint
+    assert "Traceback" not in refused.err
+    # a key on argv: a usage error (exit 2) that does not repeat it
+    assert cli("keys", "import", from_file.key.to_0x_hex()).code == 2
 
     keystore = Keystore(cli.keystore_dir)
     for address in keystore.addresses():

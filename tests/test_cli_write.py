@@ -336,7 +336,8 @@ def test_a_refused_action_exits_1_with_its_typed_reason_and_changes_nothing(
     assert again.out == f"{op_id(again)} register-partner (partner 7) failed\n  operator {operator}\n"
     assert again.err == "error: partner-exists: LedgerPartnerExists(7)\n"
     cut = cli("partner", "allowance", "7", "--decrease", "11")
-    assert cut.code == 1 and cut.err.startswith("error: ") and cut.err.count("\n") == 1
+    assert cut.code == 1 and cut.error == "error: allowance-exhausted: LedgerAllowanceExceeded(7, 10, 11)"
+    assert cut.hint is not None and "what remains" in cut.hint and cut.err.count("\n") == 2
     assert chain.rpc.block_number() == block, "nothing was sent"
     assert chain.partner(PartnerId(7)).allowance == 10
 

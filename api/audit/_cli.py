@@ -4,12 +4,12 @@ They need no operator settings: the node and the ledger's address are arguments,
 from the environment (``LOYALTY_AUDIT_KEY``; a key on the command line would show in the process list). The
 human summary goes to stdout (``--json``: the JSON report instead), a progress bar to stderr when it is a
 terminal, and the exit code is the verdict: 0 everything matches, 1 a difference, 2 something could not be
-checked, 3 the audit could not run (the node unreachable, a bad checkpoint: one ``error:`` line).
+checked, 3 the audit could not run (the node unreachable, a bad checkpoint: an ``error:`` line, and a
+``hint:`` line saying what to check).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -17,12 +17,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ._errors import AuditError
+import typer
+
+from ._errors import AuditError, CheckpointError, NodeError, ProofError
 from ._verify import AuditTarget, Observer, verify
 
-__all__ = ["AUDIT_KEY_ENV", "add_audit_parser", "run_audit"]
+__all__ = ["AUDIT_KEY_ENV", "CANNOT_RUN", "app"]
 
 AUDIT_KEY_ENV = "LOYALTY_AUDIT_KEY"
 CANNOT_RUN = 3
@@ -32,74 +34,51 @@ _TX_LOG = re.compile(r"^(0x[0-9a-fA-F]{64}):(\d+)$")
 
 def _address(text: str) -> str:
     if not _ADDRESS.match(text):
-        raise argparse.ArgumentTypeError(f"not an address: {text!r}")
+        raise typer.BadParameter(f"not an address: {text!r}")
     return text.lower()
 
 
-def add_audit_parser(commands: Any) -> None:
-    """Adds ``audit verify`` and ``audit prove`` to the ``loyalty`` parser's subcommands."""
-    audit = commands.add_parser(
-        "audit",
-        help="verify the ledger from the chain alone (an auditor's tool: no operator settings needed)",
-    )
-    sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify_cmd = sub.add_parser(
-        "verify",
-        help="rebuild every entry, balance, position and rule from the chain's logs and hold the chain's "
-        "views (and optionally the operator's API and mirror) against it",
-    )
-    prove_cmd = sub.add_parser(
-        "prove",
-        help="prove one entry against its block's receiptsRoot (ENTRY: a seq, or TXHASH:LOGINDEX) or one "
-        "account's balance against the block's stateRoot (ACCOUNT: an address)",
-    )
-    for cmd in (verify_cmd, prove_cmd):
-        cmd.add_argument("--rpc", required=True, help="the node's JSON-RPC URL (http:// or https://)")
-        cmd.add_argument("--ledger", required=True, type=_address, help="the ledger contract's address")
-        cmd.add_argument("--block", type=int, default=None, help="verify at this block (default: the latest)")
-        cmd.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
-    verify_cmd.add_argument(
-        "--from-block", type=int, default=0, help="the ledger's deployment block (reading starts there)"
-    )
-    verify_cmd.add_argument(
-        "--api",
-        default=None,
-        help=f"the operator's API base URL, to diff what it serves (auditor key in ${AUDIT_KEY_ENV})",
-    )
-    verify_cmd.add_argument("--db", default=None, help="the operator's mirror database URL, to diff it")
-    verify_cmd.add_argument(
-        "--sample", type=int, default=0, help="with --api: recompute the points of this many sampled orders"
-    )
-    verify_cmd.add_argument(
-        "--checkpoint", type=Path, default=None, help="resume from (and then update) this checkpoint file"
-    )
-    verify_cmd.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
-    prove_cmd.add_argument("subject", metavar="ENTRY|ACCOUNT")
+Rpc = Annotated[str, typer.Option("--rpc", help="the node's JSON-RPC URL (http:// or https://)")]
+Ledger = Annotated[str, typer.Option("--ledger", parser=_address, help="the ledger contract's address")]
+Block = Annotated[int | None, typer.Option("--block", help="verify at this block (default: the latest)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the JSON report instead of the summary")]
+
+app = typer.Typer(
+    help="Verify the ledger from the chain alone (an auditor's tool: no operator settings needed).\n\n"
+    "Exit 0: everything matches; 1: a difference; 2: something could not be checked; 3: it could not run.",
+    no_args_is_help=True,
+)
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    try:
-        if args.audit_command == "verify":
-            return _verify(args)
-        return _prove(args)
-    except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return CANNOT_RUN
+_HINTS: dict[type[AuditError], str] = {
+    NodeError: "check --rpc (a node of the ledger's chain answering eth_getLogs and eth_call) and --ledger",
+    CheckpointError: "remove the checkpoint file to verify from --from-block again",
+    ProofError: "the node's answers do not prove it: ask another node",
+}
 
 
-def _observers(args: argparse.Namespace) -> list[Observer]:
+def _failed(exc: AuditError) -> int:
+    """The one ``error:`` line (and a hint) for an audit that could not run: exit 3."""
+    print(f"error: {exc}", file=sys.stderr)
+    hint = _HINTS.get(type(exc))
+    if hint is not None:
+        print(f"hint: {hint}", file=sys.stderr)
+    return CANNOT_RUN
+
+
+def _observers(api: str | None, db: str | None, sample: int) -> list[Observer]:
     observers: list[Observer] = []
-    if args.db:
+    if db:
         from ._diff import MirrorDiff
 
-        observers.append(MirrorDiff(args.db))
-    if args.api:
+        observers.append(MirrorDiff(db))
+    if api:
         from ._diff import ApiDiff
 
         key = os.environ.get(AUDIT_KEY_ENV)
         if not key:
             raise AuditError(f"--api needs an auditor key in ${AUDIT_KEY_ENV}")
-        observers.append(ApiDiff(args.api, key, sample=args.sample))
+        observers.append(ApiDiff(api, key, sample=sample))
     return observers
 
 
@@ -125,36 +104,84 @@ def _progress_bar() -> Iterator[Callable[[int, int], None] | None]:
         yield advance
 
 
-def _verify(args: argparse.Namespace) -> int:
-    target = AuditTarget(
-        rpc_url=args.rpc,
-        ledger=args.ledger,
-        from_block=args.from_block,
-        block=args.block,
-        api_url=args.api,
-        db_url=args.db,
-        sample=args.sample,
-        checkpoint=args.checkpoint,
-    )
-    observers = _observers(args)
-    with _progress_bar() as progress:
-        report = verify(target, observers=observers, progress=progress)
+@app.command("verify")
+def verify_command(
+    rpc: Rpc,
+    ledger: Ledger,
+    block: Block = None,
+    as_json: AsJson = False,
+    from_block: Annotated[int, typer.Option(help="the ledger's deployment block (reading starts there)")] = 0,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help=f"the operator's API base URL, to diff what it serves (auditor key in ${AUDIT_KEY_ENV})"
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="the operator's mirror database URL, to diff it")] = None,
+    sample: Annotated[
+        int, typer.Option(help="with --api: recompute the points of this many sampled orders")
+    ] = 0,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="resume from (and then update) this checkpoint file")
+    ] = None,
+    report_path: Annotated[
+        Path | None, typer.Option("--report", help="also write the JSON report here")
+    ] = None,
+) -> int:
+    """Rebuild the ledger from the chain's logs and hold the chain's views against it.
+
+    Every entry, balance, position and rule; with --api and --db, the operator's API and mirror too."""
+    try:
+        target = AuditTarget(
+            rpc_url=rpc,
+            ledger=ledger,
+            from_block=from_block,
+            block=block,
+            api_url=api,
+            db_url=db,
+            sample=sample,
+            checkpoint=checkpoint,
+        )
+        observers = _observers(api, db, sample)
+        with _progress_bar() as progress:
+            report = verify(target, observers=observers, progress=progress)
+    except AuditError as exc:
+        return _failed(exc)
     document = report.to_json()
-    if args.report is not None:
-        args.report.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps(document, indent=2) if args.json else "\n".join(report.summary()))
+    if report_path is not None:
+        report_path.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document, indent=2) if as_json else "\n".join(report.summary()))
     return report.exit_code
 
 
-def _prove(args: argparse.Namespace) -> int:
+@app.command("prove")
+def prove_command(
+    subject: Annotated[
+        str, typer.Argument(metavar="ENTRY|ACCOUNT", help="a seq, TXHASH:LOGINDEX, or an account's address")
+    ],
+    rpc: Rpc,
+    ledger: Ledger,
+    block: Block = None,
+    as_json: AsJson = False,
+) -> int:
+    """Prove one entry, or one account's balance, against its block's header.
+
+    ENTRY (a seq, or TXHASH:LOGINDEX) against the block's receiptsRoot; ACCOUNT (an address) against its
+    stateRoot, with eth_getProof."""
+    try:
+        return _prove(subject, rpc, ledger, block, as_json)
+    except AuditError as exc:
+        return _failed(exc)
+
+
+def _prove(subject: str, rpc: str, ledger: str, block: int | None, as_json: bool) -> int:
     from ._proofs import prove_balance, prove_entry, verify_balance_proof, verify_entry_proof
     from ._verify import Node
 
-    node = Node(args.rpc, 60.0)
-    subject: str = args.subject
+    node = Node(rpc, 60.0)
     document: dict[str, Any]
     if _ADDRESS.match(subject):
-        balance_proof = prove_balance(node.rpc, args.ledger, subject.lower(), block=args.block)
+        balance_proof = prove_balance(node.rpc, ledger, subject.lower(), block=block)
         header = node.header(balance_proof.block_number)
         balance = verify_balance_proof(balance_proof, bytes.fromhex(header["stateRoot"][2:]))
         document = balance_proof.to_json()
@@ -167,9 +194,9 @@ def _prove(args: argparse.Namespace) -> int:
     else:
         match = _TX_LOG.match(subject)
         if match:
-            entry_proof = prove_entry(node.rpc, args.ledger, tx_hash=match[1], log_index=int(match[2]))
+            entry_proof = prove_entry(node.rpc, ledger, tx_hash=match[1], log_index=int(match[2]))
         elif subject.isdigit():
-            entry_proof = prove_entry(node.rpc, args.ledger, seq=int(subject))
+            entry_proof = prove_entry(node.rpc, ledger, seq=int(subject))
         else:
             raise AuditError(f"{subject!r} is neither an entry (a seq, or TXHASH:LOGINDEX) nor an address")
         header = node.header(entry_proof.block_number)
@@ -185,5 +212,5 @@ def _prove(args: argparse.Namespace) -> int:
             f"  its receipt is in the receipts trie under receiptsRoot {header['receiptsRoot']} "
             f"({len(entry_proof.nodes)} proof nodes); entry hash 0x{entry_proof.entry_hash.hex()}",
         ]
-    print(json.dumps(document, indent=2) if args.json else "\n".join(lines))
+    print(json.dumps(document, indent=2) if as_json else "\n".join(lines))
     return 0

@@ -14,13 +14,16 @@ from . import (
     earning,
     health,
     members,
+    metrics,
     operations,
+    pages,
     partners,
     redemptions,
     rewards,
     rules,
     stats,
     wallets,
+    webhooks,
 )
 
 __all__ = ["ALL", "TAGS"]
@@ -35,11 +38,14 @@ ALL: tuple[APIRouter, ...] = (
     operations.router,
     rewards.router,
     redemptions.router,
+    webhooks.router,
     stats.router,
     admin.router,
     coalition.router,
     audit.router,
     health.router,
+    metrics.router,
+    pages.router,
 )
 
 TAGS: list[dict[str, Any]] = [
@@ -68,6 +74,12 @@ TAGS: list[dict[str, Any]] = [
         "description": "Spending points with the member's consent: intents, redemption codes, refunds, "
         "revocations.",
     },
+    {
+        "name": "webhooks",
+        "description": "Partners' subscriptions to events (points issued, released, redeemed, reversed, "
+        "expiring, tier changes, rewards within reach, failed operations), signed per Standard Webhooks; "
+        "delivery logs and replays.",
+    },
     {"name": "stats", "description": "Programme metrics: redemption, breakage, liability, activity."},
     {
         "name": "admin",
@@ -80,4 +92,9 @@ TAGS: list[dict[str, Any]] = [
         "hash-chain head and reconciliation against the chain, timelock operations.",
     },
     {"name": "health", "description": "Liveness and readiness."},
+    {
+        "name": "pages",
+        "description": "What the web pages (/, /wallet, /partner, /explorer) read besides the routes above: "
+        "the calling API key and a partner's keys.",
+    },
 ]

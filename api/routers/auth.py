@@ -10,7 +10,9 @@
 
 A sign-in opens a short-lived session: its token is in the response (once) and in an ``HttpOnly``,
 ``SameSite=Strict`` cookie for the pages. ``DELETE /v1/session`` signs out (the token is refused from then
-on). Only these routes create member sessions: no API key, a partner's included, can act as a member.
+on). The sign-in routes ignore a session cookie that no longer works (expired, signed out): the browser of a
+member who comes back to sign in again still sends it. Only these routes create member sessions: no API key,
+a partner's included, can act as a member.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import datetime as dt
 from typing import Annotated, Any
 
 from eth_utils.address import to_checksum_address
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 from sqlalchemy import select
 
-from .._auth import SESSION_COOKIE, Caller, Principal, ServicesDep, allow
+from .._auth import SESSION_COOKIE, Principal, ServicesDep, allow, authenticate
 from .._errors import Forbidden, Gone, NotReady, SignInFailed, Unauthenticated
 from .._models import RequestModel, ResponseModel, problem_responses
 from .._passkeys import (
@@ -47,6 +49,26 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 MemberCaller = Annotated[Principal, Depends(allow("member"))]
+
+
+def _signing_in(request: Request, services: ServicesDep) -> Principal:
+    """The caller of a sign-in route. A session cookie that no longer works (expired, signed out elsewhere)
+    is how a member's browser comes back to sign in again: it is ignored here, where any other route refuses
+    it with 401. Otherwise the member could never replace it: the cookie is ``HttpOnly``, so the page cannot
+    drop it. A bad ``Authorization`` header is still refused."""
+    try:
+        return authenticate(request, services)
+    except Unauthenticated:
+        if request.headers.get("authorization") is not None or SESSION_COOKIE not in request.cookies:
+            raise
+        limiter = services.limiter
+        assert limiter is not None
+        limiter.hit_client(request.client.host if request.client else "unknown")
+        return Principal("anonymous")
+
+
+SigningIn = Annotated[Principal, Depends(_signing_in)]
+
 #: Challenges and enrolment tokens (unpadded base64url)
 BASE64URL = r"^[A-Za-z0-9_-]+$"
 #: ERC-1271's ``isValidSignature`` magic value
@@ -146,7 +168,7 @@ SIGN_IN_ERRORS = problem_responses(SignInFailed, Gone, NotReady)
 @router.post(
     "/auth/siwe/nonce", response_model=SiweNoncePublic, responses=SIGN_IN_ERRORS, summary="SIWE nonce"
 )
-def siwe_nonce(caller: Caller, services: ServicesDep) -> SiweNoncePublic:
+def siwe_nonce(caller: SigningIn, services: ServicesDep) -> SiweNoncePublic:
     """A single-use nonce for a Sign-In with Ethereum message (valid for ``challenge_ttl_s``)."""
     with services.mirror() as (_, as_of):
         chain_id = as_of.chain_id
@@ -197,7 +219,7 @@ def _erc1271(services: Services) -> Any:
     summary="Sign in with Ethereum",
 )
 def siwe_sign_in(
-    body: SiweSignIn, response: Response, caller: Caller, services: ServicesDep
+    body: SiweSignIn, response: Response, caller: SigningIn, services: ServicesDep
 ) -> SessionCreatedPublic:
     """Verifies the signed EIP-4361 message (domain, chain id, single-use nonce, validity times, signer by
     EIP-191 recovery or, for a contract account, ERC-1271) and opens a session for the member whose wallet
@@ -247,7 +269,7 @@ def _enrolment(services: Services, token: str, now: int) -> EnrolmentLink:
     summary="Passkey registration options",
 )
 def passkey_registration_options(
-    body: EnrolmentToken, caller: Caller, services: ServicesDep
+    body: EnrolmentToken, caller: SigningIn, services: ServicesDep
 ) -> CeremonyOptionsPublic:
     now, ttl = services.now(), services.settings.challenge_ttl_s
     link = _enrolment(services, body.enrolment_token, now)
@@ -276,7 +298,7 @@ def passkey_registration_options(
     summary="Register a passkey",
 )
 def passkey_register(
-    body: PasskeyRegistration, response: Response, caller: Caller, services: ServicesDep
+    body: PasskeyRegistration, response: Response, caller: SigningIn, services: ServicesDep
 ) -> SessionCreatedPublic:
     """Registers the member's passkey with the enrolment link (used up by it) and signs in."""
     now = services.now()
@@ -320,7 +342,7 @@ def passkey_register(
     responses=SIGN_IN_ERRORS,
     summary="Passkey sign-in options",
 )
-def passkey_login_options(caller: Caller, services: ServicesDep) -> CeremonyOptionsPublic:
+def passkey_login_options(caller: SigningIn, services: ServicesDep) -> CeremonyOptionsPublic:
     now, ttl = services.now(), services.settings.challenge_ttl_s
     challenge = new_challenge()
     with services.session() as db:
@@ -337,7 +359,7 @@ def passkey_login_options(caller: Caller, services: ServicesDep) -> CeremonyOpti
     summary="Sign in with a passkey",
 )
 def passkey_login(
-    body: PasskeyLogin, response: Response, caller: Caller, services: ServicesDep
+    body: PasskeyLogin, response: Response, caller: SigningIn, services: ServicesDep
 ) -> SessionCreatedPublic:
     now = services.now()
     with services.session() as db:
