@@ -206,15 +206,21 @@ def test_the_same_key_sent_concurrently_has_one_effect(till: Till) -> None:
     with httpx.Client(timeout=60) as client, ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda _: till.post(client, body, key), range(12)))
     statuses = sorted(a.status_code for a in answers)
-    assert set(statuses) <= {201, 409}, statuses
+    # 201 once, then the stored answer replayed (201) or "still in flight" (409). This service takes over a
+    # key in flight for more than a second (LOYALTY_IDEMPOTENCY_ABANDONED_AFTER_S=1, for the kill -9 test):
+    # on a loaded machine a request may, and then the order's natural key answers the same operation (200).
+    assert set(statuses) <= {200, 201, 409}, statuses
     created = [a for a in answers if a.status_code == 201]
-    assert created and len({a.json()["id"] for a in created}) == 1
+    answered = [a for a in answers if a.status_code in (200, 201)]
+    assert created and len({a.json()["id"] for a in answered}) == 1
     replayed = [a for a in created if a.headers.get("Idempotent-Replayed") == "true"]
     assert len(created) - len(replayed) == 1  # the rest of the 201s are the stored answer replayed
     assert all(a.headers["Retry-After"] == "1" for a in answers if a.status_code == 409)
     with httpx.Client(timeout=60) as client:
         later = till.post(client, body, key)
-    assert (later.status_code, later.headers.get("Idempotent-Replayed")) == (201, "true")
+    # the stored answer (a taken-over key stores its own: the 200 above, same operation)
+    assert later.headers.get("Idempotent-Replayed") == "true" and later.status_code in (200, 201)
+    assert later.json()["id"] == answered[0].json()["id"]
     till.batcher().drain()
     assert _balance(till.ledger, address) == 42
 
