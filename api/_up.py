@@ -98,6 +98,7 @@ from indexer import Cursor, Indexer
 from ._app import create_app
 from ._batcher import Batcher, BatcherConfig
 from ._chain_setup import (
+    Prompt,
     check_deployment_mode,
     deploy_from_settings,
     fund_on_embedded_chain,
@@ -454,12 +455,17 @@ def operator_batcher(
     partner_id: int,
     *,
     clock: Callable[[], float] = time.time,
+    prompt: Prompt | None = None,
 ) -> Batcher:
-    """The batcher of ``partner_id``, signing with its operator's key (from the keystore; in dev mode an
-    anvil dev account's address also works); :class:`~chain.ChainError` when the key is not at hand."""
+    """The batcher of ``partner_id``, signing with its operator's key (from the keystore, its password
+    asked with ``prompt`` when none is configured; in dev mode an anvil dev account's address also works);
+    :class:`~chain.ChainError` when the key is not at hand. ``loyalty up``, ``loyalty run`` and ``loyalty
+    batcher`` all build theirs here."""
     rpc = Rpc(w3, decoder=revert_decoder())
     operator = open_ledger(manifest, rpc).partner(PartnerId(partner_id)).operator
-    signer = signer_from_settings(settings.model_copy(update={"signer_address": operator}), rpc.chain_id())
+    signer = signer_from_settings(
+        settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=prompt
+    )
     fund_on_embedded_chain(w3, signer.address)  # dev accounts hold no ether on eth-tester's chain
     sender = sender_from_settings(settings, w3, signer)
     return Batcher(

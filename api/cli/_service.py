@@ -29,16 +29,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from chain import ChainError, PartnerId, load_artifact
+from chain import ChainError, load_artifact
 from chain._manifest import DeploymentManifest, verify_manifest
 from chain._rpc import Rpc
 from indexer import Indexer, MirrorView, reconcile
 
 from .._app import create_app
-from .._batcher import Batcher, BatcherConfig
+from .._batcher import Batcher
 from .._chain_setup import (
-    Prompt,
-    fund_on_embedded_chain,
     load_verified_manifest,
     open_chain,
     open_ledger,
@@ -64,12 +62,13 @@ from .._serve import (
 )
 from .._settings import Settings
 from .._tables import ApiKey
+from .._up import operator_batcher
 from ._chain import deploy_on
 from ._errors import CommandError
 from ._output import BackfillBar, emit_json, working
 from ._runtime import load_settings, open_deployment, prompt
 
-__all__ = ["ShownKey", "app", "batcher_config"]
+__all__ = ["ShownKey", "app"]
 
 logger = logging.getLogger("api.cli")
 
@@ -481,37 +480,6 @@ def reconcile_command(
 
 
 # --------------------------------------------------------------------------- the batcher and the jobs
-
-
-def batcher_config(settings: Settings) -> BatcherConfig:
-    return BatcherConfig(
-        max_items=settings.batch_max_items,
-        flush_interval_s=settings.batch_flush_interval_s,
-        max_in_flight=settings.batch_max_in_flight,
-    )
-
-
-def operator_batcher(
-    settings: Settings,
-    w3: Web3,
-    manifest: DeploymentManifest,
-    engine: Engine,
-    partner_id: int,
-    *,
-    prompt: Prompt | None = None,
-) -> Batcher:
-    """The batcher of ``partner_id``, signing with its operator's key (from the keystore; in dev mode an
-    anvil dev account's address also works)."""
-    rpc = Rpc(w3, decoder=revert_decoder())
-    operator = open_ledger(manifest, rpc).partner(PartnerId(partner_id)).operator
-    signer = signer_from_settings(
-        settings.model_copy(update={"signer_address": operator}), rpc.chain_id(), prompt=prompt
-    )
-    fund_on_embedded_chain(w3, signer.address)  # dev accounts hold no ether on eth-tester's chain
-    sender = sender_from_settings(settings, w3, signer)
-    return Batcher(
-        engine, open_ledger(manifest, sender.rpc, sender), partner_id, config=batcher_config(settings)
-    )
 
 
 @app.command("batcher", rich_help_panel=PANEL)
