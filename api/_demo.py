@@ -64,7 +64,6 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from eth_account import Account
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
@@ -73,7 +72,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from chain._signer import LOCAL_CHAIN_IDS
+from chain._signer import LOCAL_CHAIN_IDS, dev_account
 
 from ._batcher import Batcher
 from ._errors import ApiError
@@ -96,7 +95,6 @@ __all__ = [
     "MemberSignIn",
     "demo_months",
     "demo_span",
-    "dev_account",
     "seed_demo",
     "sign_in_members",
 ]
@@ -112,8 +110,6 @@ MAX_MONTHS: Final = 24
 STEP_DAYS: Final = (2, 11, 20)
 #: Days after the last month at which the timeline ends (the last sweep).
 END_DAYS: Final = 3
-#: The public mnemonic of anvil's (and hardhat's) funded dev accounts, as chain._signer derives them.
-DEV_MNEMONIC: Final = "test test test test test test test test test test test junk"
 #: Anvil dev accounts the demo's self-custody members use (0 is the service's key): Ada's, then the others'.
 ADA_DEV_ACCOUNT: Final = 5
 OTHERS_DEV_ACCOUNTS: Final = 10
@@ -195,14 +191,6 @@ def demo_months(epoch_length_s: int, validity_epochs: int) -> int:
 def demo_span(epoch_length_s: int, validity_epochs: int) -> int:
     """Seconds from the timeline's start (the deployment) to its end."""
     return demo_months(epoch_length_s, validity_epochs) * MONTH + END_DAYS * DAY
-
-
-def dev_account(index: int) -> LocalAccount:
-    """Anvil's dev account ``index`` (``m/44'/60'/0'/0/index`` of the public test mnemonic): a key anyone has,
-    for demo members on a local chain only."""
-    key = key_from_seed(seed_from_mnemonic(DEV_MNEMONIC, ""), f"m/44'/60'/0'/0/{index}")
-    account: LocalAccount = Account.from_key(key)
-    return account
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +445,7 @@ class _Seeding:
         self.rewards: dict[tuple[int, str], int] = {}
         self.batchers: dict[int, Batcher] = {}
         self.t0 = 0
+        self.chain_id = runtime.chain_id
         self.local = runtime.chain_id in LOCAL_CHAIN_IDS
         #: Bo's late checkout (refunded in part a month later)
         self.bo_redemption: str | None = None
@@ -535,7 +524,7 @@ class _Seeding:
         self._enrol_cast()
 
     def _enrol_cast(self) -> None:
-        ada_account = dev_account(ADA_DEV_ACCOUNT) if self.local else _random_account()
+        ada_account = dev_account(self.chain_id, ADA_DEV_ACCOUNT) if self.local else _random_account()
         self._enrol("Ada", COFFEE, "ada", ada_account, months=self.months, email="ada@example.com")
         self._enrol("Bo", HOTEL, "bo", None, months=self.months, email="bo@example.com")
         self._enrol("Cy", COFFEE, "cy", None, months=2)
@@ -544,7 +533,11 @@ class _Seeding:
             name = DEMO_NAMES[index]
             account = None
             if index % 3 == 2:
-                account = dev_account(OTHERS_DEV_ACCOUNTS + index) if self.local else _random_account()
+                account = (
+                    dev_account(self.chain_id, OTHERS_DEV_ACCOUNTS + index)
+                    if self.local
+                    else _random_account()
+                )
             until = self.months if index % 4 else self.rng.choice((3, 5, 8))
             self._enrol(name, homes[index % 3], name.lower(), account, months=until)
         # Ada joins the airline, Bo the coffee chain (his birthday comes round in month 4): each hands the
@@ -988,7 +981,7 @@ def sign_in_members(
             if member.dev_account is None or state.chain_id not in LOCAL_CHAIN_IDS:
                 out.append(MemberSignIn(member))
                 continue
-            account = dev_account(member.dev_account)
+            account = dev_account(state.chain_id, member.dev_account)
             token, expires = siwe_session(client, account, now=now)
             key = "0x" + bytes(account.key).hex()
             out.append(MemberSignIn(member, private_key=key, session=token, session_expires_at=expires))

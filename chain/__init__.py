@@ -111,6 +111,7 @@ from ._signer import (
     Signer,
     SignerError,
     WrongPassword,
+    dev_account,
     dev_signers,
     read_password,
 )
@@ -238,6 +239,7 @@ __all__ = [
     "connect",
     "default_solc_binary",
     "deploy_ledger",
+    "dev_account",
     "dev_signers",
     "extension_address",
     "fund",

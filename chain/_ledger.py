@@ -656,7 +656,6 @@ class Ledger(ContractClient):
             )
         return sorted(found, key=lambda e: (e.block_number, e.log_index))
 
-
     def issuances_in(self, receipt: Receipt) -> list[IssuanceRecord]:
         """Every item issued in the transaction of ``receipt``: one record for an ``issue``, one per item
         (with its Merkle proof) for an ``issueBatch``, in order."""

@@ -76,6 +76,7 @@ __all__ = [
     "Signer",
     "SignerError",
     "WrongPassword",
+    "dev_account",
     "dev_signers",
     "read_password",
 ]
@@ -529,10 +530,31 @@ _DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 @cache
-def _dev_signer(index: int) -> LocalSigner:
+def _dev_account(index: int) -> LocalAccount:
     # eth-account's HD derivation without the process-wide "unaudited" switch of Account.from_mnemonic.
     key = key_from_seed(seed_from_mnemonic(_DEV_MNEMONIC, ""), f"m/44'/60'/0'/0/{index}")
-    return LocalSigner(Account.from_key(key))
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+@cache
+def _dev_signer(index: int) -> LocalSigner:
+    return LocalSigner(_dev_account(index))
+
+
+def _check_local(chain_id: int) -> None:
+    if chain_id not in LOCAL_CHAIN_IDS:
+        local = sorted(LOCAL_CHAIN_IDS)
+        raise DevKeyRefused(f"dev keys are public; refused on chain id {chain_id} (local chains: {local})")
+
+
+def dev_account(chain_id: int, index: int) -> LocalAccount:
+    """Anvil's dev account ``index`` with its key at hand (a demo member who signs in with it, say: the
+    key is public). Refused with :class:`DevKeyRefused` unless ``chain_id`` is a local chain's."""
+    _check_local(chain_id)
+    if index < 0:
+        raise ValueError("index must not be negative")
+    return _dev_account(index)
 
 
 def dev_signers(chain_id: int, count: int = 10) -> list[LocalSigner]:
@@ -541,9 +563,7 @@ def dev_signers(chain_id: int, count: int = 10) -> list[LocalSigner]:
     Refused with :class:`DevKeyRefused` unless ``chain_id`` is in :data:`LOCAL_CHAIN_IDS`: these keys
     are public, so anything they sign on a real chain can be stolen.
     """
-    if chain_id not in LOCAL_CHAIN_IDS:
-        local = sorted(LOCAL_CHAIN_IDS)
-        raise DevKeyRefused(f"dev keys are public; refused on chain id {chain_id} (local chains: {local})")
+    _check_local(chain_id)
     if count < 0:
         raise ValueError("count must not be negative")
     return [_dev_signer(i) for i in range(count)]

@@ -199,8 +199,6 @@ def _bytes32(value: bytes, what: str) -> bytes:
     return bytes(value)
 
 
-
-
 class Timelock(ContractClient):
     """One CoalitionTimelock at ``address``; ``sender`` signs schedule, execute, cancel (views need none)."""
 
@@ -510,5 +508,3 @@ class Timelock(ContractClient):
             for item in self.rpc.logs(self.address, topics, from_block, to_block)
         ]
         return sorted(raw, key=lambda log: (log.block_number, log.log_index))
-
-

@@ -1912,8 +1912,8 @@ class LedgerMachine(RuleBasedStateMachine):
             OUTCOMES["reversal took from other epochs than the issuance's"] += any(
                 e != item.epoch for e, _ in taken
             )
-            OUTCOMES["reversal at its window's last second"] += (
-                model.now == model.window_closes_at(item.issued_at)
+            OUTCOMES["reversal at its window's last second"] += model.now == model.window_closes_at(
+                item.issued_at
             )
             if then == "same ref":  # refused: the return reference is used (or nothing is left to reverse)
                 self._check()

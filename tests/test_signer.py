@@ -52,6 +52,7 @@ from chain._signer import (
     Signer,
     SignerError,
     WrongPassword,
+    dev_account,
     dev_signers,
     read_password,
 )
@@ -528,6 +529,17 @@ def test_dev_signers_on_eth_tester(eth_tester_node: EthTesterNode) -> None:
 def test_dev_signers_refused_off_local_chains(chain_id: int) -> None:
     with pytest.raises(DevKeyRefused, match=str(chain_id)):
         dev_signers(chain_id)
+    with pytest.raises(DevKeyRefused, match=str(chain_id)):
+        dev_account(chain_id, 0)
+
+
+def test_dev_accounts_are_anvils_with_their_keys(anvil_node: AnvilNode) -> None:
+    """The demo's members sign in with these (their keys are printed in dev mode): each is the anvil
+    account of its index, and its key is that account's."""
+    accounts = [dev_account(31337, i) for i in range(len(anvil_node.accounts))]
+    assert [a.address for a in accounts] == anvil_node.accounts
+    assert all(Account.from_key(a.key).address == a.address for a in accounts)
+    assert [a.address for a in accounts[:10]] == [s.address for s in dev_signers(31337)]
 
 
 def test_dev_signer_transaction_is_mined(anvil: AnvilNode) -> None:

@@ -30,10 +30,8 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from api import _up
-from api._demo import dev_account
 from chain import load_artifact
 from chain._devnode import AnvilProcess, anvil_binary
-from chain._signer import dev_signers
 from conftest import POSTGRES_URL, ROOT
 from indexer import scratch_schema
 
@@ -282,10 +280,6 @@ def test_up_on_a_node_and_postgresql(state_dir: Path, tmp_path: Path) -> None:
             assert again.interrupt() == 0
         finally:
             again.close()
-
-
-def test_the_demo_members_dev_keys_are_anvils() -> None:
-    assert [dev_account(i).address for i in range(12)] == [s.address for s in dev_signers(31337, count=12)]
 
 
 # --------------------------------------------------------------------------- supervision
