@@ -83,6 +83,7 @@ from types import FrameType
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from web3 import Web3
@@ -488,6 +489,30 @@ def _coalition(
     return coalition
 
 
+def _app(
+    settings: Settings,
+    w3: Web3,
+    engine: Engine,
+    manifest: DeploymentManifest,
+    clock: Callable[[], float],
+    custody: Custody | None,
+    *,
+    limiter: RateLimiter | None = None,
+) -> FastAPI:
+    """The service on ``clock``, with the coalition's keys when the settings give them (the demo's seeding
+    and the run build theirs here)."""
+    return create_app(
+        settings,
+        engine=engine,
+        contract=manifest.ledger.address,
+        w3=w3,
+        clock=clock,
+        custody=custody,
+        coalition=_coalition(settings, w3, engine, manifest, clock),
+        limiter=limiter,
+    )
+
+
 def _jobs(
     settings: Settings, w3: Web3, engine: Engine, manifest: DeploymentManifest, clock: Callable[[], float]
 ) -> Jobs:
@@ -748,16 +773,7 @@ def _up(
     def clock() -> float:
         return time.time() + offset
 
-    app_w3 = web3s()
-    app = create_app(
-        settings,
-        engine=engine,
-        contract=manifest.ledger.address,
-        w3=app_w3,
-        clock=clock,
-        custody=custody,
-        coalition=_coalition(settings, app_w3, engine, manifest, clock),
-    )
+    app = _app(settings, web3s(), engine, manifest, clock, custody)
     sign_ins: tuple[MemberSignIn, ...] = ()
     if demo is not None and demo.state == "seeded" and settings.mode == "dev":
         with TestClient(app) as console:
@@ -833,18 +849,9 @@ def _seed(
 ) -> DemoState:
     """Seeds the demo through an app on the chain's clock (``api/_demo.py``)."""
     chain_clock = ChainClock(web3s())
-    app_w3 = web3s()
-    app = create_app(
-        settings,
-        engine=engine,
-        contract=manifest.ledger.address,
-        w3=app_w3,
-        clock=chain_clock,
-        custody=custody,
-        coalition=_coalition(settings, app_w3, engine, manifest, chain_clock),
-        # the seeding writes a year of a coalition's activity in seconds
-        limiter=RateLimiter(per_key="1000000/second", per_client="1000000/second"),
-    )
+    # the seeding writes a year of a coalition's activity in seconds: no rate limit stands in its way
+    unlimited = RateLimiter(per_key="1000000/second", per_client="1000000/second")
+    app = _app(settings, web3s(), engine, manifest, chain_clock, custody, limiter=unlimited)
     batcher_w3 = web3s()
     jobs = _jobs(settings, web3s(), engine, manifest, chain_clock)
     with TestClient(app) as client:
